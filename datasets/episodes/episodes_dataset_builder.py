@@ -1,0 +1,171 @@
+"""`act_episodes`: a TFDS dataset of recorded episodes (one example per episode).
+
+Build (the config name becomes the dataset's name; the default sim data is `sim_demos`):
+
+    python -m act_jax_datasets.episodes --episodes data/episodes/sim_demos \
+        --data-dir data/tfds --name sim_demos
+
+Read, without TensorFlow:
+
+    from act_jax_datasets.episodes import load
+    source = load("data/tfds/act_episodes/sim_demos/1.0.0")   # random access, len == #episodes
+    ep = source[0]; ep["observation"]["top"]  # list of T (H, W, 3) uint8 frames
+
+Files are array_record; frames are stored as PNG, so a dataset reads back exactly what the
+recorder wrote. Examples keep the recording order (shuffling is the data pipeline's job).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from hardware.episodes import list_episodes, read_episode
+
+_STATE_DOC = "Measured joint positions at each step: degrees; gripper 0 (closed)..100 (open)."
+_ACTION_DOC = "Commanded joint targets at each step, in the units of `state`."
+
+
+class ActEpisodes(tfds.core.GeneratorBasedBuilder):
+    """Episodes recorded by `hardware.record`, from the simulated or a real arm."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Episode format version 1."}
+    # Example i is episode i of the recording: the pipeline splits train/validation by episode.
+    disable_shuffling = True
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        # TFDS locates checksums next to the builder through `importlib.resources` on the
+        # top-level package, which fails for `act_jax_datasets` (a folder mapped by setup.cfg).
+        return epath.Path(__file__)
+
+    def __init__(self, *, episodes_dir: str | os.PathLike | None = None, **kwargs):
+        self._episodes_dir = Path(episodes_dir) if episodes_dir is not None else None
+        super().__init__(**kwargs)
+
+    def _first_meta(self):
+        if self._episodes_dir is None:
+            raise ValueError("ActEpisodes needs episodes_dir= to build")
+        paths = list_episodes(self._episodes_dir)
+        if not paths:
+            raise FileNotFoundError(
+                f"no episode files (episode_NNNNNN.npz) in {self._episodes_dir}: record some with "
+                "`python -m hardware.record`"
+            )
+        return read_episode(paths[0]).meta
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        meta = self._first_meta()
+        dim = len(meta.joint_names)
+        image = lambda cam: tfds.features.Sequence(
+            tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+            doc=f"Camera {cam!r}, one RGB frame per step.",
+        )
+        observation = {cam: image(cam) for cam in meta.cameras}
+        observation["state"] = tfds.features.Tensor(
+            shape=(None, dim), dtype=np.float32, doc=_STATE_DOC
+        )
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__.split("\n")[0],
+            features=tfds.features.FeaturesDict(
+                {
+                    "observation": observation,
+                    "action": tfds.features.Tensor(
+                        shape=(None, dim), dtype=np.float32, doc=_ACTION_DOC
+                    ),
+                    "timestamp": tfds.features.Tensor(
+                        shape=(None,), dtype=np.float64, doc="Seconds since the episode start."
+                    ),
+                    "episode_metadata": {
+                        "episode_index": tfds.features.Scalar(
+                            np.int32, doc="Index in the recording session."
+                        ),
+                        "success": tfds.features.Scalar(np.bool_, doc="Task achieved."),
+                        "fps": tfds.features.Scalar(np.float32, doc="Recording rate, Hz."),
+                        "robot_type": tfds.features.Text(doc="e.g. sim_so101, koch, so101."),
+                        "cube_start_pose": tfds.features.Tensor(
+                            shape=(7,),
+                            dtype=np.float32,
+                            doc="Cube at reset: x, y, z (m), quaternion w, x, y, z; NaN unknown.",
+                        ),
+                        "location_id": tfds.features.Scalar(
+                            np.int32, doc="Named start location, -1 for the continuous region."
+                        ),
+                        "seed": tfds.features.Scalar(np.int64, doc="Reset seed (sim), -1 none."),
+                        "task": tfds.features.Text(doc="Natural-language task."),
+                    },
+                }
+            ),
+            metadata=tfds.core.MetadataDict(
+                cameras=list(meta.cameras), joint_names=list(meta.joint_names)
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples(self._episodes_dir)}
+
+    def _generate_examples(self, episodes_dir: Path):
+        for path in list_episodes(episodes_dir):
+            ep = read_episode(path)
+            m = ep.meta
+            obs = {cam: ep.png[cam] for cam in m.cameras}
+            obs["state"] = ep.state
+            yield m.episode_index, {
+                "observation": obs,
+                "action": ep.action,
+                "timestamp": ep.timestamp,
+                "episode_metadata": {
+                    "episode_index": m.episode_index,
+                    "success": m.success,
+                    "fps": m.fps,
+                    "robot_type": m.robot_type,
+                    "cube_start_pose": np.asarray(m.cube_start_pose, np.float32),
+                    "location_id": m.location_id,
+                    "seed": m.seed,
+                    "task": m.task,
+                },
+            }
+
+
+def build(
+    episodes_dir: str | os.PathLike, data_dir: str | os.PathLike, name: str = "sim_demos"
+) -> Path:
+    """Builds (or rebuilds) the dataset `act_episodes/<name>` from an episode directory.
+
+    Returns:
+      The dataset directory, to pass to `load`.
+    """
+    config = tfds.core.BuilderConfig(name=name, description=f"episodes from {episodes_dir}")
+    builder = ActEpisodes(
+        episodes_dir=episodes_dir, data_dir=os.fspath(data_dir), config=config,
+        file_format="array_record",
+    )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+        )
+    )
+    return Path(builder.data_dir)
+
+
+def load(dataset_dir: str | os.PathLike, split: str = "train"):
+    """Random-access source over a built dataset (no TensorFlow, no builder code needed).
+
+    Raises:
+      FileNotFoundError: naming the directory, if no dataset is there.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "dataset_info.json").exists():
+        raise FileNotFoundError(
+            f"no TFDS dataset at {dataset_dir} (dataset_info.json missing): build one with "
+            "`python -m act_jax_datasets.episodes`"
+        )
+    return tfds.builder_from_directory(os.fspath(dataset_dir)).as_data_source()[split]

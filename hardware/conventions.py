@@ -1,0 +1,27 @@
+"""Conventions shared by every robot, recorder and dataset: they are API.
+
+Units follow LeRobot so that data and checkpoints cross into and out of its ecosystem cleanly:
+joint positions in degrees, the gripper in 0..100 (0 closed, 100 open), 30 frames per second.
+"""
+
+JOINT_NAMES: tuple[str, ...] = (
+    "shoulder_pan",
+    "shoulder_lift",
+    "elbow_flex",
+    "wrist_flex",
+    "wrist_roll",
+    "gripper",
+)
+"""Order of the 6 entries of every `state` and `action` vector."""
+
+CAMERA_NAMES: tuple[str, ...] = ("top", "lateral")
+"""Default camera names: an overhead view and a side view."""
+
+FPS: int = 30
+"""Control and recording rate, in Hz."""
+
+GRIPPER_RANGE: tuple[float, float] = (0.0, 100.0)
+"""Gripper units: 0 is fully closed, 100 fully open."""
+
+STATE_DIM: int = len(JOINT_NAMES)
+ACTION_DIM: int = len(JOINT_NAMES)
