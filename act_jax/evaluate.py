@@ -1,0 +1,267 @@
+"""Closed-loop evaluation of a policy in the simulated pick-and-place world.
+
+    python -m act_jax.evaluate --checkpoint runs/sim_default --episodes 50
+
+Runs rollouts in the MuJoCo sim (`hardware.sim`) through the same control loop that drives the
+real arm, and reports the success rate with a 95% Wilson confidence interval, per cube location,
+and the mean time to success. Writes `eval/<name>/results.json` and mp4 videos of the first few
+rollouts (both cameras side by side) into the checkpoint directory unless `--out` says otherwise.
+
+Evaluation is deterministic for a fixed checkpoint and seeds: episode `i` resets the sim with
+seed `seed + i`, and the policy is deterministic at inference (zero latent, no dropout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from act_jax.execution import make_executor
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% for z = 1.96).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0 or n successes,
+    which is where a good policy lives.
+    """
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One evaluation episode."""
+
+    episode: int
+    seed: int
+    location_id: int
+    success: bool
+    steps: int  # control ticks run
+    time_to_success_s: float | None  # seconds until success() first held, None on failure
+    cube_start_pose: list[float]
+    policy_ms_p50: float  # median latency of a policy call (ms), including chunk queries
+    policy_ms_max: float
+
+
+def summarize(rollouts: Sequence[Rollout]) -> dict:
+    """Success rate with its 95% interval, overall and per cube location."""
+
+    def block(rs):
+        k, n = sum(r.success for r in rs), len(rs)
+        lo, hi = wilson_interval(k, n)
+        times = [r.time_to_success_s for r in rs if r.success]
+        return {
+            "episodes": n,
+            "successes": k,
+            "success_rate": k / n if n else float("nan"),
+            "ci95": [lo, hi],
+            "mean_time_to_success_s": float(np.mean(times)) if times else None,
+        }
+
+    out = block(rollouts)
+    locations = sorted({r.location_id for r in rollouts})
+    if locations != [-1]:
+        out["per_location"] = {
+            str(loc): block([r for r in rollouts if r.location_id == loc]) for loc in locations
+        }
+    return out
+
+
+def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5, record: bool = False):
+    """Runs one episode from the robot's current reset state until success or `max_steps`.
+
+    Success must hold for `settle_steps` consecutive ticks (the cube at rest in the box).
+
+    Returns:
+      (success, ticks, time_to_success_s or None, policy latencies (s), frames or None), where
+      frames maps camera -> list of (H, W, 3) uint8 observations.
+    """
+    from hardware.control_loop import run_loop
+
+    frames = {cam: [] for cam in robot.cameras} if record else None
+    latencies: list[float] = []
+    held, t_held = 0, None
+
+    def timed_policy(observation):
+        t0 = time.perf_counter()
+        action = policy(observation)
+        latencies.append(time.perf_counter() - t0)
+        return action
+
+    def on_step(t, observation, action, sent):
+        nonlocal held, t_held
+        if frames is not None:
+            for cam, img in observation["images"].items():
+                frames[cam].append(img)
+        if robot.success():
+            held += 1
+            if held == 1:
+                t_held = (t + 1) / robot.fps  # start of the current run of success ticks
+        else:
+            held = 0
+        return held >= settle_steps
+
+    stats = run_loop(
+        robot, timed_policy, fps=robot.fps, max_steps=max_steps, realtime=False, on_step=on_step
+    )
+    success = held >= settle_steps
+    return success, stats.ticks, (t_held if success else None), latencies, frames
+
+
+def run_rollouts(
+    make_policy: Callable[[], Callable[[dict], np.ndarray]],
+    robot,
+    *,
+    episodes: int,
+    seed: int = 1000,
+    max_steps: int = 400,
+    settle_steps: int = 5,
+    locations: Sequence[int] | None = None,
+    video_dir: Path | None = None,
+    videos: int = 0,
+    progress: bool = True,
+) -> list[Rollout]:
+    """Runs `episodes` rollouts of a policy in a simulated robot.
+
+    Args:
+      make_policy: returns a fresh per-episode policy callable, observation -> (6,) action (it owns
+        its executor state, so it must be rebuilt or reset for every episode).
+      robot: a `hardware.sim` robot (reset(seed=..., location=...), success(), cube_pose()).
+      episodes: number of rollouts; episode i resets with seed `seed + i`.
+      max_steps: ticks before a rollout counts as a failure.
+      settle_steps: success must hold for this many consecutive ticks.
+      locations: if given, named cube location ids cycled over the episodes.
+      video_dir, videos: write mp4s of the first `videos` rollouts there.
+    """
+    from hardware.video import write_video
+
+    rollouts = []
+    bar = tqdm(range(episodes), desc="evaluate", unit="ep", disable=not progress)
+    for i in bar:
+        location = None if locations is None else int(locations[i % len(locations)])
+        robot.reset(seed=seed + i, location=location)
+        success, ticks, t_success, lat, frames = rollout(
+            robot, make_policy(), max_steps=max_steps, settle_steps=settle_steps,
+            record=i < videos and video_dir is not None,
+        )
+        lat_ms = 1e3 * np.asarray(lat or [0.0])
+        rollouts.append(
+            Rollout(
+                episode=i, seed=seed + i, location_id=robot.location_id, success=success,
+                steps=ticks, time_to_success_s=t_success,
+                cube_start_pose=[float(v) for v in robot.cube_start_pose],
+                policy_ms_p50=float(np.median(lat_ms)), policy_ms_max=float(lat_ms.max()),
+            )
+        )
+        if frames is not None:
+            write_video(
+                video_dir / f"rollout_{i:03d}_{'success' if success else 'failure'}.mp4",
+                {cam: np.stack(f) for cam, f in frames.items()}, fps=robot.fps,
+            )
+        bar.set_postfix(success=f"{sum(r.success for r in rollouts)}/{len(rollouts)}")
+    return rollouts
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    episodes: int = 50,
+    seed: int = 1000,
+    execution: str | None = None,
+    distribution: str | None = None,
+    max_steps: int | None = None,
+    videos: int = 3,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluates a checkpoint directory in simulation and writes results.json (+ videos)."""
+    from act_jax.policy import Policy
+    from hardware.sim import SimRobot
+
+    policy = Policy.from_checkpoint(checkpoint)
+    cfg = policy.config
+    execution = execution or cfg.eval.execution
+    distribution = distribution or cfg.eval.distribution
+    max_steps = max_steps or cfg.eval.max_steps
+    out = Path(out) if out else Path(checkpoint) / "eval" / f"{distribution}_{execution}"
+    out.mkdir(parents=True, exist_ok=True)
+    make_executor(execution)  # validate the spec before any rollout starts
+    policy.warmup()
+
+    robot = SimRobot(
+        image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
+        distribution=distribution,
+    )
+    locations = None
+    if distribution in ("named", "held_out"):
+        locations = list(range(robot.num_locations))
+    t0 = time.time()
+    with robot:
+        rollouts = run_rollouts(
+            lambda: policy.as_controller(make_executor(execution)), robot,
+            episodes=episodes, seed=seed, max_steps=max_steps, locations=locations,
+            video_dir=out, videos=videos, progress=progress,
+        )
+    summary = summarize(rollouts)
+    summary.update(
+        checkpoint=str(checkpoint), step=policy.step, execution=execution,
+        distribution=distribution, seed=seed, max_steps=max_steps,
+        wall_time_s=time.time() - t0, policy_retraces_after_warmup=policy.retraces_after_warmup,
+        rollouts=[dataclasses.asdict(r) for r in rollouts],
+    )
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    summary["out_dir"] = str(out)
+    return summary
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--checkpoint", required=True, help="training workdir (or checkpoint dir)")
+    p.add_argument("--episodes", type=int, default=50, help="rollouts (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1000, help="seed of episode 0 (default %(default)s)")
+    p.add_argument(
+        "--execution", default=None,
+        help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)",
+    )
+    p.add_argument(
+        "--locations", default=None, choices=("uniform", "named", "held_out"),
+        help="cube start distribution (default: the checkpoint config's)",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
+    p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")
+    p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")
+    args = p.parse_args(argv)
+    s = evaluate_checkpoint(
+        args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
+        distribution=args.locations, max_steps=args.max_steps, videos=args.videos, out=args.out,
+    )
+    lo, hi = s["ci95"]
+    print(
+        f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
+        f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%), {s['distribution']}, {s['execution']}"
+    )
+    if s["mean_time_to_success_s"] is not None:
+        print(f"mean time to success {s['mean_time_to_success_s']:.2f} s")
+    for loc, b in s.get("per_location", {}).items():
+        print(f"  location {loc}: {b['successes']}/{b['episodes']}")
+    print(f"results: {s['out_dir']}/results.json; videos: {s['out_dir']}/*.mp4")
+
+
+if __name__ == "__main__":
+    main()
