@@ -1,0 +1,415 @@
+"""`MotorBus`: one serial bus of Dynamixel or Feetech servos, over pyserial.
+
+What it guarantees:
+- The port is opened exclusively (`flock`), so a second writer on the same arm fails at open with
+  an error naming the port, instead of interleaving packets.
+- Every transaction has a timeout derived from the baud rate and the bytes on the wire, plus a
+  fixed latency allowance (USB latency timer, servo return delay, OS scheduling). If the adapter's
+  `latency_timer` is readable in sysfs, the allowance is raised to cover it.
+- Retries are bounded twice: by a count, and by a time budget (a share of the 33 ms tick), so a
+  dead servo costs at most one budget per tick, not seconds.
+- Every status packet's error byte is recorded (`last_errors`, `error_log`), sync reads included;
+  nothing is silently dropped.
+- `connect()` pings every expected id and checks its model number; the bus itself never enables
+  torque, and the handshake fails, naming the missing ids and wrong models, before anyone can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+import time
+from collections.abc import Callable, Iterable
+
+import serial
+
+from hardware.motors import get_protocol
+from hardware.motors.packets import InstructionPacket, Outcome
+from hardware.motors.parser import Reply, ReplyCollector
+from hardware.motors.tables import MODEL_BY_NUMBER, ModelSpec, Register, get_model
+
+log = logging.getLogger(__name__)
+
+
+class MotorBusError(ConnectionError):
+    """The port cannot be used (cannot open, unplugged, busy)."""
+
+
+class MotorNotFoundError(MotorBusError):
+    """Expected servos did not answer the handshake, or are another model."""
+
+
+class MotorCommError(MotorBusError):
+    """A servo did not give a valid reply within the retries and the time budget."""
+
+
+class MotorInstructionError(RuntimeError):
+    """A servo answered, but refused the instruction (Dynamixel error number in the status)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Motor:
+    """One servo on the bus: its id and LeRobot model key."""
+
+    id: int
+    model: str
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """Outcome of a (sync) read across motors.
+
+    Attributes:
+        values: motor name -> value, only for motors that replied OK.
+        outcomes: motor name -> `Outcome` of the last attempt.
+        errors: motor name -> status error byte, for motors whose reply carried one (nonzero).
+        attempts: transactions used.
+    """
+
+    values: dict[str, int]
+    outcomes: dict[str, Outcome]
+    errors: dict[str, int]
+    attempts: int
+
+    @property
+    def ok(self) -> bool:
+        return all(o is Outcome.OK for o in self.outcomes.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o is not Outcome.OK]
+
+
+def _sysfs_latency_timer_s(port: str) -> float | None:
+    """FTDI/CH34x latency timer of a USB serial port, if the kernel exposes it."""
+    name = os.path.basename(os.path.realpath(port))
+    path = f"/sys/bus/usb-serial/devices/{name}/latency_timer"
+    try:
+        with open(path) as f:
+            return int(f.read().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+class MotorBus:
+    """A bus of servos of one protocol.
+
+    Args:
+        port: serial device path, e.g. `/dev/ttyACM0` or `/dev/serial/by-id/...`.
+        motors: motor name -> `Motor`.
+        protocol: `"dynamixel"` or `"feetech"`.
+        baudrate: bits per second (1 Mbaud on both stock LeRobot arms).
+        latency_s: fixed allowance per transaction on top of wire time.
+        max_retries: extra attempts after a failed transaction.
+        budget_s: default time budget for one call including retries.
+        serial_factory: builds the port (tests may wrap it to spy on opens).
+    """
+
+    def __init__(
+        self,
+        port: str,
+        motors: dict[str, Motor],
+        protocol: str,
+        baudrate: int = 1_000_000,
+        latency_s: float = 0.004,
+        max_retries: int = 2,
+        budget_s: float = 0.015,
+        serial_factory: Callable[..., serial.Serial] = serial.Serial,
+    ):
+        self.port, self.baudrate = port, int(baudrate)
+        self.protocol = get_protocol(protocol)
+        self.motors = dict(motors)
+        self.models: dict[str, ModelSpec] = {n: get_model(m.model) for n, m in motors.items()}
+        for name, model in self.models.items():
+            if model.protocol != self.protocol.name:
+                raise ValueError(f"motor {name!r}: {model.name} does not speak {protocol}")
+        self._by_id = {m.id: n for n, m in motors.items()}
+        if len(self._by_id) != len(motors):
+            raise ValueError(f"duplicate motor ids on {port}: {motors}")
+        self.latency_s, self.max_retries, self.budget_s = latency_s, max_retries, budget_s
+        self._factory = serial_factory
+        self._ser: serial.Serial | None = None
+        self.last_errors: dict[str, int] = {}
+        self.error_log: list[tuple[float, str, int, list[str]]] = []
+        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0}
+
+    # -- connection -----------------------------------------------------------------------------
+    @property
+    def is_connected(self) -> bool:
+        return self._ser is not None and self._ser.is_open
+
+    def connect(self, handshake: bool = True) -> None:
+        """Open the port exclusively; with `handshake`, ping and model-check every motor."""
+        if self.is_connected:
+            raise MotorBusError(f"{self.port}: already connected")
+        try:
+            self._ser = self._factory(
+                port=self.port,
+                baudrate=self.baudrate,
+                timeout=0,
+                write_timeout=0.1,
+                exclusive=True,
+            )
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise MotorBusError(
+                f"could not open servo port {self.port}: {e}. Is another program using it, is the "
+                "arm plugged in, and do you have permission (dialout group)?"
+            ) from e
+        timer = _sysfs_latency_timer_s(self.port)
+        if timer is not None and self.latency_s < 2 * timer + 0.002:
+            log.warning(
+                "%s: USB latency_timer is %.0f ms; set it to 1 ms for a 30 Hz loop",
+                self.port,
+                timer * 1000,
+            )
+            self.latency_s = 2 * timer + 0.002
+        if handshake:
+            try:
+                self.handshake()
+            except BaseException:
+                self.disconnect()
+                raise
+
+    def handshake(self) -> None:
+        """Ping every expected motor and check its model; raise naming every problem."""
+        missing, wrong = [], []
+        for name, motor in self.motors.items():
+            number = self.ping(motor.id, budget_s=0.1)
+            if number is None:
+                missing.append(f"{name} (id {motor.id})")
+                continue
+            expected = self.models[name]
+            if number != expected.number:
+                found = MODEL_BY_NUMBER.get((self.protocol.name, number), f"model {number}")
+                wrong.append(f"{name} (id {motor.id}): expected {expected.name}, found {found}")
+        if missing or wrong:
+            parts = []
+            if missing:
+                parts.append("no reply from " + ", ".join(missing))
+            if wrong:
+                parts.append("wrong model: " + "; ".join(wrong))
+            raise MotorNotFoundError(
+                f"servo handshake failed on {self.port} ({self.protocol.name}, {self.baudrate} "
+                f"baud): {'; '.join(parts)}. Check cables, ids and baud rate."
+            )
+
+    def disconnect(self) -> None:
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except (serial.SerialException, OSError):
+                pass
+            self._ser = None
+
+    def __enter__(self) -> MotorBus:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disconnect()
+
+    # -- transactions ---------------------------------------------------------------------------
+    def timeout_for(self, n_tx: int, n_rx: int) -> float:
+        """Seconds to wait for `n_rx` reply bytes after sending `n_tx` (10 bits per byte)."""
+        return self.latency_s + 1.5 * (n_tx + n_rx) * 10.0 / self.baudrate
+
+    def _require(self) -> serial.Serial:
+        if self._ser is None:
+            raise MotorBusError(f"{self.port}: not connected")
+        return self._ser
+
+    def _transact(self, packet: InstructionPacket, expected: dict[int, int]) -> dict[int, Reply]:
+        """Send one instruction and collect the replies of `expected` ids (id -> data bytes)."""
+        ser = self._require()
+        data = self.protocol.encode_instruction(packet)
+        n_rx = sum(self.protocol.status_size(n) for n in expected.values())
+        self.stats["transactions"] += 1
+        try:
+            ser.reset_input_buffer()  # bytes left from an earlier late reply are not ours
+            ser.write(data)
+            if not expected:
+                return {}
+            deadline = time.monotonic() + self.timeout_for(len(data), n_rx)
+            collector = ReplyCollector(self.protocol, expected)
+            fd = ser.fileno()
+            while not collector.done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                ready, _, _ = select.select([fd], [], [], left)
+                if ready:
+                    collector.feed(ser.read(max(1, ser.in_waiting)))
+        except (serial.SerialException, OSError) as e:
+            raise MotorBusError(f"servo port {self.port} failed: {e} (unplugged?)") from e
+        results = collector.results()
+        for motor_id, reply in results.items():
+            name = self._by_id.get(motor_id, f"id {motor_id}")
+            if reply.outcome is Outcome.OK:
+                self._note_error(name, reply.packet.error)
+            else:
+                self.stats["timeouts" if reply.outcome is Outcome.TIMEOUT else "corrupt"] += 1
+        return results
+
+    def _note_error(self, name: str, error: int) -> None:
+        previous = self.last_errors.get(name, 0)
+        self.last_errors[name] = error
+        if error:
+            names = self.protocol.error_names(error)
+            self.error_log.append((time.monotonic(), name, error, names))
+            if error != previous:
+                log.warning("%s: motor %s reports %s", self.port, name, ", ".join(names))
+
+    def _name(self, motor: str) -> Motor:
+        try:
+            return self.motors[motor]
+        except KeyError:
+            raise KeyError(
+                f"no motor {motor!r} on {self.port}; known: {list(self.motors)}"
+            ) from None
+
+    # -- single-motor operations ----------------------------------------------------------------
+    def ping(self, motor_id: int, budget_s: float | None = None) -> int | None:
+        """Model number of the servo `motor_id`, or None if it does not answer."""
+        deadline = time.monotonic() + (budget_s or self.budget_s)
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            n = self.protocol.ping_reply_size()
+            reply = self._transact(self.protocol.ping(motor_id), {motor_id: n})[motor_id]
+            if reply.outcome is Outcome.OK:
+                if n:
+                    return int.from_bytes(reply.packet.params[:2], "little")
+                model_reg = next(iter(self.models.values())).register("Model_Number")
+                r = self._transact(
+                    self.protocol.read(motor_id, model_reg.address, model_reg.size),
+                    {motor_id: model_reg.size},
+                )[motor_id]
+                if r.outcome is Outcome.OK:
+                    return self.protocol.decode_value(model_reg, r.packet.params)
+            if time.monotonic() >= deadline:
+                break
+        return None
+
+    def read(self, register: str, motor: str, budget_s: float | None = None) -> int:
+        """Read one register of one motor; raise `MotorCommError` naming it on failure."""
+        result = self.sync_read(register, [motor], budget_s=budget_s, use_sync=False)
+        if not result.ok:
+            raise MotorCommError(
+                f"{self.port}: reading {register} from motor {motor} (id {self.motors[motor].id})"
+                f" failed: {result.outcomes[motor].value} after {result.attempts} attempt(s)"
+            )
+        return result.values[motor]
+
+    def write(self, register: str, motor: str, value: int, budget_s: float | None = None) -> None:
+        """Write one register of one motor and check its status reply."""
+        m = self._name(motor)
+        reg = self.models[motor].register(register)
+        packet = self.protocol.write(m.id, reg.address, self.protocol.encode_value(reg, value))
+        deadline = time.monotonic() + (budget_s or self.budget_s)
+        reply = None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            reply = self._transact(packet, {m.id: 0})[m.id]
+            if reply.outcome is Outcome.OK or time.monotonic() >= deadline:
+                break
+        if reply.outcome is not Outcome.OK:
+            raise MotorCommError(
+                f"{self.port}: writing {register}={value} to motor {motor} (id {m.id}) failed: "
+                f"{reply.outcome.value}"
+            )
+        if self.protocol.name == "dynamixel" and reply.packet.error & 0x7F:
+            raise MotorInstructionError(
+                f"{self.port}: motor {motor} (id {m.id}) refused {register}={value}: "
+                f"{', '.join(self.protocol.error_names(reply.packet.error & 0x7F))}"
+            )
+
+    # -- group operations -----------------------------------------------------------------------
+    def sync_read(
+        self,
+        register: str,
+        motors: Iterable[str] | None = None,
+        budget_s: float | None = None,
+        use_sync: bool = True,
+    ) -> ReadResult:
+        """Read `register` from several motors; never raises for a missing reply.
+
+        Motors that fail are retried (only those) while the budget lasts. Check `.ok`/`.failed`.
+        With `use_sync=False` (or one motor) plain READ instructions are used, one motor at a time.
+        """
+        names = list(motors) if motors is not None else list(self.motors)
+        regs = {n: self.models[n].register(register) for n in names}
+        reg: Register = regs[names[0]]
+        deadline = time.monotonic() + (budget_s or self.budget_s)
+        values: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        outcomes = {n: Outcome.TIMEOUT for n in names}
+        todo, attempts = list(names), 0
+        while todo and attempts <= self.max_retries:
+            ids = [self.motors[n].id for n in todo]
+            if use_sync and len(ids) > 1:
+                packet = self.protocol.sync_read(reg.address, reg.size, ids)
+            else:
+                packet = self.protocol.read(ids[0], reg.address, reg.size)
+                ids = ids[:1]
+            attempts += 1
+            if attempts > 1:
+                self.stats["retries"] += 1
+            results = self._transact(packet, {i: reg.size for i in ids})
+            for motor_id, reply in results.items():
+                name = self._by_id[motor_id]
+                outcomes[name] = reply.outcome
+                if reply.outcome is Outcome.OK:
+                    values[name] = self.protocol.decode_value(regs[name], reply.packet.params)
+                    if reply.packet.error:
+                        errors[name] = reply.packet.error
+            todo = [n for n in names if outcomes[n] is not Outcome.OK]
+            if time.monotonic() + self.timeout_for(20, 20 * len(todo)) > deadline:
+                break
+        return ReadResult(values, outcomes, errors, attempts)
+
+    def sync_write(self, register: str, values: dict[str, int]) -> None:
+        """Write `register` on several motors in one broadcast packet (servos do not reply)."""
+        if not values:
+            return
+        reg = self.models[next(iter(values))].register(register)
+        data = {
+            self._name(n).id: self.protocol.encode_value(self.models[n].register(register), v)
+            for n, v in values.items()
+        }
+        self._transact(self.protocol.sync_write(reg.address, reg.size, data), {})
+
+    def read_all(self, register: str, budget_s: float = 0.1) -> dict[str, int]:
+        """Read `register` from every motor, raising `MotorCommError` naming any that fail."""
+        result = self.sync_read(register, budget_s=budget_s)
+        if not result.ok:
+            bad = ", ".join(
+                f"{n} (id {self.motors[n].id}): {result.outcomes[n].value}" for n in result.failed
+            )
+            raise MotorCommError(f"{self.port}: reading {register} failed for {bad}")
+        return result.values
+
+    # -- torque ---------------------------------------------------------------------------------
+    def enable_torque(self, motors: Iterable[str] | None = None) -> None:
+        """Torque on, checked per motor (Feetech: then lock the EEPROM, as LeRobot does)."""
+        for name in motors if motors is not None else self.motors:
+            self.write("Torque_Enable", name, 1, budget_s=0.05)
+            if self.protocol.name == "feetech":
+                self.write("Lock", name, 1, budget_s=0.05)
+
+    def disable_torque(self, motors: Iterable[str] | None = None) -> list[str]:
+        """Torque off, best effort: a broadcast first (reaches every live servo at once), then a
+        checked write per motor. Returns the motors that did not confirm; never raises for them."""
+        names = list(motors) if motors is not None else list(self.motors)
+        self.sync_write("Torque_Enable", {n: 0 for n in names})
+        unconfirmed = []
+        for name in names:
+            try:
+                self.write("Torque_Enable", name, 0, budget_s=0.02)
+                if self.protocol.name == "feetech":
+                    self.write("Lock", name, 0, budget_s=0.02)
+            except (MotorCommError, MotorInstructionError):
+                unconfirmed.append(name)
+        return unconfirmed
