@@ -3,9 +3,9 @@
 A thread owns the master side of a pty; the code under test opens the slave path with real
 `serial.Serial`, exactly as it would open `/dev/ttyUSB0`. Each emulated servo has a byte-level
 control table (EEPROM and RAM areas, addresses from `hardware.motors.tables`) and answers ping,
-read, write, sync read, sync write and reboot with correctly framed status packets. Motion comes from
-a `JointPhysics` (first-order servos, or the MuJoCo arm): goals written over the wire move joints,
-present positions read over the wire come from the physics.
+read, write, sync read, sync write and reboot with correctly framed status packets. Motion comes
+from a `JointPhysics` (first-order servos, or the MuJoCo arm): goals written over the wire move
+joints, present positions read over the wire come from the physics.
 
 Servo rules the emulator enforces, as the real firmware does:
 - Dynamixel: EEPROM writes with torque on fail with an access error; writes to read-only registers

@@ -102,7 +102,7 @@ class Protocol(abc.ABC):
 
     # -- values --------------------------------------------------------------------------------
     def encode_value(self, reg: Register, value: int) -> bytes:
-        """Little-endian bytes of `value` for `reg`; ValueError names the register if it overflows."""
+        """Little-endian bytes of `value` for `reg`; a ValueError names the register on overflow."""
         value = int(value)
         bits = 8 * reg.size
         if reg.sign == "twos":

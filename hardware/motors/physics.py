@@ -5,8 +5,8 @@ ticks (before the servo applies its homing offset), so the emulator owns all reg
 
 - `JointPhysics`: the small interface the emulator needs.
 - `FirstOrderServo`: a position servo with a time constant, a speed limit, obstacles that stall a
-  joint, a load estimate and a thermal model (heats with load squared, cools towards ambient). Always
-  available and fast: the unit tests use it.
+  joint, a load estimate and a thermal model (heats with load squared, cools towards ambient).
+  Always available and fast: the unit tests use it.
 - `SimArmPhysics` (in `hardware.motors.sim_physics`) drives the MuJoCo arm instead.
 """
 
