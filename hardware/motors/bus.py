@@ -326,6 +326,33 @@ class MotorBus:
                 f"{', '.join(self.protocol.error_names(reply.packet.error & 0x7F))}"
             )
 
+    def read_span(
+        self, motor: str, registers: list[str], budget_s: float | None = None
+    ) -> tuple[dict[str, int], int] | None:
+        """Read several registers of one motor in a single READ covering all of them.
+
+        Returns (register -> value, status error byte), or None if the motor did not reply.
+        Never raises for a missing reply: the round-robin health read in a 30 Hz loop uses it.
+        """
+        m, model = self._name(motor), self.models[motor]
+        regs = [model.register(r) for r in registers]
+        start = min(r.address for r in regs)
+        size = max(r.address + r.size for r in regs) - start
+        deadline = time.monotonic() + (budget_s or self.budget_s)
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            reply = self._transact(self.protocol.read(m.id, start, size), {m.id: size})[m.id]
+            if reply.outcome is Outcome.OK:
+                data = reply.packet.params
+                values = {
+                    r.name: self.protocol.decode_value(r, data[r.address - start :]) for r in regs
+                }
+                return values, reply.packet.error
+            if time.monotonic() >= deadline:
+                break
+        return None
+
     # -- group operations -----------------------------------------------------------------------
     def sync_read(
         self,

@@ -47,6 +47,25 @@ _OVERHEAT_BIT_FT = 1 << 2  # Feetech status error bit
 _TABLE_SIZE = 256
 
 
+class VirtualClock:
+    """A clock that moves only when told: lets a 30 Hz loop and the emulator's physics run faster
+    than real time. Has the `time` module's `monotonic()` and `sleep()`."""
+
+    def __init__(self, start: float = 0.0):
+        self.t = float(start)
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.t
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.t += max(0.0, float(seconds))
+
+    advance = sleep
+
+
 @dataclasses.dataclass
 class Faults:
     """Fault injection knobs. Probabilities apply per reply; mutate them while running.
