@@ -1,0 +1,137 @@
+"""The control loop: observation -> policy -> action at a fixed rate, for every robot.
+
+The same loop records teleoperated demonstrations (`hardware.record`), evaluates policies in
+simulation (`act_jax.evaluate`) and drives the real arm (`hardware.deploy`). The policy is a
+plain callable, observation dict -> (6,) action, so the loop knows nothing of ACT.
+
+    stats = run_loop(robot, policy, fps=30, max_steps=300, realtime=True)
+
+Each tick: `observation = robot.get_observation()`, `action = policy(observation)`,
+`sent = robot.send_action(action)`, then `on_step(t, observation, action, sent)`. With
+`realtime=True` the loop sleeps until the next tick of a fixed 1/fps grid and counts overruns
+(ticks that ended after the next one was due; the grid then restarts from now rather than
+bursting to catch up). With `realtime=False` it runs as fast as it can: a simulator advances
+its own clock in `send_action`, so sim time stays exact and wall time is not wasted.
+
+The loop stops at `max_steps`, when `stop()` returns True (checked before each tick), when
+`on_step` returns True, or on KeyboardInterrupt, which is re-raised after `on_stop` (if given)
+has run, so a recorder can close its episode and a real robot can be left safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class LoopStats:
+    """What a run of the loop did and how long its parts took.
+
+    Latencies are in milliseconds over all ticks: observation (read sensors/render), policy,
+    send (write targets; in simulation this includes the physics), and the whole tick.
+    """
+
+    ticks: int = 0
+    overruns: int = 0
+    stopped_by: str = "max_steps"  # max_steps | stop | on_step | interrupt
+    wall_s: float = 0.0
+    latency_ms: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> str:
+        tick = self.latency_ms.get("tick", {})
+        return (
+            f"{self.ticks} ticks in {self.wall_s:.2f} s, stopped by {self.stopped_by}, "
+            f"{self.overruns} overruns, tick p50 {tick.get('p50', float('nan')):.1f} ms "
+            f"p99 {tick.get('p99', float('nan')):.1f} ms"
+        )
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    a = 1e3 * np.asarray(samples)
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+    }
+
+
+def run_loop(
+    robot,
+    policy: Callable[[dict], np.ndarray],
+    *,
+    fps: float = 30,
+    max_steps: int,
+    realtime: bool = True,
+    on_step: Callable[[int, dict, np.ndarray, np.ndarray], bool | None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    on_stop: Callable[[LoopStats], None] | None = None,
+) -> LoopStats:
+    """Runs `policy` on `robot` for up to `max_steps` ticks (see the module docstring).
+
+    Args:
+      robot: a connected `hardware.robot.Robot`.
+      policy: observation dict -> (6,) action in LeRobot units.
+      fps: control rate in Hz.
+      max_steps: the most ticks to run.
+      realtime: keep a fixed rate (True, real hardware) or run flat out (False, simulation).
+      on_step: called after each tick with (tick index, observation, action, sent action);
+        returning True ends the loop.
+      stop: polled before each tick; returning True ends the loop.
+      on_stop: called once when the loop ends for any reason, interrupt included.
+
+    Returns:
+      LoopStats.
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    period = 1.0 / fps
+    stats = LoopStats()
+    times = {"observation": [], "policy": [], "send": [], "tick": []}
+    start = time.perf_counter()
+    next_tick = start
+    try:
+        for t in range(max_steps):
+            if stop is not None and stop():
+                stats.stopped_by = "stop"
+                break
+            t0 = time.perf_counter()
+            observation = robot.get_observation()
+            t1 = time.perf_counter()
+            action = np.asarray(policy(observation))
+            t2 = time.perf_counter()
+            sent = robot.send_action(action)
+            t3 = time.perf_counter()
+            times["observation"].append(t1 - t0)
+            times["policy"].append(t2 - t1)
+            times["send"].append(t3 - t2)
+            stats.ticks = t + 1
+            done = on_step(t, observation, action, sent) if on_step is not None else None
+            times["tick"].append(time.perf_counter() - t0)
+            if done:
+                stats.stopped_by = "on_step"
+                break
+            if realtime:
+                next_tick += period
+                delay = next_tick - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    stats.overruns += 1
+                    next_tick = time.perf_counter()
+    except KeyboardInterrupt:
+        stats.stopped_by = "interrupt"
+        raise
+    finally:
+        stats.wall_s = time.perf_counter() - start
+        stats.latency_ms = {k: _percentiles(v) for k, v in times.items()}
+        if on_stop is not None:
+            on_stop(stats)
+    return stats
