@@ -1,0 +1,356 @@
+"""The training data pipeline: episodes in memory, (frame, action chunk) batches, prefetching.
+
+ACT learns from single observations paired with the next `chunk_size` actions. The pipeline:
+
+1. `load_episodes` reads a built `act_episodes` TFDS dataset (array_record through
+   `act_jax_datasets.episodes.load`, no TensorFlow) and decodes every frame once into memory as
+   uint8, checking cameras and image sizes against the model config. The CPU default (50 episodes
+   of ~200 steps, two 96x128 cameras) takes ~0.75 GB.
+2. `split_episodes` holds out whole episodes for validation: frames of one episode are strongly
+   correlated, so a per-frame split would leak.
+3. `ChunkSampler.batch(step)` draws `(episode, t)` uniformly over all frames of the training
+   episodes and returns the observation at `t` with actions `t .. t + chunk_size - 1`. Past the
+   episode end the target repeats the last action and `action_is_pad` is True, so the loss ignores
+   it. The draw depends only on `(seed, step)`: a resumed run sees exactly the batches it would
+   have seen without the interruption, with no sampler state to checkpoint.
+4. `Prefetcher` builds batches on a background thread and puts them on the devices with the batch
+   sharding, a bounded queue ahead, so the accelerator does not wait on Python.
+
+Batch layout (B = batch size, C = chunk size):
+    images         dict camera -> (B, H, W, 3) uint8 (the model normalises images itself)
+    state          (B, state_dim) float32, normalised
+    actions        (B, C, action_dim) float32, normalised
+    action_is_pad  (B, C) bool
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from act_jax.normalization import NormStats
+
+
+@dataclasses.dataclass
+class EpisodeData:
+    """One decoded episode (T steps).
+
+    Attributes:
+      episode_index: index of the episode in its recording session.
+      images: camera -> (T, H, W, 3) uint8 RGB.
+      state: (T, state_dim) float32, raw units.
+      action: (T, action_dim) float32, raw units.
+      success: whether the demo achieved the task.
+    """
+
+    episode_index: int
+    images: dict[str, np.ndarray]
+    state: np.ndarray
+    action: np.ndarray
+    success: bool
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def load_episodes(
+    dataset_dir: str | os.PathLike,
+    cameras: Sequence[str],
+    image_size: Sequence[int],
+    state_dim: int,
+    action_dim: int,
+) -> list[EpisodeData]:
+    """Reads and decodes a whole `act_episodes` dataset into memory, checking it fits the model.
+
+    Raises:
+      FileNotFoundError: naming the directory, if no dataset is there.
+      ValueError: naming the dataset, episode and field, for an empty dataset, a missing camera,
+        frames whose size differs from `image_size`, or state/action of the wrong width.
+    """
+    from act_jax_datasets.episodes import load  # TFDS import is slow; only pay it when reading.
+
+    source = load(dataset_dir)
+    if len(source) == 0:
+        raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
+    expected = (int(image_size[0]), int(image_size[1]), 3)
+    episodes = []
+    for i in tqdm(range(len(source)), desc=f"decoding {Path(dataset_dir).name} episodes",
+                  unit="ep", leave=False):
+        ex = source[i]
+        index = int(ex["episode_metadata"]["episode_index"])
+        where = f"{dataset_dir}, episode {index}"
+        obs = ex["observation"]
+        images = {}
+        for cam in cameras:
+            if cam not in obs:
+                have = sorted(k for k in obs if k != "state")
+                raise ValueError(f"{where}: no camera {cam!r} (the dataset has {have}); "
+                                 "set config.model.cameras to match")
+            frames = np.stack(obs[cam]) if len(obs[cam]) else np.zeros((0, *expected), np.uint8)
+            if frames.shape[1:] != expected:
+                raise ValueError(
+                    f"{where}: camera {cam!r} frames are {frames.shape[1:]} but "
+                    f"config.model.image_size asks for {expected}; record at that size or "
+                    "change config.model.image_size")
+            images[cam] = frames
+        state = np.asarray(obs["state"], np.float32)
+        action = np.asarray(ex["action"], np.float32)
+        for name, arr, dim in (("state", state, state_dim), ("action", action, action_dim)):
+            if arr.ndim != 2 or arr.shape[1] != dim:
+                raise ValueError(f"{where}: {name} has shape {arr.shape}, the model expects "
+                                 f"(T, {dim})")
+        if len(state) == 0:
+            raise ValueError(f"{where}: the episode has no steps")
+        episodes.append(EpisodeData(index, images, state, action,
+                                    bool(ex["episode_metadata"]["success"])))
+    return episodes
+
+
+def split_episodes(
+    num_episodes: int, val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Splits episode positions into (train, validation), by episode, deterministically.
+
+    With at least 2 episodes and `val_fraction > 0`, validation gets at least one episode and
+    training keeps at least one.
+    """
+    if num_episodes <= 0:
+        raise ValueError("cannot split zero episodes")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"config.data.val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = int(round(val_fraction * num_episodes))
+    if val_fraction > 0 and num_episodes >= 2:
+        n_val = min(max(n_val, 1), num_episodes - 1)
+    else:
+        n_val = 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def shift_and_brightness(images: np.ndarray, shifts: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Cheap image augmentation: a random translation and a brightness gain per image.
+
+    Shifts pad by replicating the border and crop back to the original size (DrQ-style).
+
+    Args:
+      images: (B, H, W, 3) uint8.
+      shifts: (B, 2) int, row and column offsets in [-max_shift, max_shift].
+      gains: (B,) float multiplicative brightness.
+
+    Returns:
+      (B, H, W, 3) uint8.
+    """
+    _, h, w, _ = images.shape
+    pad = int(np.abs(shifts).max()) if shifts.size else 0
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    out = np.empty_like(images)
+    for i, (dy, dx) in enumerate(shifts):
+        crop = padded[i, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+        out[i] = np.clip(crop.astype(np.float32) * gains[i], 0, 255).astype(np.uint8)
+    return out
+
+
+class ChunkSampler:
+    """Draws batches of (observation at t, actions t..t+C-1) from episodes held in memory.
+
+    Args:
+      episodes: the episodes to draw from.
+      norm_stats: applied to states and actions once, up front.
+      chunk_size: C.
+      batch_size: the global batch size B (over all processes).
+      seed: with the step, determines every batch.
+      max_shift, brightness: augmentation strength (0 turns each off).
+      process_index, process_count: this process returns rows
+        `[process_index * B / process_count, (process_index + 1) * B / process_count)` of the global
+        batch, so the global batch is the same whatever the number of processes.
+    """
+
+    def __init__(self, episodes: Sequence[EpisodeData], norm_stats: NormStats, chunk_size: int,
+                 batch_size: int, seed: int, *, max_shift: int = 0, brightness: float = 0.0,
+                 process_index: int = 0, process_count: int = 1):
+        if not episodes:
+            raise ValueError("ChunkSampler needs at least one episode")
+        if batch_size % process_count:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} "
+                             "processes")
+        self.cameras = tuple(episodes[0].images)
+        self.chunk_size, self.batch_size, self.seed = chunk_size, batch_size, seed
+        self.max_shift, self.brightness = max_shift, brightness
+        local = batch_size // process_count
+        self._rows = slice(process_index * local, (process_index + 1) * local)
+        self._images = [ep.images for ep in episodes]
+        self._state = [norm_stats.normalize_state(ep.state).astype(np.float32) for ep in episodes]
+        # Actions padded at the end by repeating the last one, so every chunk is one slice.
+        self._action = []
+        for ep in episodes:
+            a = norm_stats.normalize_action(ep.action).astype(np.float32)
+            self._action.append(np.concatenate([a, np.repeat(a[-1:], chunk_size - 1, axis=0)]))
+        self._length = np.array([len(ep) for ep in episodes])
+        # Flat index over every frame: frame k is (episode _ep[k], step _t[k]).
+        self._ep = np.repeat(np.arange(len(episodes)), self._length)
+        self._t = np.concatenate([np.arange(n) for n in self._length])
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._ep)
+
+    def gather(self, frames: np.ndarray) -> dict:
+        """The batch for the given flat frame indices (no augmentation). frames: (B,) int."""
+        eps, ts = self._ep[frames], self._t[frames]
+        steps = np.arange(self.chunk_size)
+        return {
+            "images": {c: np.stack([self._images[e][c][t] for e, t in zip(eps, ts, strict=True)])
+                       for c in self.cameras},
+            "state": np.stack([self._state[e][t] for e, t in zip(eps, ts, strict=True)]),
+            "actions": np.stack([self._action[e][t : t + self.chunk_size]
+                                 for e, t in zip(eps, ts, strict=True)]),
+            "action_is_pad": steps[None, :] >= (self._length[eps] - ts)[:, None],
+        }
+
+    def batch(self, step: int) -> dict:
+        """This process's rows of the global batch for `step` (a pure function of seed, step)."""
+        rng = np.random.default_rng([self.seed, step])
+        frames = rng.integers(0, self.num_frames, size=self.batch_size)
+        # Augmentation parameters are drawn for the whole global batch, then sliced, so they too
+        # are independent of the number of processes.
+        n_img = self.batch_size * len(self.cameras)
+        shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=(n_img, 2))
+        gains = rng.uniform(1 - self.brightness, 1 + self.brightness, size=n_img)
+        batch = self.gather(frames[self._rows])
+        if self.max_shift > 0 or self.brightness > 0:
+            shifts = shifts.reshape(self.batch_size, len(self.cameras), 2)[self._rows]
+            gains = gains.reshape(self.batch_size, len(self.cameras))[self._rows]
+            batch["images"] = {
+                c: shift_and_brightness(batch["images"][c], shifts[:, j], gains[:, j])
+                for j, c in enumerate(self.cameras)}
+        return batch
+
+    def fixed_batches(self, num_batches: int) -> list[dict]:
+        """Evenly spaced frames covering every episode, for a validation loss that is comparable
+        from one evaluation to the next. Returns this process's rows of each batch."""
+        n = num_batches * self.batch_size
+        frames = np.linspace(0, self.num_frames - 1, n).round().astype(np.int64)
+        return [self.gather(frames[i * self.batch_size : (i + 1) * self.batch_size][self._rows])
+                for i in range(num_batches)]
+
+
+class Prefetcher:
+    """Builds the batches for steps `start .. end-1` on a thread and puts them on the devices.
+
+    Usage:
+        with Prefetcher(sampler.batch, start, end, sharding) as batches:
+            for step, batch in batches: ...
+
+    `make_batch(step)` returns this process's rows; with several processes the rows are assembled
+    into one global array with `jax.make_array_from_process_local_data`. Errors on the thread are
+    re-raised in the consumer.
+    """
+
+    _DONE = object()
+
+    def __init__(self, make_batch: Callable[[int], dict], start: int, end: int,
+                 sharding: jax.sharding.Sharding, size: int = 2):
+        self._make_batch, self._start, self._end = make_batch, start, end
+        self._sharding = sharding
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self):
+        try:
+            for step in range(self._start, self._end):
+                local = self._make_batch(step)
+                batch = jax.tree.map(
+                    lambda x: jax.make_array_from_process_local_data(self._sharding, x), local)
+                if not self._put((step, batch)):
+                    return
+            self._put(self._DONE)
+        except BaseException as e:  # noqa: B036 - handed to the consumer, which re-raises it
+            self._put(e)
+
+    def __enter__(self) -> Iterator[tuple[int, dict]]:
+        self._thread.start()
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[tuple[int, dict]]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def dataset_dir_for(data_config) -> Path:
+    """The TFDS dataset directory named by `config.data` (an explicit `dataset_dir` wins)."""
+    if data_config.dataset_dir:
+        return Path(data_config.dataset_dir)
+    from act_jax_datasets.episodes import ActEpisodes
+
+    return Path(data_config.tfds_data_dir) / "act_episodes" / data_config.name / str(
+        ActEpisodes.VERSION)
+
+
+def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
+    """Returns the dataset directory, building (and, for the sim, recording) it when missing.
+
+    In order: an existing TFDS dataset is used as is; otherwise episodes in
+    `config.data.episodes_dir` are built into one; otherwise, if `config.data.record_episodes > 0`,
+    the scripted sim expert records them first (`hardware.record.record_sim_dataset`).
+
+    Raises:
+      FileNotFoundError: naming the paths tried, when there is no dataset and no way to make one.
+    """
+    from hardware.episodes import list_episodes
+
+    dataset_dir = dataset_dir_for(data_config)
+    if (dataset_dir / "dataset_info.json").exists():
+        return dataset_dir
+    if data_config.dataset_dir:
+        raise FileNotFoundError(
+            f"no TFDS dataset at config.data.dataset_dir={dataset_dir} (dataset_info.json "
+            "missing); build it with `python -m act_jax_datasets.episodes`, or leave "
+            "dataset_dir empty to build from config.data.episodes_dir")
+    episodes_dir = Path(data_config.episodes_dir) if data_config.episodes_dir else None
+    if episodes_dir is None or not list_episodes(episodes_dir):
+        if episodes_dir is None or data_config.record_episodes <= 0:
+            raise FileNotFoundError(
+                f"no dataset at {dataset_dir} (dataset_info.json missing) and no episode files "
+                f"in {episodes_dir or '(config.data.episodes_dir is empty)'} to build one from; "
+                "record episodes with `python -m hardware.record`, or set "
+                "config.data.record_episodes > 0 to record simulated demos")
+        try:
+            from hardware.record import record_sim_dataset
+        except ImportError as e:
+            raise FileNotFoundError(
+                f"no dataset at {dataset_dir} and no episodes in {episodes_dir}, and the sim "
+                f"recorder is unavailable to record them ({e})") from e
+        print(f"recording {data_config.record_episodes} simulated demos into {episodes_dir}")
+        record_sim_dataset(episodes_dir, data_config.record_episodes, tuple(image_size),
+                           data_config.record_seed, data_config.record_distribution)
+    from act_jax_datasets.episodes import build
+
+    print(f"building the TFDS dataset {dataset_dir} from {episodes_dir}")
+    return build(episodes_dir, data_config.tfds_data_dir, data_config.name)

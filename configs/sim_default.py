@@ -1,0 +1,84 @@
+"""ACT on the simulated pick-and-place task, sized to train on a CPU (two 96x128 cameras).
+
+    python -m act_jax.train --config configs/sim_default.py --workdir runs/sim_default
+
+Override any field from the command line (unknown fields are errors), e.g.
+
+    python -m act_jax.train --config configs/sim_default.py --workdir runs/short \
+        --config.train.num_steps=500 --config.model.dim_model=128
+
+If the dataset `data/tfds/act_episodes/sim_demos` is missing it is built from the episodes in
+`data/episodes/sim_demos`, and those are recorded with the scripted sim expert first if missing
+too. Run it from the repository root (configs import each other as `configs.<name>`).
+
+This is the base config: other configs import it and change only what differs.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+
+    # ---- Model: the CPU-sized ACT. Every size knob lives here (see configs/seed.py for ACT's).
+    # Fields are exactly those of act_jax.model.ACTConfig.
+    config.model = model = ml_collections.ConfigDict()
+    model.cameras = ("top", "lateral")
+    model.image_size = (96, 128)  # (H, W), the size the sim records at
+    model.state_dim = 6
+    model.action_dim = 6
+    model.chunk_size = 50
+    model.dim_model = 256
+    model.n_heads = 8
+    model.dim_feedforward = 1024
+    model.n_encoder_layers = 2
+    model.n_decoder_layers = 1
+    model.n_vae_encoder_layers = 2
+    model.dropout = 0.1
+    model.pre_norm = False
+    model.use_vae = True
+    model.latent_dim = 32
+    model.backbone_width = 0.25  # ResNet18 with a quarter of the channels: ~3x faster on CPU
+    model.dtype = "float32"
+
+    # ---- Data.
+    config.data = data = ml_collections.ConfigDict()
+    data.dataset_dir = ""  # a built TFDS dataset; empty: <tfds_data_dir>/act_episodes/<name>/1.0.0
+    data.tfds_data_dir = "data/tfds"
+    data.name = "sim_demos"
+    data.episodes_dir = "data/episodes/sim_demos"  # built into the dataset when it is missing
+    data.record_episodes = 50  # recorded with the sim expert when episodes_dir is empty (0: never)
+    data.record_seed = 0
+    data.record_distribution = "default"  # cube start distribution (see hardware.record)
+    data.val_fraction = 0.1  # of episodes, held out for the validation loss
+    data.val_batches = 8  # batches of evenly spaced validation frames per evaluation
+    data.augment = ml_collections.ConfigDict()
+    data.augment.max_shift = 0  # random image translation, pixels (0: off)
+    data.augment.brightness = 0.0  # random gain in [1 - b, 1 + b] (0: off)
+
+    # ---- Training.
+    config.train = train = ml_collections.ConfigDict()
+    train.seed = 0
+    train.batch_size = 32
+    train.num_steps = 3000
+    train.lr = 1e-4
+    train.lr_backbone = 1e-4  # no ImageNet weights here, so the backbone learns at full rate
+    train.weight_decay = 1e-4
+    train.grad_clip = 10.0
+    train.kl_weight = 10.0
+    train.warmup_steps = 100
+    train.schedule = "cosine"  # "constant" or "cosine" (decay to 0 at num_steps)
+    train.frozen = ()  # regexes over "/"-joined param paths that get no updates
+    train.init_from = ""  # a workdir whose latest weights start a new run (fine-tuning)
+    train.log_every = 50
+    train.eval_every = 500  # validation L1; 0: never
+    train.checkpoint_every = 500
+    train.keep_checkpoints = 3
+    train.distributed = False  # jax.distributed.initialize() (also when JAX_COORDINATOR_ADDRESS)
+
+    # ---- Rollout evaluation in the sim during training (an eval_fn given to train_and_evaluate).
+    config.eval = ev = ml_collections.ConfigDict()
+    ev.every_steps = 0  # 0: off
+    ev.episodes = 10
+    ev.seed = 1000
+    return config

@@ -1,0 +1,58 @@
+"""Tiny synthetic episode datasets for the data, training and checkpoint tests.
+
+Episodes go through the real path: `hardware.episodes.write_episode` writes episode files and
+`act_jax_datasets.episodes.build` builds the TFDS (array_record) dataset that the trainer reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from act_jax_datasets.episodes import build
+from hardware.episodes import EpisodeMeta, encode_png, write_episode
+
+CAMERAS = ("top", "lateral")
+
+
+def synthetic_episode(rng: np.random.Generator, index: int, steps: int,
+                      image_size: tuple[int, int], cameras=CAMERAS) -> dict:
+    """A smooth random joint trajectory with frames whose brightness follows the first joint,
+    so images carry information about the state (a model can learn something from them)."""
+    h, w = image_size
+    state = np.cumsum(rng.normal(0, 2.0, (steps, 6)), axis=0).astype(np.float32)
+    state[:, 5] = np.clip(50 + state[:, 5], 0, 100)
+    action = np.concatenate([state[1:], state[-1:]]).astype(np.float32)
+    png = {}
+    for j, cam in enumerate(cameras):
+        frames = []
+        for t in range(steps):
+            base = np.uint8((128 + 3 * state[t, j]) % 256)
+            img = np.full((h, w, 3), base, np.uint8)
+            img[: h // 2, : w // 2] = rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)
+            frames.append(encode_png(img))
+        png[cam] = frames
+    return dict(state=state, action=action, timestamp=np.arange(steps) / 30.0, png=png,
+                meta=EpisodeMeta(episode_index=index, robot_type="synthetic",
+                                 success=bool(index % 2), seed=index, cameras=tuple(cameras)))
+
+
+def write_episodes(episodes_dir: Path, num_episodes: int = 4, steps: int = 12,
+                   image_size: tuple[int, int] = (32, 32), seed: int = 0,
+                   cameras=CAMERAS) -> list[dict]:
+    """Writes `num_episodes` synthetic episodes (lengths `steps`, `steps`+1, ...)."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for i in range(num_episodes):
+        ep = synthetic_episode(rng, i, steps + i, image_size, cameras)
+        write_episode(episodes_dir, **ep)
+        written.append(ep)
+    return written
+
+
+def build_dataset(root: Path, name: str = "tiny", **kwargs) -> Path:
+    """Writes synthetic episodes under `root/episodes` and builds `root/tfds`. Returns the
+    dataset directory (what `config.data.dataset_dir` takes)."""
+    write_episodes(root / "episodes", **kwargs)
+    return build(root / "episodes", root / "tfds", name)
