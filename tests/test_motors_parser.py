@@ -130,3 +130,19 @@ def test_dynamixel_stuffed_payload_survives_splits():
     assert len(wire) == DYNAMIXEL.status_size(len(data)) + 2  # two stuffing bytes
     for cut in range(len(wire) + 1):
         assert classify(DYNAMIXEL, [wire[:cut], wire[cut:]], 5, len(data)).packet == sent
+
+
+@PROTOCOLS
+def test_reply_under_wrong_id_is_withheld(proto):
+    # Servo 4's reply arrives carrying id 6 (valid checksum), in servo 4's slot of the sync read.
+    def status(i, v):
+        return proto.encode_status(StatusPacket(i, 0, bytes([v, 0])))
+
+    expected = {i: 2 for i in range(1, 7)}
+    stream = status(1, 1) + status(2, 2) + status(3, 3) + status(6, 4) + status(5, 5) + status(6, 6)
+    collector = ReplyCollector(proto, expected)
+    collector.feed(stream)
+    results = collector.results()
+    assert results[6].outcome is Outcome.CORRUPT  # never the value 4
+    assert results[4].outcome is Outcome.CORRUPT
+    assert [results[i].packet.params[0] for i in (1, 2, 3)] == [1, 2, 3]

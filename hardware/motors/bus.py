@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import select
+import termios
 import time
 from collections.abc import Callable, Iterable
 
@@ -176,7 +177,7 @@ class MotorBus:
         """Ping every expected motor and check its model; raise naming every problem."""
         missing, wrong = [], []
         for name, motor in self.motors.items():
-            number = self.ping(motor.id, budget_s=0.1)
+            number = self.ping(motor.id, budget_s=0.1, retries=max(3, self.max_retries))
             if number is None:
                 missing.append(f"{name} (id {motor.id})")
                 continue
@@ -241,7 +242,7 @@ class MotorBus:
                 ready, _, _ = select.select([fd], [], [], left)
                 if ready:
                     collector.feed(ser.read(max(1, ser.in_waiting)))
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, termios.error) as e:
             raise MotorBusError(f"servo port {self.port} failed: {e} (unplugged?)") from e
         results = collector.results()
         for motor_id, reply in results.items():
@@ -270,10 +271,12 @@ class MotorBus:
             ) from None
 
     # -- single-motor operations ----------------------------------------------------------------
-    def ping(self, motor_id: int, budget_s: float | None = None) -> int | None:
+    def ping(
+        self, motor_id: int, budget_s: float | None = None, retries: int | None = None
+    ) -> int | None:
         """Model number of the servo `motor_id`, or None if it does not answer."""
         deadline = time.monotonic() + (budget_s or self.budget_s)
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(1 + (self.max_retries if retries is None else retries)):
             if attempt:
                 self.stats["retries"] += 1
             n = self.protocol.ping_reply_size()
@@ -393,7 +396,10 @@ class MotorBus:
                     if reply.packet.error:
                         errors[name] = reply.packet.error
             todo = [n for n in names if outcomes[n] is not Outcome.OK]
-            if time.monotonic() + self.timeout_for(20, 20 * len(todo)) > deadline:
+            # Retry only if one more full attempt for the missing motors fits in the budget.
+            n_tx = len(self.protocol.encode_instruction(packet))
+            n_rx = len(todo) * self.protocol.status_size(reg.size)
+            if time.monotonic() + self.timeout_for(n_tx, n_rx) > deadline:
                 break
         return ReadResult(values, outcomes, errors, attempts)
 

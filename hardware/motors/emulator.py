@@ -233,6 +233,11 @@ class ServoEmulator:
         with self._lock:
             self.servos[motor_id].set(register, value)
 
+    def advance_physics(self) -> None:
+        """Bring the physics up to `clock()` now (after a test jumps a virtual clock)."""
+        with self._lock:
+            self._advance()
+
     def move_by_hand(self, motor_id: int, present_ticks: int) -> None:
         """Move a limp joint so that its Present_Position reads `present_ticks`."""
         with self._lock:
@@ -277,8 +282,10 @@ class ServoEmulator:
         parser = StreamParser(self.protocol, status=False)
         while self._running:
             try:
-                ready, _, _ = select.select([self._master], [], [], 0.05)
+                ready, _, _ = select.select([self._master], [], [], 0.01)
                 if not ready:
+                    with self._lock:
+                        self._advance()  # keep physics current between packets
                     continue
                 data = os.read(self._master, 4096)
             except OSError:

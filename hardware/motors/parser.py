@@ -133,8 +133,10 @@ class ReplyCollector:
 
     def __init__(self, protocol: Protocol, expected: dict[int, int]):
         self.expected = dict(expected)
+        self._position = {i: k for k, i in enumerate(expected)}
         self.parser = StreamParser(protocol, status=True)
         self.replies: dict[int, StatusPacket] = {}
+        self.suspect: set[int] = set()
         self.bytes_seen = 0
         self.bad_frames = 0
         self.wrong_ids: list[int] = []
@@ -158,13 +160,34 @@ class ReplyCollector:
                 self.wrong_ids.append(pkt.id)
             elif len(pkt.params) != self.expected[pkt.id]:
                 self.bad_frames += 1
-            elif pkt.id not in self.replies:
-                self.replies[pkt.id] = pkt
+            else:
+                self._accept(pkt)
+
+    def _accept(self, pkt: StatusPacket) -> None:
+        # Servos answer a sync read in the order of its id list. A valid-looking reply that
+        # contradicts an earlier one, or arrives out of that order, may be another servo's reply
+        # under a wrong id (a misconfigured servo, or a corruption that kept the checksum valid):
+        # every reply it casts doubt on is withheld rather than risk returning a wrong value.
+        if pkt.id in self.suspect:
+            return
+        if pkt.id in self.replies:
+            if self.replies[pkt.id] != pkt:
+                self.suspect.add(pkt.id)
+                del self.replies[pkt.id]
+            return
+        pos = self._position[pkt.id]
+        later = [i for i in self.replies if self._position[i] > pos]
+        if later:
+            self.suspect.update(later + [pkt.id])
+            for i in later:
+                del self.replies[i]
+            return
+        self.replies[pkt.id] = pkt
 
     def results(self) -> dict[int, Reply]:
         """Outcome per expected id, given everything fed so far (call at the deadline)."""
         noisy = self.bad_frames > 0 or self.parser.discarded > 0 or self.parser.pending > 0
-        noisy = noisy or bool(self.wrong_ids)
+        noisy = noisy or bool(self.wrong_ids) or bool(self.suspect)
         out = {}
         for i in self.expected:
             if i in self.replies:

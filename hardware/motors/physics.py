@@ -112,7 +112,7 @@ class FirstOrderServo:
 
     def advance(self, dt: float) -> None:
         # Sub-steps keep the lag stable for large dt (a test may jump time by seconds).
-        steps = max(1, int(np.ceil(dt / 0.005)))
+        steps = max(1, int(np.ceil(dt / 0.01)))
         h = dt / steps
         for _ in range(steps):
             err = np.where(self.torque, self.goal - self.pos, 0.0)
