@@ -152,6 +152,7 @@ class SafetyGuard:
             self.rejects_in_row += 1
             if self.rejects_in_row >= self.config.max_rejects:
                 self.stop(f"{self.rejects_in_row} bad actions in a row (last: {reason})")
+                status = Status.STOPPED  # the K-th bad action is the one that stops
         return SafeCommand(self.last.copy(), status, reason)
 
     def filter(self, action, now: float, stamp: float | None = None) -> SafeCommand:

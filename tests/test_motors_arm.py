@@ -1,0 +1,238 @@
+"""ServoArm (bus + calibration + safety) against the emulator, for Koch and SO-101."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hardware.arms import ProtectiveStop, ServoArm
+from hardware.motors.bus import MotorNotFoundError
+from hardware.motors.emulated_arm import default_calibration, emulate_arm
+from hardware.motors.emulator import Faults, VirtualClock
+from hardware.safety import SafetyConfig
+
+pytestmark = pytest.mark.timeout(120)
+ROBOTS = pytest.mark.parametrize("robot", ["koch", "so101"])
+BUS = {"latency_s": 0.004}
+
+
+def rig(robot, faults=None, seed=0, safety=None, **kw):
+    clock = VirtualClock()
+    emu = emulate_arm(robot, clock=clock.monotonic, faults=faults, seed=seed, **kw).start()
+    arm = ServoArm(robot, emu.port, default_calibration(robot), safety=safety, clock=clock,
+                   bus_options=BUS)
+    return clock, emu, arm
+
+
+def torque_values(emu, since=-1.0):
+    return [(i, v) for t, i, v in emu.writes("Torque_Enable") if t >= since]
+
+
+@ROBOTS
+def test_1000_ticks_with_5_percent_dropped_replies(robot):
+    clock, emu, arm = rig(robot, Faults(drop=0.05), seed=7)
+    flagged = 0
+    try:
+        with arm:
+            prev = arm.get_observation()["state"]
+            for k in range(1000):
+                obs = arm.get_observation()
+                report = arm.last_read
+                # Every joint is fresh, or flagged stale and then holds its previous value.
+                stale = ~report.fresh
+                assert np.all(report.missed_ticks[stale] > 0)
+                assert np.all(report.missed_ticks[report.fresh] == 0)
+                np.testing.assert_array_equal(obs["state"][stale], prev[stale])
+                flagged += bool(stale.any())
+                prev = obs["state"]
+                target = np.array([20 * np.sin(k / 40), 10, -10, 5 * np.cos(k / 25), 0, 50])
+                arm.send_action(target)
+                clock.advance(1 / 30)
+        assert arm.stop_reason is None
+        assert arm.bus.stats["timeouts"] > 100  # the drops did happen (~5% of ~7000 replies)
+        assert flagged < 100  # retries inside the tick budget recover most of them
+        # The joints really followed: the last observation is near the last command.
+        np.testing.assert_allclose(prev[:4], arm.last_command.goal[:4], atol=3.0)
+    finally:
+        emu.stop()
+
+
+@ROBOTS
+def test_dead_id_triggers_protective_stop_and_torque_off(robot):
+    k = 3
+    clock, emu, arm = rig(robot, safety=SafetyConfig(comm_fail_ticks=k))
+    try:
+        arm.connect()
+        for _ in range(5):
+            arm.get_observation()
+            arm.send_action(np.array([0, 0, 0, 0, 0, 50.0]))
+            clock.advance(1 / 30)
+        emu.faults.dead_ids.add(3)
+        t_dead = clock.monotonic()
+        ticks = 0
+        with pytest.raises(ProtectiveStop, match=r"elbow_flex \(id 3\)"):
+            while ticks < 10:
+                ticks += 1
+                arm.get_observation()
+                arm.send_action(np.array([0, 0, 0, 0, 0, 50.0]))
+                clock.advance(1 / 30)
+        assert ticks == k
+        off = {i for i, v in torque_values(emu, t_dead) if v == 0}
+        assert off == {1, 2, 3, 4, 5, 6}  # the broadcast torque-off reaches every id
+        assert {i for i, v in torque_values(emu, t_dead) if v == 1} == set()
+        assert emu.get(1, "Torque_Enable") == 0 and emu.get(6, "Torque_Enable") == 0
+        with pytest.raises(ProtectiveStop):
+            arm.send_action(np.zeros(6))
+        arm.disconnect()
+    finally:
+        emu.stop()
+
+
+@ROBOTS
+def test_missing_id_at_connect_never_enables_torque(robot):
+    clock, emu, arm = rig(robot)
+    try:
+        emu.faults.dead_ids.add(6)
+        with pytest.raises(MotorNotFoundError, match=r"gripper \(id 6\)"):
+            arm.connect()
+        assert not arm.is_connected
+        assert [v for _, v in torque_values(emu)] == []  # not even a torque-off: nothing sent
+        assert all(e.packet.instruction == 0x01 or e.packet.instruction == 0x02
+                   for e in emu.wire_log)  # only pings (and Feetech model reads)
+    finally:
+        emu.stop()
+
+
+@ROBOTS
+def test_nan_policy_never_reaches_the_wire(robot):
+    k = 3
+    clock, emu, arm = rig(robot, safety=SafetyConfig(max_rejects=k))
+    calib = arm.calibration
+    lo = {j.id: j.range_min for j in calib.joints.values()}
+    hi = {j.id: j.range_max for j in calib.joints.values()}
+    rng = np.random.default_rng(0)
+    try:
+        t_nan = None
+        with pytest.raises(ProtectiveStop, match="bad actions in a row"):
+            with arm:
+                for tick in range(100):
+                    arm.get_observation()
+                    action = rng.normal(0, 200, 6)  # wild but finite: clamped and rate limited
+                    if tick >= 50:
+                        action[tick % 6] = np.nan
+                        t_nan = t_nan if t_nan is not None else tick
+                    arm.send_action(action)
+                    clock.advance(1 / 30)
+        assert tick - t_nan == k - 1  # stopped at the K-th NaN action
+        goals = emu.writes("Goal_Position")
+        assert len(goals) > 50 * 6
+        assert all(lo[i] <= v <= hi[i] for _, i, v in goals)
+        # It held its pose and then, on disconnect, torque went off.
+        assert {i for i, v in torque_values(emu) if v == 0} >= set(range(1, 7))
+    finally:
+        emu.stop()
+
+
+def test_overheat_under_stall_derates_then_stops():
+    clock, emu, arm = rig("so101", safety=SafetyConfig(temp_derate=45, temp_stop=50))
+    try:
+        arm.connect()
+        # A cube in the gripper: the jaw cannot close past 2500 ticks while commanded shut.
+        emu.physics.obstruct(5, 2500, 4095)
+        emu.physics.heat_rate = 20.0  # a fast thermal model keeps the test short
+        derated_seen = False
+        with pytest.raises(ProtectiveStop, match="gripper"):
+            for _ in range(3000):
+                arm.get_observation()
+                arm.send_action(np.array([0, 0, 0, 0, 0, 0.0]))
+                derated_seen |= arm.guard.step[5] < arm.guard.base_step[5]
+                clock.advance(1 / 30)
+        assert derated_seen
+        assert emu.get(6, "Torque_Enable") == 0
+        assert arm.monitor.levels["gripper"].name == "STOP"
+    finally:
+        arm.disconnect()
+        emu.stop()
+
+
+@ROBOTS
+def test_servo_error_bit_stops_within_one_tick(robot):
+    clock, emu, arm = rig(robot)
+    try:
+        arm.connect()
+        arm.get_observation()
+        emu.faults.error_bits[2] = 0x80 if robot == "koch" else 0x20  # alert / overload
+        with pytest.raises(ProtectiveStop, match="shoulder_lift"):
+            arm.get_observation()
+        assert emu.get(2, "Torque_Enable") == 0
+    finally:
+        arm.disconnect()
+        emu.stop()
+
+
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+from hardware.arms import ServoArm
+from hardware.motors.emulated_arm import default_calibration, emulate_arm
+from hardware.safety import SafetyConfig
+robot, out = sys.argv[1], sys.argv[2]
+emu = emulate_arm(robot).start()
+park = (0.0, -40.0, 40.0, 30.0, 0.0, 10.0)
+arm = ServoArm(robot, emu.port, default_calibration(robot), bus_options={"latency_s": 0.004},
+               safety=SafetyConfig(exit_mode="park", park_pose=park, max_step=2.0,
+                                   park_time_s=5.0, max_action_age_s=1.0))
+try:
+    with arm:
+        print("READY", flush=True)
+        while True:
+            arm.get_observation()
+            arm.send_action(np.array([30.0, 20.0, -20.0, 0.0, 0.0, 80.0]))
+            time.sleep(1 / 30)
+except KeyboardInterrupt:
+    pass
+log = [(t, i, v) for t, i, v in emu.writes("Goal_Position")]
+torque = [(t, i, v) for t, i, v in emu.writes("Torque_Enable")]
+emu.stop()
+json.dump({"goals": log, "torque": torque}, open(out, "w"))
+print("DONE", flush=True)
+"""
+
+
+@pytest.mark.parametrize("robot", ["so101"])
+def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
+    out = tmp_path / "wire.json"
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, robot, str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "READY"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)  # first Ctrl-C: the loop ends, the park starts
+        time.sleep(0.4)
+        child.send_signal(signal.SIGINT)  # second Ctrl-C, in the middle of the park
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    assert "DONE" in stdout
+    wire = json.loads(out.read_text())
+    calib = default_calibration(robot)
+    park_ticks = calib.to_ticks(np.array([0.0, -40.0, 40.0, 30.0, 0.0, 10.0]))
+    t_on = max(t for t, _, v in wire["torque"] if v == 1)
+    t_off = min(t for t, _, v in wire["torque"] if v == 0 and t > t_on)
+    last_goal = {}
+    for t, i, v in wire["goals"]:
+        if t < t_off:
+            last_goal[i] = v
+    # The park completed before torque went off, for every joint.
+    assert [last_goal[i] for i in range(1, 7)] == [int(x) for x in park_ticks]
+    assert {i for t, i, v in wire["torque"] if v == 0 and t > t_on} == set(range(1, 7))
+    assert "Ctrl-C during shutdown ignored" in stderr
