@@ -177,7 +177,9 @@ def record(
         teleop.reset()
         ep = record_episode(robot, teleop, max_steps=max_steps, realtime=realtime)
         success = False
-        extra = {"recording": settings, "loop": ep["stats"].summary()}
+        extra = {"recording": settings}
+        if realtime:  # wall-clock timing is worth keeping on hardware, and not reproducible
+            extra["loop"] = ep["stats"].summary()
         if is_sim:
             success = bool(robot.success())
             location_id = int(robot.location_id)

@@ -80,8 +80,11 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
                     "action": tfds.features.Tensor(
                         shape=(None, dim), dtype=np.float32, doc=_ACTION_DOC
                     ),
+                    # Raw bytes: TFDS's default serialises floats as 32-bit (float_list), which
+                    # would round float64 timestamps.
                     "timestamp": tfds.features.Tensor(
-                        shape=(None,), dtype=np.float64, doc="Seconds since the episode start."
+                        shape=(None,), dtype=np.float64, encoding=tfds.features.Encoding.BYTES,
+                        doc="Seconds since the episode start.",
                     ),
                     "episode_metadata": {
                         "episode_index": tfds.features.Scalar(

@@ -18,7 +18,8 @@ Grasps are vertical, with the jaws closing across two faces of the cube: of the 
 directions, the one nearest the arm's radial direction (the least wrist roll). Each phase's
 duration is scaled by a factor in [1 - jitter, 1 + jitter] drawn from the episode's seed, so
 demonstrations differ slightly in timing but never in structure. An episode lasts ~5.9 s
-(~177 ticks at 30 Hz) and ends after the retreat.
+(~178 ticks at 30 Hz) and ends back at the rest pose, ~1.5 s after the cube lands. Joint targets
+move at most ~7 degrees per tick (210 deg/s), within the STS3215's no-load speed.
 
     python -m hardware.sim.expert --episodes 100       # success rate over random starts
 """
@@ -55,7 +56,7 @@ PHASES = (
     ("lower", 0.3),
     ("open", 0.5),
     ("retreat", 0.35),
-    ("home", 0.8),
+    ("home", 1.2),
 )
 
 

@@ -95,6 +95,7 @@ class Kinematics:
         max_iters: int = 200,
         damping: float = 1e-3,
         rotation_weight: float = 0.1,
+        max_step: float = 0.3,
     ) -> IKResult:
         """Joint angles (5,) that put the tcp at `position` with `rotation`, starting at `seed`.
 
@@ -102,6 +103,7 @@ class Kinematics:
           position: (3,) target, metres. rotation: (3, 3) target frame.
           seed: (5,) start configuration; the solution stays on its branch (elbow up/down).
           rotation_weight: metres per radian when trading rotation against position error.
+          max_step: largest change of any joint per iteration, radians.
         """
         q = np.clip(np.asarray(seed, np.float64).copy(), self.lower, self.upper)
         w = np.array([1.0, 1.0, 1.0] + [rotation_weight] * 3)
@@ -128,6 +130,8 @@ class Kinematics:
                 if not blocked.any():
                     break
                 free &= ~blocked
+            # A bounded step keeps far-from-solution iterations from jumping between branches.
+            dq *= min(1.0, max_step / max(np.abs(dq).max(), 1e-12))
             q = np.clip(q + dq, self.lower, self.upper)
         pos, rot = self.fk(q)
         return IKResult(
@@ -136,3 +140,23 @@ class Kinematics:
             rotation_error=float(np.linalg.norm(rotation_error(rotation, rot))),
             iterations=it + 1,
         )
+
+    def ik_global(
+        self, position: np.ndarray, rotation: np.ndarray, seed: np.ndarray | None = None,
+        *, restarts: int = 16, rng_seed: int = 0, **kwargs,
+    ) -> IKResult:
+        """`ik` from `seed`, then from deterministic random restarts until one converges.
+
+        Returns the converged result, or the one with the smallest position error.
+        """
+        rng = np.random.default_rng(rng_seed)
+        starts = [] if seed is None else [np.asarray(seed, np.float64)]
+        starts += [rng.uniform(self.lower, self.upper) for _ in range(restarts)]
+        best = None
+        for q0 in starts:
+            res = self.ik(position, rotation, q0, **kwargs)
+            if res.converged:
+                return res
+            if best is None or res.position_error < best.position_error:
+                best = res
+        return best

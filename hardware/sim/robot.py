@@ -17,6 +17,7 @@ same images.
 
 from __future__ import annotations
 
+import cv2
 import mujoco
 import numpy as np
 
@@ -48,6 +49,8 @@ class SimRobot(Robot):
       seed: seeds the draws of resets called without a seed.
       scene: sizes and poses of the scene's objects.
       step_on_action: whether `send_action` advances the physics by one control period.
+      supersample: render at this multiple of image_size and average down (anti-aliasing);
+        default 2 when that fits the 480x640 offscreen buffer, else 1.
     """
 
     robot_type = "sim_so101"
@@ -60,10 +63,16 @@ class SimRobot(Robot):
         seed: int | None = None,
         scene: SceneConfig | None = None,
         step_on_action: bool = True,
+        supersample: int | None = None,
     ):
         h, w = (int(v) for v in image_size)
         if not (0 < h <= 480 and 0 < w <= 640):
             raise ValueError(f"image_size {image_size} must be (height, width) within (480, 640)")
+        if supersample is None:
+            supersample = 2 if (2 * h <= 480 and 2 * w <= 640) else 1
+        if supersample < 1 or supersample * h > 480 or supersample * w > 640:
+            raise ValueError(f"supersample {supersample} x image_size {image_size} exceeds 480x640")
+        self.supersample = int(supersample)
         unknown = set(cameras) - set(CAMERA_NAMES)
         if unknown:
             raise ValueError(f"unknown camera(s) {sorted(unknown)}: the sim has {CAMERA_NAMES}")
@@ -112,7 +121,8 @@ class SimRobot(Robot):
             h, w = self.image_size
             # One renderer serves every camera: they share a size. Shadows and reflections
             # cost ~40 ms a frame on a CPU renderer and add nothing a policy needs.
-            self._renderer = mujoco.Renderer(self.model, h, w)
+            k = self.supersample
+            self._renderer = mujoco.Renderer(self.model, k * h, k * w)
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         self._connected = True
@@ -227,7 +237,28 @@ class SimRobot(Robot):
         if self._renderer is None:
             raise RuntimeError("no renderer: connect first, with at least one camera")
         self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render()
+        img = self._renderer.render()
+        if self.supersample > 1:
+            h, w = self.image_size
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        return img
+
+    def segmentation(self, camera: str) -> np.ndarray:
+        """Which geom each pixel of a camera shows: (H, W) int32 geom ids, -1 for none."""
+        if self._renderer is None:
+            raise RuntimeError("no renderer: connect first, with at least one camera")
+        self._renderer.enable_segmentation_rendering()
+        try:
+            self._renderer.update_scene(self.data, camera=camera)
+            seg = self._renderer.render()
+        finally:
+            self._renderer.disable_segmentation_rendering()
+        k = self.supersample
+        return np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)[::k, ::k]
+
+    def cube_pixels(self, camera: str) -> int:
+        """How many pixels of a camera's image show the cube (occlusion included)."""
+        return int((self.segmentation(camera) == self._cube_geom).sum())
 
     def cube_pose(self) -> np.ndarray:
         """(7,) the cube's x, y, z (m) and quaternion w, x, y, z."""
