@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from act_jax_datasets.episodes import build, load
 
+from act_jax_datasets.episodes import build, load
 from hardware.episodes import list_episodes, read_episode
 from hardware.record import episode_seed, main, record_sim_dataset
 
