@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 import serial
 
 from hardware.motors import get_protocol
-from hardware.motors.packets import InstructionPacket, Outcome
+from hardware.motors.packets import Instruction, InstructionPacket, Outcome
 from hardware.motors.parser import Reply, ReplyCollector
 from hardware.motors.tables import MODEL_BY_NUMBER, ModelSpec, Register, get_model
 
@@ -355,6 +355,17 @@ class MotorBus:
             if time.monotonic() >= deadline:
                 break
         return None
+
+    def reboot(self, motor: str) -> None:
+        """Dynamixel REBOOT: clears a hardware error shutdown (torque comes back off)."""
+        if self.protocol.name != "dynamixel":
+            raise MotorInstructionError(f"{self.port}: {self.protocol.name} servos have no REBOOT")
+        m = self._name(motor)
+        reply = self._transact(InstructionPacket(m.id, Instruction.REBOOT), {m.id: 0})[m.id]
+        if reply.outcome is not Outcome.OK:
+            raise MotorCommError(
+                f"{self.port}: reboot of motor {motor} (id {m.id}) failed: {reply.outcome.value}"
+            )
 
     # -- group operations -----------------------------------------------------------------------
     def sync_read(
