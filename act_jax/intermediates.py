@@ -1,0 +1,159 @@
+"""The one list of ACT's named intermediates (activations an analyst can capture), with shapes.
+
+Every name is the "/"-joined path of a value in the flax "intermediates" collection, so the
+names here, the `sow` calls in the model and what `run_with_cache` returns can never disagree:
+the model sows through `sow` below, and tests check that the captured set equals `expected`.
+
+Capturing costs nothing unless asked for: `Module.sow` is a no-op when the "intermediates"
+collection is not mutable, which is the case for a plain `model.apply(variables, ...)`.
+
+Names (B batch, N encoder tokens, C chunk, D dim, H heads, F ffn dim, h x w feature map):
+
+    backbone/<camera>                       (B, h, w, C_backbone)  ResNet layer4 feature map
+    encoder/input_tokens                    (B, N, D)  [latent, state, cam0 pixels row-major, ...]
+    encoder/pos_embed                       (1, N, D)  added to encoder Q/K and cross-attn keys
+    encoder/layer_{i}/attn_weights          (B, H, N, N)
+    encoder/layer_{i}/out                   (B, N, D)
+    encoder/out                             (B, N, D)  memory the decoder attends to
+    decoder/layer_{i}/self_attn_weights     (B, H, C, C)
+    decoder/layer_{i}/cross_attn_weights    (B, H, C, N)
+    decoder/layer_{i}/mlp_in                (B, C, D)
+    decoder/layer_{i}/mlp_hidden            (B, C, F)  after the ReLU
+    decoder/layer_{i}/mlp_out               (B, C, D)
+    decoder/layer_{i}/out                   (B, C, D)
+    decoder/out                             (B, C, D)  the "action vector" fed to action_head
+    actions                                 (B, C, action_dim)
+    vae/mu, vae/logvar                      (B, latent)   training with the VAE only
+    vae_encoder/layer_{i}/attn_weights      (B, H, 2 + C, 2 + C)   training with the VAE only
+    vae_encoder/layer_{i}/out               (B, 2 + C, D)          training with the VAE only
+
+Attention weights are per head, after the key-padding mask and before attention dropout.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+from flax import traverse_util
+
+COLLECTION = "intermediates"
+
+
+def sow(module: nn.Module, name: str, value) -> None:
+    """Stores `value` under `name` in the module's scope; a no-op unless capturing.
+
+    Keeps the single latest value (not flax's default tuple), so a captured entry is an array.
+    """
+    module.sow(COLLECTION, name, value, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+
+
+def expected(config: Any, batch_size: int, *, train: bool = False) -> dict[str, tuple]:
+    """Documented name -> shape for a model built from `config` (an `ACTConfig`).
+
+    Args:
+        config: needs cameras, image_size, backbone_width, dim_model, n_heads, dim_feedforward,
+            n_encoder_layers, n_decoder_layers, n_vae_encoder_layers, chunk_size, action_dim,
+            latent_dim, use_vae.
+        batch_size: B.
+        train: with `train and use_vae` the VAE entries are included.
+    """
+    from act_jax.resnet import feature_shape  # late: resnet imports nothing from here
+
+    b, d, heads, c = batch_size, config.dim_model, config.n_heads, config.chunk_size
+    fh, fw, fc = feature_shape(config.image_size, config.backbone_width)
+    n = 2 + len(config.cameras) * fh * fw
+    shapes: dict[str, tuple] = {f"backbone/{cam}": (b, fh, fw, fc) for cam in config.cameras}
+    shapes["encoder/input_tokens"] = (b, n, d)
+    shapes["encoder/pos_embed"] = (1, n, d)
+    for i in range(config.n_encoder_layers):
+        shapes[f"encoder/layer_{i}/attn_weights"] = (b, heads, n, n)
+        shapes[f"encoder/layer_{i}/out"] = (b, n, d)
+    shapes["encoder/out"] = (b, n, d)
+    for i in range(config.n_decoder_layers):
+        p = f"decoder/layer_{i}"
+        shapes[f"{p}/self_attn_weights"] = (b, heads, c, c)
+        shapes[f"{p}/cross_attn_weights"] = (b, heads, c, n)
+        shapes[f"{p}/mlp_in"] = (b, c, d)
+        shapes[f"{p}/mlp_hidden"] = (b, c, config.dim_feedforward)
+        shapes[f"{p}/mlp_out"] = (b, c, d)
+        shapes[f"{p}/out"] = (b, c, d)
+    shapes["decoder/out"] = (b, c, d)
+    shapes["actions"] = (b, c, config.action_dim)
+    if train and config.use_vae:
+        shapes["vae/mu"] = (b, config.latent_dim)
+        shapes["vae/logvar"] = (b, config.latent_dim)
+        for i in range(config.n_vae_encoder_layers):
+            shapes[f"vae_encoder/layer_{i}/attn_weights"] = (b, heads, 2 + c, 2 + c)
+            shapes[f"vae_encoder/layer_{i}/out"] = (b, 2 + c, d)
+    return shapes
+
+
+def flatten(collection: Mapping) -> dict[str, Any]:
+    """Nested "intermediates" collection -> {"a/b/c": array}."""
+    return traverse_util.flatten_dict(dict(collection), sep="/")
+
+
+def select(cache: Mapping[str, Any], names: Iterable[str] | None) -> dict[str, Any]:
+    """Picks `names` from a flat cache; an unknown name raises KeyError listing the valid ones."""
+    if names is None:
+        return dict(cache)
+    if isinstance(names, str):
+        names = [names]
+    unknown = [n for n in names if n not in cache]
+    if unknown:
+        raise KeyError(
+            f"unknown intermediate name(s) {unknown}; valid names for this model and call: "
+            + ", ".join(sorted(cache))
+        )
+    return {n: cache[n] for n in names}
+
+
+def run_with_cache(
+    model: nn.Module,
+    variables: Mapping,
+    batch: Mapping[str, Any],
+    names: Iterable[str] | None = None,
+    *,
+    train: bool = False,
+    rngs: Mapping | None = None,
+) -> dict[str, Any]:
+    """Runs `model` on `batch` (jitted) and returns the requested intermediates by name.
+
+    Args:
+        model: an `ACT` module.
+        variables: {"params": ..., "batch_stats": ...}.
+        batch: {"images": {camera: (B, H, W, 3)}, "state": (B, S)} and, for `train=True` with the
+            VAE, "actions" (B, C, A) and "action_is_pad" (B, C). Other keys are ignored.
+        names: names to return (see the module docstring); None returns all of them.
+        train: run in training mode (dropout, VAE posterior); needs `rngs` then.
+        rngs: e.g. {"dropout": key, "latent": key} for `train=True`.
+
+    Returns:
+        {name: array}. Intermediates not requested are dead code to XLA and never computed
+        beyond what the requested ones need.
+
+    Raises:
+        KeyError: a requested name does not exist, with the list of valid names.
+    """
+    names = None if names is None else tuple([names] if isinstance(names, str) else names)
+    inputs = {k: batch.get(k) for k in ("images", "state", "actions", "action_is_pad")}
+    return _capture(model, variables, inputs, rngs, names=names, train=train)
+
+
+@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("names", "train"))
+def _capture(model, variables, inputs, rngs, *, names, train):
+    _, state = model.apply(
+        variables,
+        inputs["images"],
+        inputs["state"],
+        inputs["actions"],
+        inputs["action_is_pad"],
+        train=train,
+        rngs=rngs,
+        mutable=[COLLECTION],
+    )
+    return select(flatten(state[COLLECTION]), names)

@@ -1,0 +1,359 @@
+"""ACT (Action Chunking with Transformers) in flax.linen, matching LeRobot's ACT layer for layer.
+
+Axis conventions (all tensors batch-first):
+    B batch, K cameras, H x W image, h x w backbone feature map (stride 32), C_b backbone
+    channels, N = 2 + K*h*w encoder tokens, D model dim, F feed-forward dim, C chunk size,
+    S state dim, A action dim, L latent dim.
+
+Data flow:
+    images (K x (B, H, W, 3)) -> ImageNet normalisation -> shared ResNet18 (cameras folded into
+    the batch) -> 1x1 `input_proj` -> K*h*w pixel tokens (camera by camera, row-major) with the
+    2-D sine embedding; `latent_proj(z)` and `state_proj(state)` tokens with the learned
+    `pos_embed_1d`; encoder over the N tokens; decoder with C zero queries; `action_head`.
+    Training with the VAE: z ~ q(z | state, actions) from `vae_encoder`; otherwise z = 0.
+
+Every analyst-facing activation is sown under a name documented in `act_jax/intermediates.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from act_jax import intermediates as im
+from act_jax.resnet import ResNet18
+from act_jax.transformer import Decoder, Encoder, EncoderLayer, sine_table_1d, sine_table_2d
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# PyTorch's nn.Linear default (kaiming_uniform, a=sqrt(5)) = U(+-1/sqrt(fan_in)): used for the
+# projections outside the transformer, which ACT leaves at PyTorch defaults.
+torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+embedding_init = nn.initializers.normal(1.0)  # PyTorch's nn.Embedding: N(0, 1)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ACTConfig:
+    """Model hyper-parameters: exactly the fields of `config.model` (defaults: the seed model)."""
+
+    cameras: tuple[str, ...] = ("top", "lateral")
+    image_size: tuple[int, int] = (480, 640)
+    state_dim: int = 6
+    action_dim: int = 6
+    chunk_size: int = 100
+    dim_model: int = 512
+    n_heads: int = 8
+    dim_feedforward: int = 3200
+    n_encoder_layers: int = 3
+    n_decoder_layers: int = 1
+    n_vae_encoder_layers: int = 4
+    dropout: float = 0.1
+    pre_norm: bool = False
+    use_vae: bool = True
+    latent_dim: int = 32
+    backbone_width: float = 1.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        # ConfigDicts hand back lists; keep the dataclass hashable (flax module attribute).
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        self._validate()
+
+    def _validate(self):
+        def fail(field, msg):
+            raise ValueError(f"config.model.{field}={getattr(self, field)!r}: {msg}")
+
+        if not self.cameras or not all(isinstance(c, str) and c for c in self.cameras):
+            fail("cameras", "must be a non-empty tuple of camera names")
+        if len(set(self.cameras)) != len(self.cameras):
+            fail("cameras", "camera names must be unique")
+        if len(self.image_size) != 2 or not all(
+            isinstance(s, (int, np.integer)) and s > 0 for s in self.image_size
+        ):
+            fail("image_size", "must be (height, width), two positive ints")
+        for f in (
+            "state_dim",
+            "action_dim",
+            "chunk_size",
+            "dim_model",
+            "n_heads",
+            "dim_feedforward",
+            "n_encoder_layers",
+            "n_decoder_layers",
+            "latent_dim",
+        ):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                fail(f, "must be a positive int")
+        if not isinstance(self.n_vae_encoder_layers, (int, np.integer)) or (
+            self.n_vae_encoder_layers < (1 if self.use_vae else 0)
+        ):
+            fail("n_vae_encoder_layers", "must be an int >= 1 when use_vae")
+        if self.dim_model % self.n_heads:
+            fail("dim_model", f"must be divisible by n_heads={self.n_heads}")
+        if self.dim_model % 2:
+            fail("dim_model", "must be even (the 2-D sine embedding gives D/2 to each axis)")
+        if not 0.0 <= self.dropout < 1.0:
+            fail("dropout", "must be in [0, 1)")
+        if not self.backbone_width > 0:
+            fail("backbone_width", "must be > 0")
+        if self.dtype not in DTYPES:
+            fail("dtype", f"must be one of {sorted(DTYPES)}")
+
+    @classmethod
+    def from_config(cls, model_config: Any) -> ACTConfig:
+        """Builds from `config.model` (a ConfigDict or mapping); unknown/missing fields raise."""
+        given = dict(model_config.items()) if hasattr(model_config, "items") else model_config
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(given) - fields)
+        missing = sorted(fields - set(given))
+        if unknown:
+            raise ValueError(
+                f"config.model has unknown field(s) {unknown}; known: {sorted(fields)}"
+            )
+        if missing:
+            raise ValueError(f"config.model is missing field(s) {missing}")
+        return cls(**{k: given[k] for k in fields})
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+
+class VAEEncoder(nn.Module):
+    """ACT's CVAE posterior q(z | state, actions): a transformer encoder over [cls, state, a_1..C].
+
+    Uses the fixed 1-D sine table for positions and masks padded actions out of the keys. Each
+    layer sows under `vae_encoder/layer_{i}/`.
+    """
+
+    config: ACTConfig
+
+    @nn.compact
+    def __call__(self, state, actions, action_is_pad, *, deterministic: bool):
+        """Encodes the demonstrated chunk.
+
+        Args:
+            state: (B, S); actions: (B, C, A); action_is_pad: (B, C) bool.
+
+        Returns:
+            mu (B, L) and logvar (B, L) (LeRobot's `log_sigma_x2`).
+        """
+        cfg, dt = self.config, self.config.compute_dtype
+        b, d = state.shape[0], cfg.dim_model
+        dense = dict(dtype=dt, kernel_init=torch_linear_init)
+        cls = self.param("cls_embed", embedding_init, (1, d))
+        tokens = jnp.concatenate(
+            [
+                jnp.broadcast_to(cls.astype(dt)[None], (b, 1, d)),
+                nn.Dense(d, name="state_proj", **dense)(state)[:, None],
+                nn.Dense(d, name="action_proj", **dense)(actions),
+            ],
+            axis=1,
+        )  # (B, 2 + C, D)
+        pos = jnp.asarray(sine_table_1d(2 + cfg.chunk_size, d))[None]  # (1, 2 + C, D)
+        mask = jnp.concatenate([jnp.zeros((b, 2), bool), action_is_pad], axis=1)  # (B, 2 + C)
+        x = tokens
+        for i in range(cfg.n_vae_encoder_layers):
+            x = EncoderLayer(
+                d,
+                cfg.n_heads,
+                cfg.dim_feedforward,
+                cfg.dropout,
+                cfg.pre_norm,
+                dt,
+                name=f"layer_{i}",
+            )(x, pos, mask, deterministic=deterministic)
+        if cfg.pre_norm:
+            x = nn.LayerNorm(epsilon=1e-5, dtype=dt, name="norm")(x)
+        out = nn.Dense(2 * cfg.latent_dim, name="latent_output_proj", **dense)(x[:, 0])
+        out = out.astype(jnp.float32)
+        return out[:, : cfg.latent_dim], out[:, cfg.latent_dim :]
+
+
+class ACT(nn.Module):
+    """The ACT policy network. See the module docstring for the data flow."""
+
+    config: ACTConfig
+
+    @nn.compact
+    def __call__(self, images, state, actions=None, action_is_pad=None, *, train: bool):
+        """Predicts a chunk of actions.
+
+        Args:
+            images: camera -> (B, H, W, 3) uint8, or float in [0, 255].
+            state: (B, S) normalised state.
+            actions: (B, C, A) normalised targets; required when `train` and `use_vae`.
+            action_is_pad: (B, C) bool, True past the episode end (default: no padding).
+            train: dropout on, VAE posterior sample (rngs "dropout" and "latent").
+
+        Returns:
+            {"actions": (B, C, A) float32, "mu": (B, L) or None, "logvar": (B, L) or None}.
+        """
+        cfg, dt = self.config, self.config.compute_dtype
+        b = self._check_inputs(images, state, actions, action_is_pad, train)
+        d, det = cfg.dim_model, not train
+        dense = dict(dtype=dt, kernel_init=torch_linear_init)
+        state = jnp.asarray(state, jnp.float32)
+
+        mu = logvar = None
+        if cfg.use_vae and (train or self.is_initializing()):
+            # At init the VAE runs on dummy actions so that its params exist for training.
+            if actions is None:
+                actions = jnp.zeros((b, cfg.chunk_size, cfg.action_dim), jnp.float32)
+            if action_is_pad is None:
+                action_is_pad = jnp.zeros((b, cfg.chunk_size), bool)
+            mu, logvar = VAEEncoder(cfg, name="vae_encoder")(
+                state,
+                jnp.asarray(actions, jnp.float32),
+                jnp.asarray(action_is_pad, bool),
+                deterministic=det,
+            )
+        if train and cfg.use_vae:
+            im.sow(self, "vae/mu", mu)
+            im.sow(self, "vae/logvar", logvar)
+            eps = jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
+            latent = mu + jnp.exp(0.5 * logvar) * eps  # reparametrisation
+        else:
+            mu = logvar = None
+            latent = jnp.zeros((b, cfg.latent_dim), jnp.float32)  # the prior mean, as in ACT
+
+        # Pixel tokens: one backbone call for all cameras (shared weights, as in ACT).
+        x = jnp.concatenate([jnp.asarray(images[c]) for c in cfg.cameras], axis=0)  # (K*B,H,W,3)
+        x = (x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        feats = ResNet18(cfg.backbone_width, dt, name="backbone")(x)  # (K*B, h, w, C_b)
+        k, (h, w) = len(cfg.cameras), feats.shape[1:3]
+        for i, cam in enumerate(cfg.cameras):
+            im.sow(self, f"backbone/{cam}", feats[i * b : (i + 1) * b])
+        pix = nn.Conv(d, (1, 1), name="input_proj", **dense)(feats)  # (K*B, h, w, D)
+        pix = pix.reshape(k, b, h * w, d).transpose(1, 0, 2, 3).reshape(b, k * h * w, d)
+        pix_pos = np.tile(sine_table_2d(h, w, d), (k, 1))  # (K*h*w, D), same grid per camera
+
+        tokens = jnp.concatenate(
+            [
+                nn.Dense(d, name="latent_proj", **dense)(latent)[:, None],
+                nn.Dense(d, name="state_proj", **dense)(state)[:, None],
+                pix,
+            ],
+            axis=1,
+        ).astype(dt)  # (B, N, D)
+        pos_1d = self.param("pos_embed_1d", embedding_init, (2, d))
+        pos = jnp.concatenate([pos_1d, jnp.asarray(pix_pos)], axis=0)[None]  # (1, N, D)
+
+        memory = Encoder(
+            cfg.n_encoder_layers,
+            d,
+            cfg.n_heads,
+            cfg.dim_feedforward,
+            cfg.dropout,
+            cfg.pre_norm,
+            dt,
+            name="encoder",
+        )(tokens, pos, deterministic=det)
+        out = Decoder(
+            cfg.n_decoder_layers,
+            cfg.chunk_size,
+            d,
+            cfg.n_heads,
+            cfg.dim_feedforward,
+            cfg.dropout,
+            cfg.pre_norm,
+            dt,
+            name="decoder",
+        )(memory, pos, deterministic=det)
+        pred = nn.Dense(cfg.action_dim, name="action_head", **dense)(out).astype(jnp.float32)
+        im.sow(self, "actions", pred)
+        return {"actions": pred, "mu": mu, "logvar": logvar}
+
+    def _check_inputs(self, images, state, actions, action_is_pad, train) -> int:
+        """Validates shapes against the config (at trace time) and returns the batch size."""
+        cfg = self.config
+        if not hasattr(images, "keys"):
+            raise ValueError(f"images must be a dict camera -> (B, H, W, 3), got {type(images)}")
+        missing = [c for c in cfg.cameras if c not in images]
+        extra = sorted(set(images) - set(cfg.cameras))
+        if missing or extra:
+            raise ValueError(
+                f"images: expected cameras {list(cfg.cameras)} (config.model.cameras), got "
+                f"{sorted(images)}; missing {missing}, unexpected {extra}"
+            )
+        state_shape = np.shape(state)
+        if len(state_shape) != 2 or state_shape[1] != cfg.state_dim:
+            raise ValueError(
+                f"state: expected shape (B, {cfg.state_dim}) (config.model.state_dim), "
+                f"got {state_shape}"
+            )
+        b = state_shape[0]
+        want = (b, *cfg.image_size, 3)
+        for cam in cfg.cameras:
+            if tuple(np.shape(images[cam])) != want:
+                raise ValueError(
+                    f"images[{cam!r}]: expected shape {want} (batch of state, "
+                    f"config.model.image_size, RGB), got {tuple(np.shape(images[cam]))}"
+                )
+        want = (b, cfg.chunk_size, cfg.action_dim)
+        if actions is not None and tuple(np.shape(actions)) != want:
+            raise ValueError(f"actions: expected shape {want}, got {tuple(np.shape(actions))}")
+        if actions is None and train and cfg.use_vae:
+            raise ValueError("actions are required when train=True and config.model.use_vae")
+        if action_is_pad is not None and tuple(np.shape(action_is_pad)) != want[:2]:
+            raise ValueError(
+                f"action_is_pad: expected shape {want[:2]}, got {tuple(np.shape(action_is_pad))}"
+            )
+        return b
+
+
+def dummy_inputs(config: ACTConfig, batch_size: int = 1) -> tuple[dict, np.ndarray]:
+    """Zero images (uint8) and state of the right shapes, e.g. for `init` or `jax.eval_shape`."""
+    images = {c: np.zeros((batch_size, *config.image_size, 3), np.uint8) for c in config.cameras}
+    return images, np.zeros((batch_size, config.state_dim), np.float32)
+
+
+def init_variables(model: ACT, rng: jax.Array, batch_size: int = 1) -> dict:
+    """Jitted `model.init` on dummy inputs -> {"params": ..., "batch_stats": ...}.
+
+    The VAE encoder's params are created too (when `use_vae`), although init runs in inference
+    mode. Tip: XLA compiles threefry slowly on CPU; `jax.random.key(seed, impl="rbg")` makes
+    the init compile several times faster.
+    """
+    images, state = dummy_inputs(model.config, batch_size)
+    # Inputs are arguments, not closed-over constants, so XLA does not constant-fold the net.
+    init = jax.jit(lambda r, i, s: model.init({"params": r}, i, s, train=False))
+    return init(rng, images, state)
+
+
+def act_loss(outputs, actions, action_is_pad, kl_weight: float):
+    """ACT's loss: masked L1 (mean over valid elements, LeRobot's convention) + kl_weight * KL.
+
+    Args:
+        outputs: `ACT.__call__` result; "mu"/"logvar" None means no KL term.
+        actions: (B, C, A) normalised targets.
+        action_is_pad: (B, C) bool or None (no padding).
+        kl_weight: weight of the KL term (ACT uses 10).
+
+    Returns:
+        (loss, {"loss", "l1", "kl"}) scalars.
+    """
+    err = jnp.abs(outputs["actions"] - actions)  # (B, C, A)
+    valid = jnp.ones(err.shape[:2], bool) if action_is_pad is None else ~action_is_pad
+    valid = jnp.broadcast_to(valid[..., None], err.shape).astype(err.dtype)
+    l1 = jnp.sum(err * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+    mu, logvar = outputs.get("mu"), outputs.get("logvar")
+    if mu is None:
+        kl = jnp.zeros((), err.dtype)
+    else:
+        kl = jnp.mean(jnp.sum(-0.5 * (1 + logvar - mu**2 - jnp.exp(logvar)), axis=-1))
+    loss = l1 + kl_weight * kl
+    return loss, {"loss": loss, "l1": l1, "kl": kl}
+
+
+def count_params(params) -> int:
+    """Number of scalars in a param tree (pass `variables["params"]`)."""
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,132 @@
+"""ResNet18 backbone with frozen batch-norm, laid out like torchvision's `resnet18`.
+
+Padding is written out explicitly as torchvision's (3 on the 7x7 stem conv, 1 on the 3x3
+max-pool and on every 3x3 conv), never "SAME": for stride-2 layers "SAME" pads asymmetrically
+and converted torchvision weights would give different numbers.
+
+Batch-norm is frozen exactly as ACT's `FrozenBatchNorm2d` (torchvision's, eps 1e-5): weight,
+bias, running mean and running var are all *buffers* there, so none of them trains. Here they
+all live in the "batch_stats" collection (`scale`, `bias`, `mean`, `var`), which the model never
+makes mutable and the trainer never differentiates; the "params" of the backbone are its conv
+kernels only. This is also what makes the parameter count equal LeRobot's.
+
+Layout (parameter paths): `conv1`, `bn1`, `layer{1..4}/block_{0,1}/{conv1, bn1, conv2, bn2,
+downsample_conv, downsample_bn}`. avgpool and fc are dropped: ACT uses the layer4 map.
+
+`width` multiplies every channel count (1.0 = ResNet18; 0.25 gives 16/32/64/128 channels), for
+CPU-sized configs. Axes are NHWC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+STAGE_CHANNELS = (64, 128, 256, 512)
+# torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def channels(width: float) -> tuple[int, ...]:
+    """Channel count of the stem and of each stage for a width multiplier."""
+    return tuple(max(1, round(c * width)) for c in STAGE_CHANNELS)
+
+
+def feature_shape(image_size: Sequence[int], width: float) -> tuple[int, int, int]:
+    """(h, w, C) of the layer4 map for an (H, W) image: five halvings, each ceil(x / 2)."""
+    h, w = image_size
+    for _ in range(5):  # stem conv, max-pool, layer2, layer3, layer4 (all stride 2, padded)
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w, channels(width)[-1]
+
+
+class FrozenBatchNorm(nn.Module):
+    """y = (x - mean) / sqrt(var + eps) * scale + bias with every tensor fixed (batch_stats)."""
+
+    epsilon: float = 1e-5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        c = x.shape[-1]
+        scale = self.variable("batch_stats", "scale", jnp.ones, (c,), jnp.float32).value
+        bias = self.variable("batch_stats", "bias", jnp.zeros, (c,), jnp.float32).value
+        mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32).value
+        var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32).value
+        # Same fold as torchvision's FrozenBatchNorm2d.forward.
+        mult = scale * jax.lax.rsqrt(var + self.epsilon)
+        shift = bias - mean * mult
+        return x * mult.astype(self.dtype) + shift.astype(self.dtype)
+
+
+def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
+    pad = kernel // 2
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        kernel_init=conv_init,
+        dtype=dtype,
+        name=name,
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual; a 1x1 strided projection when the shape changes."""
+
+    features: int
+    stride: int = 1
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """Args: x (N, H, W, C_in). Returns: (N, H/stride, W/stride, features)."""
+        y = _conv(self.features, 3, self.stride, "conv1", self.dtype)(x)
+        y = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(y))
+        y = _conv(self.features, 3, 1, "conv2", self.dtype)(y)
+        y = FrozenBatchNorm(dtype=self.dtype, name="bn2")(y)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = _conv(self.features, 1, self.stride, "downsample_conv", self.dtype)(x)
+            x = FrozenBatchNorm(dtype=self.dtype, name="downsample_bn")(x)
+        return nn.relu(x + y)
+
+
+class ResNetStage(nn.Module):
+    """`layer{k}`: two BasicBlocks, the first one strided."""
+
+    features: int
+    stride: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = BasicBlock(self.features, self.stride, self.dtype, name="block_0")(x)
+        return BasicBlock(self.features, 1, self.dtype, name="block_1")(x)
+
+
+class ResNet18(nn.Module):
+    """ResNet18 trunk up to layer4 (stride 32).
+
+    Attributes:
+        width: channel multiplier (1.0 = torchvision ResNet18).
+        dtype: compute dtype.
+    """
+
+    width: float = 1.0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """Args: x (N, H, W, 3) normalised images. Returns: (N, ceil(H/32), ceil(W/32), C)."""
+        chans = channels(self.width)
+        x = _conv(chans[0], 7, 2, "conv1", self.dtype)(x.astype(self.dtype))
+        x = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(x))
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        for k, c in enumerate(chans):
+            x = ResNetStage(c, 1 if k == 0 else 2, self.dtype, name=f"layer{k + 1}")(x)
+        return x
