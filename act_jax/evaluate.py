@@ -194,9 +194,9 @@ def evaluate_checkpoint(
 
     policy = Policy.from_checkpoint(checkpoint)
     cfg = policy.config
-    execution = execution or cfg.eval.execution
-    distribution = distribution or cfg.eval.distribution
-    max_steps = max_steps or cfg.eval.max_steps
+    execution = execution or cfg.eval.get("execution", "ensemble:0.01")
+    distribution = distribution or cfg.eval.get("distribution", "uniform")
+    max_steps = max_steps or cfg.eval.get("max_steps", 400)
     out = Path(out) if out else Path(checkpoint) / "eval" / f"{distribution}_{execution}"
     out.mkdir(parents=True, exist_ok=True)
     make_executor(execution)  # validate the spec before any rollout starts
