@@ -167,7 +167,7 @@ class ServoArm(Robot):
         cameras: dict[str, Callable[[], np.ndarray]] | None = None,
         clock=time,
         bus_options: dict | None = None,
-        read_budget_s: float = 0.012,
+        read_budget_s: float = 0.015,
     ):
         self.profile = get_profile(profile)
         self.robot_type = self.profile.name
