@@ -37,7 +37,11 @@ def test_cube_visible_in_both_cameras_at_every_extreme_start(kind):
     # Corners and centre of the uniform region (a convex region seen by fixed cameras) or every
     # location of a discrete distribution, at the lowest resolution a policy would use.
     with SimRobot(image_size=SMALL, distribution=kind) as r:
-        for pose in r.distribution.corners(r.scene.cube_size):
+        poses = r.distribution.corners(r.scene.cube_size)
+        if kind == "uniform":  # and some draws from inside the region
+            rng = np.random.default_rng(0)
+            poses += [r.distribution.sample(rng, r.scene.cube_size)[0] for _ in range(10)]
+        for pose in poses:
             r.reset(cube_pose=pose)
             for cam in CAMERA_NAMES:
                 assert r.cube_pixels(cam) >= 6, (kind, pose[:2], cam)

@@ -54,7 +54,7 @@ class SceneConfig:
     # The overhead camera sits a little in front of the workspace, tilted back towards the arm,
     # so that the arm's raised rest pose does not hide any start position of the cube.
     top_camera: tuple = ((0.33, 0.045, 0.48), (0.18, 0.045, 0.0), 33.0, (1.0, 0.0, 0.0))
-    lateral_camera: tuple = ((0.16, -0.40, 0.30), (0.17, 0.05, 0.07), 48.0, (0.0, 0.0, 1.0))
+    lateral_camera: tuple = ((0.2, -0.34, 0.25), (0.18, 0.05, 0.06), 44.0, (0.0, 0.0, 1.0))
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> str:
