@@ -140,8 +140,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, kl_weight: float)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads),
-                   param_norm=optax.global_norm(state.params))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads),
+                   param_norm=optax.tree.norm(state.params))
     return state, metrics
 
 

@@ -6,8 +6,11 @@ Episodes go through the real path: `hardware.episodes.write_episode` writes epis
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from act_jax_datasets.episodes import build
@@ -56,3 +59,42 @@ def build_dataset(root: Path, name: str = "tiny", **kwargs) -> Path:
     dataset directory (what `config.data.dataset_dir` takes)."""
     write_episodes(root / "episodes", **kwargs)
     return build(root / "episodes", root / "tfds", name)
+
+
+@contextlib.contextmanager
+def fast_compiles(cache_dir: Path):
+    """Cheaper XLA compiles for tests, restored afterwards.
+
+    `jax_disable_most_optimizations` halves compile time (as flax's example tests do), and a
+    persistent compilation cache lets the several short runs of one test (straight, interrupted,
+    resumed) share their executables. Subprocesses pick the cache up from
+    `JAX_COMPILATION_CACHE_DIR` (see `subprocess_env`).
+    """
+    from jax.experimental.compilation_cache import compilation_cache
+
+    names = ("jax_disable_most_optimizations", "jax_compilation_cache_dir",
+             "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    old = {n: jax.config.values[n] for n in names}
+    jax.config.update("jax_disable_most_optimizations", True)
+    jax.config.update("jax_compilation_cache_dir", os.fspath(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        for n, v in old.items():
+            jax.config.update(n, v)
+        compilation_cache.reset_cache()
+
+
+def subprocess_env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a child Python that shares the test's compile settings and cache."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+               JAX_COMPILATION_CACHE_DIR=os.fspath(cache_dir),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               PYTHONPATH=os.pathsep.join([os.fspath(root), os.environ.get("PYTHONPATH", "")]))
+    env.update(extra)
+    return env

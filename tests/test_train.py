@@ -1,0 +1,197 @@
+"""The trainer: resume is exact, the step compiles once, 4 devices agree with 1, bad input fails
+clearly. Runs the real `train_and_evaluate` on a tiny ACT and a tiny TFDS dataset (32x32 frames)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from helpers_data import build_dataset, fast_compiles, subprocess_env
+
+from act_jax import checkpoints, data, train
+from configs import tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "jax_cache"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(cache_dir):
+    with fast_compiles(cache_dir):
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    return build_dataset(tmp_path_factory.mktemp("data"), num_episodes=4, steps=12)
+
+
+def tiny_config(dataset_dir, **train_overrides):
+    config = tiny.get_config()
+    config.data.dataset_dir = str(dataset_dir)
+    config.train.log_every = 1  # per-step metrics, to compare runs step by step
+    config.train.checkpoint_every = 4  # = num_steps: the interrupt makes the only mid-run save
+    config.eval.every_steps = 2
+    for k, v in train_overrides.items():
+        setattr(config.train, k, v)
+    return config
+
+
+def read_metrics(workdir):
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return {(r["step"], k): v for r in map(json.loads, lines) for k, v in r.items() if k != "step"}
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+@pytest.fixture(scope="module")
+def straight_run(dataset_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    result = train.train_and_evaluate(tiny_config(dataset_dir), workdir,
+                                      eval_fn=lambda state, step: {"calls": step})
+    return workdir, result
+
+
+def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tmp_path):
+    straight_dir, straight = straight_run
+    assert straight.step == 4
+    # The eval hook is where the "Ctrl-C" lands: a real SIGINT through the trainer's handler.
+    def interrupt_at_2(state, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return {"calls": step}
+
+    config = tiny_config(dataset_dir)
+    with pytest.raises(train.TrainingInterrupted, match="after step 2"):
+        train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
+    assert checkpoints.Checkpointer(tmp_path, read_only=True).all_steps() == [2]
+
+    resumed = train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
+    assert resumed.step == 4
+    assert_trees_equal(resumed.state.params, straight.state.params)
+    assert_trees_equal(resumed.state.opt_state, straight.state.opt_state)
+    # Same losses step by step (steps 3-4 ran in the resumed process), same validation.
+    comparable = lambda m: {k: v for k, v in m.items() if k[1] != "train/steps_per_s"}
+    assert comparable(read_metrics(tmp_path)) == comparable(read_metrics(straight_dir))
+    assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
+    # No retrace after the first step, in a fresh run and in a resumed one.
+    assert straight.train_step_compilations == 1
+    assert resumed.train_step_compilations == 1
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset_dir, tmp_path, monkeypatch):
+    original = data.ChunkSampler.batch
+
+    def corrupt_step_2(self, step):  # a NaN in the data at step 2: same program, bad values
+        batch = original(self, step)
+        if step == 2:
+            batch["state"] = np.full_like(batch["state"], np.nan)
+        return batch
+
+    monkeypatch.setattr(data.ChunkSampler, "batch", corrupt_step_2)
+    config = tiny_config(dataset_dir, checkpoint_every=1)
+    with pytest.raises(FloatingPointError, match=r"non-finite .* at step 2 .* step 2 in"):
+        train.train_and_evaluate(config, tmp_path)
+    assert checkpoints.Checkpointer(tmp_path, read_only=True).latest_step() == 2
+
+
+def test_four_devices_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
+    straight_dir, straight = straight_run
+    code = textwrap.dedent(f"""
+        import sys, jax
+        sys.path.insert(0, "tests")
+        from test_train import tiny_config
+        from act_jax import train
+        assert jax.device_count() == 4, jax.devices()
+        train.train_and_evaluate(tiny_config({str(dataset_dir)!r}), {str(tmp_path)!r},
+                                 eval_fn=lambda state, step: {{"calls": step}})
+    """)
+    env = subprocess_env(cache_dir, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, four = read_metrics(straight_dir), read_metrics(tmp_path)
+    for key in one:
+        if key[1] in ("train/loss", "train/l1", "train/kl", "train/grad_norm", "val/l1"):
+            assert four[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    # The 4-device checkpoint restores onto this 1-device process (orbax reshards). Weights agree
+    # to a few learning rates only: Adam scales each update to ~lr whatever the gradient's size,
+    # so a weight whose gradient is ~0 moves by float noise times lr/lr.
+    variables, _, _, step = checkpoints.restore_latest(tmp_path)
+    assert step == 4
+    atol = 4 * tiny.get_config().train.lr
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=atol),
+                 variables["params"], jax.device_get(straight.state.params))
+
+
+def test_wrong_image_size_names_camera_and_shapes(dataset_dir, tmp_path):
+    config = tiny_config(dataset_dir)
+    config.model.image_size = (64, 48)
+    with pytest.raises(ValueError, match=r"camera 'top' frames are \(32, 32, 3\).*\(64, 48, 3\)"):
+        train.train_and_evaluate(config, tmp_path)
+
+
+def test_missing_dataset_names_the_path(tmp_path):
+    config = tiny_config(tmp_path / "no_such_dataset")
+    with pytest.raises(FileNotFoundError, match="no_such_dataset"):
+        train.train_and_evaluate(config, tmp_path / "work")
+
+
+def test_empty_episode_directory_is_a_clear_error(tmp_path):
+    config = tiny_config("")
+    config.data.tfds_data_dir = str(tmp_path / "tfds")
+    config.data.episodes_dir = str(tmp_path / "episodes")
+    (tmp_path / "episodes").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no episode files in .*episodes"):
+        train.train_and_evaluate(config, tmp_path / "work")
+
+
+def test_missing_camera_is_named(dataset_dir, tmp_path):
+    config = tiny_config(dataset_dir)
+    config.model.cameras = ("top", "wrist")
+    with pytest.raises(ValueError, match="no camera 'wrist'"):
+        train.train_and_evaluate(config, tmp_path)
+
+
+def test_resuming_a_different_model_lists_the_fields(straight_run, dataset_dir):
+    straight_dir, _ = straight_run
+    config = tiny_config(dataset_dir)
+    config.model.dim_model = 64
+    with pytest.raises(ValueError, match=r"config.model.dim_model: 32 in the checkpoint, 64 now"):
+        train.train_and_evaluate(config, straight_dir)
+
+
+def test_frozen_parameters_do_not_move_and_backbone_has_its_own_rate():
+    params = {"backbone": {"conv1": {"kernel": np.ones((3, 3))}},
+              "decoder": {"layer_0": {"mlp": {"linear1": {"kernel": np.ones((2, 4))}}},
+                          "norm": {"scale": np.ones(2)}},
+              "action_head": {"kernel": np.ones((2, 6))}}
+    config = tiny.get_config()
+    config.train.warmup_steps = 0
+    config.train.lr, config.train.lr_backbone = 1e-3, 1e-5
+    config.train.frozen = (r"^decoder/layer_\d+/mlp/",)
+    labels = train.param_labels(params, tuple(config.train.frozen))
+    assert labels["decoder"]["layer_0"]["mlp"]["linear1"]["kernel"] == "frozen"
+    assert labels["backbone"]["conv1"]["kernel"] == "backbone"
+    assert labels["action_head"]["kernel"] == "default"
+    tx = train.make_optimizer(config.train)
+    grads = jax.tree.map(np.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    size = lambda u: float(np.abs(np.asarray(u)).max())
+    # Adam's first step moves every weight by ~lr (plus lr * weight_decay).
+    assert size(updates["decoder"]["layer_0"]["mlp"]["linear1"]["kernel"]) == 0
+    assert size(updates["backbone"]["conv1"]["kernel"]) == pytest.approx(1e-5, rel=0.01)
+    assert size(updates["action_head"]["kernel"]) == pytest.approx(1e-3, rel=0.01)
+    assert size(updates["decoder"]["norm"]["scale"]) == pytest.approx(1e-3, rel=0.01)
