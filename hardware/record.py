@@ -163,6 +163,8 @@ def record(
     realtime = (not is_sim) if realtime is None else realtime
     settings = dict(settings or {}, seed=seed, robot_type=robot.robot_type,
                     cameras=list(robot.cameras))
+    if getattr(robot, "scene_hash", None):
+        settings["scene_hash"] = robot.scene_hash
     _check_resume(out, settings)
     start = next_episode_index(out)
     written, successes = [], 0

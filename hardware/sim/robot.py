@@ -17,6 +17,8 @@ same images.
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import mujoco
 import numpy as np
@@ -84,7 +86,11 @@ class SimRobot(Robot):
         self.scene = scene or SceneConfig()
         self.step_on_action = step_on_action
         self._rng = np.random.default_rng(seed)
-        self.model = mujoco.MjModel.from_xml_string(build_scene_xml(self.scene))
+        xml = build_scene_xml(self.scene)
+        # Identifies the world (geometry, cameras, physics): stored with recordings, so that
+        # a recording is never resumed in a changed scene.
+        self.scene_hash = hashlib.sha1(xml.encode()).hexdigest()[:12]
+        self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._renderer: mujoco.Renderer | None = None
         self._connected = False
