@@ -6,7 +6,9 @@
                     present positions checked against the calibration  ->  goal := present  ->
                     torque on. Any failure before the last step leaves torque off.
     get_observation sync read of Present_Position (retries inside the tick budget); a joint that
-                    misses a tick keeps its last value and is flagged in `last_read`; K missed ticks
+                    misses a tick (or whose reading jumps further than a servo can move, e.g.
+                    a reply mangled under a valid 8-bit checksum) keeps its last value and is
+                    flagged in `last_read`; K missed ticks
                     in a row (or a servo reporting overheat/overload) -> protective stop with
                     torque off.
                     One joint's load and temperature are read per tick, round robin.
@@ -191,6 +193,7 @@ class ServoArm(Robot):
         self.monitor = ThermalMonitor(self.safety)
         self._ticks = np.zeros(6, np.int64)
         self._missed = np.zeros(6, np.int64)
+        self._suspect: list[float | None] = [None] * 6
         self._obs_time: float | None = None
         self._rr = 0
         self._connected = False
@@ -309,7 +312,7 @@ class ServoArm(Robot):
         result = self.bus.sync_read("Present_Position", budget_s=self.read_budget_s)
         fresh = np.zeros(6, bool)
         for i, name in enumerate(JOINT_NAMES):
-            if name in result.values:
+            if name in result.values and self._plausible(i, result.values[name]):
                 self._ticks[i] = result.values[name]
                 fresh[i] = True
         self._missed = np.where(fresh, 0, self._missed + 1)
@@ -335,6 +338,21 @@ class ServoArm(Robot):
             "images": images,
             "state": self.calibration.to_units(self._ticks).astype(np.float32),
         }
+
+    def _plausible(self, i: int, ticks: int) -> bool:
+        """False for a reading that jumped further than a servo can move since the last one,
+        unless the previous reading already said the same (then it is real and accepted)."""
+        t = self._ticks.copy()
+        t[i] = ticks
+        new = self.calibration.to_units(t)[i]
+        old = self.calibration.to_units(self._ticks)[i]
+        allowed = self.safety.max_jump * (self._missed[i] + 1)
+        confirmed = self._suspect[i] is not None and abs(new - self._suspect[i]) <= allowed
+        if abs(new - old) <= allowed or confirmed:
+            self._suspect[i] = None
+            return True
+        self._suspect[i] = new
+        return False
 
     def _health_tick(self) -> None:
         """Read load and temperature of one joint (round robin) and act on the thresholds."""

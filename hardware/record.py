@@ -1,4 +1,4 @@
-"""Records demonstrations: a robot and a teleoperator through the control loop, one episode file
+r"""Records demonstrations: a robot and a teleoperator through the control loop, one episode file
 at a time (`hardware.episodes`), for the TFDS builder in `datasets/episodes`.
 
     python -m hardware.record --robot sim --teleop expert --episodes 50 \

@@ -35,7 +35,12 @@ class SafetyConfig:
         max_rejects: K; this many rejected or late actions in a row latch a protective stop.
         max_action_age_s: an action older than this (from its observation) counts as late.
         comm_fail_ticks: ticks without a fresh position for some joint before a protective stop.
+        max_jump: a present position that moved more than this per tick (3x a servo's top speed)
+            is held back as implausible, e.g. a mangled reply whose 8-bit checksum happened to
+            match; it is accepted when the next reading confirms it.
         temp_warn, temp_derate, temp_stop: degrees Celsius thresholds.
+        max_temp_step: degrees between two readings of a joint beyond which a reading needs
+            confirmation by the next one.
         load_derate, load_stop: |load| thresholds as a fraction of maximum torque.
         derate_factor: multiplies `max_step` of a derated joint.
         exit_mode: `"hold"` (keep the pose, then torque off) or `"park"` (move to `park_pose`
@@ -49,9 +54,11 @@ class SafetyConfig:
     max_rejects: int = 3
     max_action_age_s: float = 0.1
     comm_fail_ticks: int = 3
+    max_jump: float = 30.0
     temp_warn: float = 55.0
     temp_derate: float = 60.0
     temp_stop: float = 65.0
+    max_temp_step: float = 10.0
     load_derate: float = 0.8
     load_stop: float = 1.01  # off by default: a stalled gripper holding a cube reads ~1
     derate_factor: float = 0.5
@@ -202,13 +209,43 @@ class Level(enum.IntEnum):
 
 
 class ThermalMonitor:
-    """Grades temperature and load per joint; fed one joint per tick (round robin)."""
+    """Grades temperature and load per joint; fed one joint per tick (round robin).
+
+    A level counts only when two consecutive readings of the joint reach it, and a temperature
+    jump larger than `max_temp_step` needs a second reading to confirm it: heat builds over
+    seconds, so this costs a few ticks and keeps one mangled reply from stopping the arm.
+    """
 
     def __init__(self, config: SafetyConfig | None = None):
         self.config = config or SafetyConfig()
         self.levels: dict[str, Level] = {}
+        self._raw: dict[str, Level] = {}
+        self._temp: dict[str, float] = {}
+        self._suspect: dict[str, float] = {}
 
     def update(self, joint: str, temperature: float, load: float) -> Level:
+        # A temperature that jumped further than a servo heats between two readings is held
+        # back until the next reading confirms it (a mangled reply must not stop the arm).
+        step = self.config.max_temp_step
+        prev = self._temp.get(joint)
+        confirmed = False
+        if prev is not None and abs(temperature - prev) > step:
+            suspect = self._suspect.get(joint)
+            if suspect is None or abs(temperature - suspect) > step:
+                self._suspect[joint] = temperature
+                return self.levels.get(joint, Level.OK)
+            confirmed = True
+        self._suspect.pop(joint, None)
+        self._temp[joint] = temperature
+        raw = self._grade(temperature, load)
+        level = raw if confirmed else min(raw, self._raw.get(joint, Level.OK))
+        self._raw[joint] = raw
+        if level != self.levels.get(joint, Level.OK) and level >= Level.WARN:
+            log.warning("%s: %.0f C, load %.2f -> %s", joint, temperature, load, level.name)
+        self.levels[joint] = level
+        return level
+
+    def _grade(self, temperature: float, load: float) -> Level:
         c = self.config
         level = Level.OK
         if temperature >= c.temp_warn:
@@ -217,9 +254,6 @@ class ThermalMonitor:
             level = Level.DERATE
         if temperature >= c.temp_stop or abs(load) >= c.load_stop:
             level = Level.STOP
-        if level != self.levels.get(joint, Level.OK) and level >= Level.WARN:
-            log.warning("%s: %.0f C, load %.2f -> %s", joint, temperature, load, level.name)
-        self.levels[joint] = level
         return level
 
 

@@ -138,6 +138,29 @@ def test_nan_policy_never_reaches_the_wire(robot):
         emu.stop()
 
 
+@ROBOTS
+def test_forged_readings_never_reach_the_observation(robot):
+    # 3% of replies carry random data under a valid checksum (a checksum collision). The state
+    # the policy sees never jumps by more than a servo can move, and it still tracks the arm.
+    clock, emu, arm = rig(robot, seed=5)
+    try:
+        with arm:
+            emu.faults.forge = 0.03
+            prev = arm.get_observation()["state"]
+            for k in range(300):
+                obs = arm.get_observation()["state"]
+                assert np.all(np.abs(obs - prev) <= arm.safety.max_jump * 2)
+                prev = obs
+                arm.send_action(np.array([30 * np.sin(k / 20), 0, 0, 0, 0, 50]))
+                clock.advance(1 / 30)
+            assert arm.stop_reason is None
+            emu.faults.forge = 0.0
+            truth = arm.calibration.to_units([emu.get(i, "Present_Position") for i in range(1, 7)])
+            np.testing.assert_allclose(arm.get_observation()["state"], truth, atol=0.5)
+    finally:
+        emu.stop()
+
+
 def test_overheat_under_stall_derates_then_stops():
     clock, emu, arm = rig("so101", safety=SafetyConfig(temp_derate=45, temp_stop=50))
     try:

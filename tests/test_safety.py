@@ -117,11 +117,17 @@ def test_derate_slows_one_joint():
 def test_thermal_levels():
     mon = ThermalMonitor(SafetyConfig(temp_warn=50, temp_derate=55, temp_stop=60, load_derate=0.8,
                                       load_stop=0.95))
-    assert mon.update("gripper", 30, 0.1) is Level.OK
-    assert mon.update("gripper", 52, 0.1) is Level.WARN
-    assert mon.update("gripper", 40, 0.85) is Level.DERATE
-    assert mon.update("gripper", 61, 0.0) is Level.STOP
-    assert mon.update("elbow_flex", 30, -0.99) is Level.STOP
+    def twice(joint, temp, load):
+        first = mon.update(joint, temp, load)
+        return first, mon.update(joint, temp, load)
+
+    assert twice("gripper", 30, 0.1) == (Level.OK, Level.OK)
+    assert twice("gripper", 52, 0.1) == (Level.OK, Level.WARN)
+    assert twice("gripper", 40, 0.85) == (Level.WARN, Level.DERATE)
+    assert twice("gripper", 61, 0.0) == (Level.DERATE, Level.STOP)
+    assert twice("elbow_flex", 30, -0.99) == (Level.OK, Level.STOP)
+    # One wild reading (a mangled reply) between normal ones changes nothing.
+    assert [mon.update("wrist_flex", t, 0) for t in (30, 255, 30)] == [Level.OK] * 3
 
 
 def test_config_validation():

@@ -18,6 +18,7 @@ Servo rules the emulator enforces, as the real firmware does:
 
 Fault knobs (`Faults`), all drawn from one seeded RNG so a run is reproducible: drop, delay,
 corrupt a byte, truncate, split across writes, garbage before the reply, reply from a wrong id,
+forged data with a valid checksum,
 forced error bits, dead ids, and `unplug()` (closes the master, so the host sees EIO).
 Every instruction packet received goes into a timestamped wire log.
 """
@@ -79,6 +80,8 @@ class Faults:
         split: probability the reply is written in two parts with a short gap.
         garbage: probability random bytes precede the reply.
         wrong_id: probability the reply carries another id (with a valid checksum).
+        forge: probability the reply's data bytes are replaced by random ones *with* a valid
+            checksum: what a checksum collision on a noisy line delivers.
         dead_ids: ids that never answer (unplugged cable on one servo).
         error_bits: id -> bits OR-ed into every status error byte of that id.
         only_ids: if set, the probabilistic faults hit only these ids.
@@ -92,6 +95,7 @@ class Faults:
     split: float = 0.0
     garbage: float = 0.0
     wrong_id: float = 0.0
+    forge: float = 0.0
     dead_ids: set[int] = dataclasses.field(default_factory=set)
     error_bits: dict[int, int] = dataclasses.field(default_factory=dict)
     only_ids: set[int] | None = None
@@ -464,6 +468,8 @@ class ServoEmulator:
         if hit and rng.random() < f.wrong_id:
             others = [i for i in range(1, 253) if i != reply.id]
             reply = dataclasses.replace(reply, id=rng.choice(others))
+        if hit and reply.params and rng.random() < f.forge:
+            reply = dataclasses.replace(reply, params=rng.randbytes(len(reply.params)))
         data = bytearray(self.protocol.encode_status(reply))
         if hit and rng.random() < f.corrupt:
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)

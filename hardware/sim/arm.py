@@ -191,12 +191,16 @@ def arm_defaults() -> str:
           armature="{JOINT_ARMATURE}"/>
         <position kp="{SERVO_KP}" kv="{SERVO_KV}" forcerange="-{SERVO_FORCE} {SERVO_FORCE}"/>
       </default>
+      <!-- Stiff contacts (5 ms time constant, the shortest that is stable at dt = 1/480 s):
+           with MuJoCo's default (20 ms) the servo's squeeze pushes the pads 7 mm into the
+           cube. -->
       <default class="gripper_col">
-        <geom contype="1" conaffinity="1" condim="4" friction="1.0 0.02 0.001"/>
+        <geom contype="1" conaffinity="1" condim="4" friction="1.0 0.02 0.001"
+          solref="0.005 1" solimp="0.95 0.99 0.001"/>
       </default>
       <default class="pad">
         <geom contype="1" conaffinity="1" condim="4" friction="1.5 0.02 0.001"
-          rgba="{PAD_RGBA}" priority="1"/>
+          solref="0.005 1" solimp="0.95 0.99 0.001" rgba="{PAD_RGBA}" priority="1"/>
       </default>
     </default>"""
 

@@ -10,7 +10,7 @@ time step, never on observations. The plan is a fixed sequence of phases with to
     close      gripper to 0 (the cube stops the jaws at ~18), then hold
     lift       straight up to 7.5 cm
     transport  straight line to above the box
-    lower      down to 6 cm above the table (the cube clears the walls by ~1.5 cm)
+    lower      down to 6 cm above the table (the cube clears the walls by ~1 cm)
     open       gripper open, the cube drops into the box
     retreat    up 3 cm, then home                               (joint-space, minimum jerk)
 

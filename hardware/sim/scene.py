@@ -137,7 +137,8 @@ def build_scene_xml(cfg: SceneConfig | None = None) -> str:
     <body name="cube" pos="0.2 0 {c}">
       <freejoint name="cube"/>
       <geom name="cube" class="scene" type="box" size="{c} {c} {c}" mass="{cfg.cube_mass}"
-        material="cube" condim="4" friction="1.0 0.02 0.001"/>
+        material="cube" condim="4" friction="1.0 0.02 0.001" solref="0.005 1"
+        solimp="0.95 0.99 0.001"/>
     </body>
     <body name="box" pos="{bx} {by} 0" childclass="scene">
       {_box_walls(cfg)}
