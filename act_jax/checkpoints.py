@@ -67,13 +67,13 @@ class Checkpointer:
         self.directory = checkpoint_dir(workdir)
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints in {workdir} ({self.directory} is missing)")
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
-            create=not read_only,
-            read_only=read_only,
-            # Leftovers of a save that crashed mid-write are removed rather than mistaken for data.
-            cleanup_tmp_directories=not read_only,
-        )
+        if read_only:
+            options = ocp.CheckpointManagerOptions(
+                read_only=True, create=False, save_interval_steps=0, max_to_keep=None)
+        else:
+            # Leftovers of a save that crashed mid-write (`<step>.orbax-checkpoint-tmp-*`) are
+            # removed rather than mistaken for data; finished steps are renamed into place.
+            options = ocp.CheckpointManagerOptions(max_to_keep=keep, cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:

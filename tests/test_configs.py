@@ -1,0 +1,76 @@
+"""Configs: every file builds a valid model, is locked against typos, and says how to run it."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from act_jax.model import ACTConfig
+from configs import seed, sim_default, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.py"))
+
+
+def parse(*argv):
+    """Parses flags exactly as `python -m act_jax.train` does (lock_config=True)."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=fv, lock_config=True)
+    fv(["train", *argv])
+    return fv.config
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_builds_a_model_and_documents_its_command(path):
+    config = parse(f"--config={path}")
+    assert set(config.model) == {f.name for f in dataclasses.fields(ACTConfig)}
+    ACTConfig.from_config(config.model)
+    assert set(config) == {"model", "data", "train", "eval"}
+    doc = __import__(f"configs.{path.stem}", fromlist=["get_config"]).__doc__
+    assert f"python -m act_jax.train --config configs/{path.name}" in doc
+
+
+def test_configs_are_locked_against_unknown_keys():
+    config = parse(f"--config={ROOT / 'configs/sim_default.py'}")
+    config.train.lr = 3e-4  # what --config.train.lr=3e-4 does
+    assert config.train.lr == 3e-4
+    with pytest.raises(AttributeError, match="lrr"):
+        config.train.lrr = 1.0
+    with pytest.raises(AttributeError, match="chunk"):
+        config.model.chunk = 10
+
+
+def test_the_command_line_rejects_an_unknown_key():
+    proc = subprocess.run(
+        [sys.executable, "-m", "act_jax.train", "--config", "configs/tiny.py",
+         "--config.train.not_a_field=1", "--workdir", "/nonexistent/never_written"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "not_a_field" in proc.stderr.splitlines()[-1]
+    assert not Path("/nonexistent/never_written").exists()
+
+
+def test_seed_config_is_the_seed_architecture():
+    c = seed.get_config()
+    m = c.model
+    assert m.cameras == ("top", "lateral") and m.image_size == (480, 640)
+    # ResNet18 has stride 32: 15 x 20 = 300 tokens per camera, + latent + state = 602.
+    assert 2 + len(m.cameras) * (m.image_size[0] // 32) * (m.image_size[1] // 32) == 602
+    assert (m.dim_model, m.n_heads, m.dim_feedforward) == (512, 8, 3200)
+    assert (m.n_encoder_layers, m.n_decoder_layers, m.n_vae_encoder_layers) == (3, 1, 4)
+    assert (m.chunk_size, m.backbone_width, m.latent_dim, m.dropout) == (100, 1.0, 32, 0.1)
+    t = c.train
+    assert (t.batch_size, t.lr, t.lr_backbone, t.weight_decay) == (8, 1e-5, 1e-5, 1e-4)
+    assert (t.grad_clip, t.kl_weight, t.schedule) == (10.0, 10.0, "constant")
+
+
+def test_variants_change_only_what_differs():
+    base = sim_default.get_config().to_dict()
+    for variant in (seed.get_config().to_dict(), tiny.get_config().to_dict()):
+        assert variant.keys() == base.keys()
+        for section in base:
+            assert variant[section].keys() == base[section].keys(), section

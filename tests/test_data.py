@@ -1,0 +1,171 @@
+"""The data pipeline: what was recorded is what the model is trained on, chunk by chunk."""
+
+import jax
+import numpy as np
+import pytest
+from helpers_data import build_dataset, write_episodes
+
+from act_jax import data, normalization, sharding
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    dataset_dir = build_dataset(root, num_episodes=3, steps=10, image_size=(24, 32))
+    episodes = write_episodes(root / "again", num_episodes=3, steps=10, image_size=(24, 32))
+    return dataset_dir, episodes
+
+
+def load(dataset_dir, **kw):
+    args = dict(cameras=("top", "lateral"), image_size=(24, 32), state_dim=6, action_dim=6)
+    return data.load_episodes(dataset_dir, **(args | kw))
+
+
+def identity_stats(dim=6):
+    zeros, ones = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    return normalization.NormStats(zeros, ones, zeros, ones)
+
+
+def test_episodes_decode_to_the_recorded_values(dataset):
+    dataset_dir, recorded = dataset
+    episodes = load(dataset_dir)
+    assert [e.episode_index for e in episodes] == [0, 1, 2]
+    assert [len(e) for e in episodes] == [10, 11, 12]
+    from hardware.episodes import decode_png
+
+    for ep, rec in zip(episodes, recorded, strict=True):
+        np.testing.assert_array_equal(ep.state, rec["state"])
+        np.testing.assert_array_equal(ep.action, rec["action"])
+        assert ep.images["top"].dtype == np.uint8 and ep.images["top"].shape == (len(ep), 24, 32, 3)
+        np.testing.assert_array_equal(ep.images["lateral"][3], decode_png(rec["png"]["lateral"][3]))
+
+
+def test_bad_datasets_are_named(dataset, tmp_path):
+    dataset_dir, _ = dataset
+    with pytest.raises(ValueError, match=r"episode 0: camera 'top' frames are \(24, 32, 3\)"):
+        load(dataset_dir, image_size=(96, 128))
+    with pytest.raises(ValueError, match=r"no camera 'wrist' \(the dataset has \['lateral', 'top'"):
+        load(dataset_dir, cameras=("wrist",))
+    with pytest.raises(ValueError, match=r"state has shape \(10, 6\), the model expects \(T, 7\)"):
+        load(dataset_dir, state_dim=7)
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        load(tmp_path / "nothing_here")
+
+
+def test_chunks_targets_and_padding(dataset):
+    episodes = load(dataset[0])
+    sampler = data.ChunkSampler(episodes, identity_stats(), chunk_size=4, batch_size=2, seed=0)
+    ep = episodes[0]  # frames 0..9 are flat indices 0..9
+    batch = sampler.gather(np.array([2, 8]))
+    np.testing.assert_array_equal(batch["images"]["top"][0], ep.images["top"][2])
+    np.testing.assert_array_equal(batch["state"][1], ep.state[8])
+    np.testing.assert_array_equal(batch["actions"][0], ep.action[2:6])
+    # t = 8 of a 10-step episode: actions 8, 9, then the last action repeated, masked out.
+    np.testing.assert_array_equal(batch["actions"][1], ep.action[[8, 9, 9, 9]])
+    np.testing.assert_array_equal(batch["action_is_pad"], [[0, 0, 0, 0], [0, 0, 1, 1]])
+    # The first frame of the next episode.
+    np.testing.assert_array_equal(sampler.gather(np.array([10]))["state"][0], episodes[1].state[0])
+
+
+def test_states_and_actions_are_normalised(dataset):
+    episodes = load(dataset[0])
+    stats = normalization.compute([e.state for e in episodes], [e.action for e in episodes])
+    sampler = data.ChunkSampler(episodes, stats, chunk_size=3, batch_size=1, seed=0)
+    batch = sampler.gather(np.array([5]))
+    np.testing.assert_allclose(batch["state"][0], stats.normalize_state(episodes[0].state[5]))
+    np.testing.assert_allclose(stats.unnormalize_action(batch["actions"][0]),
+                               episodes[0].action[5:8], rtol=1e-5, atol=1e-4)
+    assert batch["state"].dtype == batch["actions"].dtype == np.float32
+
+
+def test_batches_are_a_function_of_seed_and_step(dataset):
+    episodes = load(dataset[0])
+    make = lambda seed, **kw: data.ChunkSampler(episodes, identity_stats(), chunk_size=4,
+                                                batch_size=4, seed=seed, **kw)
+    a, b = make(0), make(0)
+    jax.tree.map(np.testing.assert_array_equal, a.batch(7), b.batch(7))
+    assert not np.array_equal(a.batch(7)["state"], a.batch(8)["state"])
+    assert not np.array_equal(a.batch(7)["state"], make(1).batch(7)["state"])
+    # Two processes' rows put together are the one-process batch, augmentation included.
+    kw = dict(max_shift=2, brightness=0.2)
+    whole = make(0, **kw).batch(3)
+    halves = [make(0, process_index=i, process_count=2, **kw).batch(3) for i in range(2)]
+    jax.tree.map(lambda w, h0, h1: np.testing.assert_array_equal(w, np.concatenate([h0, h1])),
+                 whole, *halves)
+
+
+def test_frames_are_drawn_uniformly(dataset):
+    episodes = load(dataset[0])
+    sampler = data.ChunkSampler(episodes, identity_stats(), chunk_size=2, batch_size=64, seed=0)
+    counts = np.zeros(sampler.num_frames)
+    # Identify each drawn frame by its (normalised = raw) state, unique per frame.
+    key = {tuple(s): i for i, s in enumerate(np.concatenate([e.state for e in episodes]))}
+    for step in range(200):
+        for s in sampler.batch(step)["state"]:
+            counts[key[tuple(s)]] += 1
+    expected = counts.sum() / sampler.num_frames  # 12800 draws over 33 frames: ~388 each
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_split_by_episode():
+    train, val = data.split_episodes(10, 0.1, seed=0)
+    assert len(val) == 1 and sorted(train + val) == list(range(10))
+    assert data.split_episodes(10, 0.1, seed=0) == (train, val)
+    assert data.split_episodes(2, 0.1, seed=0)[1] != []  # at least one when there are 2
+    assert data.split_episodes(1, 0.1, seed=0) == ([0], [])
+    assert data.split_episodes(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        data.split_episodes(5, 1.0, seed=0)
+    with pytest.raises(ValueError, match="zero episodes"):
+        data.split_episodes(0, 0.1, seed=0)
+
+
+def test_validation_batches_cover_the_episodes_evenly(dataset):
+    episodes = load(dataset[0])
+    sampler = data.ChunkSampler(episodes, identity_stats(), chunk_size=2, batch_size=3, seed=0)
+    batches = sampler.fixed_batches(11)  # 33 frames: every frame exactly once
+    states = np.concatenate([b["state"] for b in batches])
+    np.testing.assert_array_equal(states, np.concatenate([e.state for e in episodes]))
+
+
+def test_augmentation_shifts_and_scales():
+    img = np.zeros((1, 8, 8, 3), np.uint8)
+    img[0, 4, 4] = 200
+    same = data.shift_and_brightness(img, np.zeros((1, 2), int), np.ones(1))
+    np.testing.assert_array_equal(same, img)
+    moved = data.shift_and_brightness(img, np.array([[1, -2]]), np.array([0.5]))
+    assert moved[0, 3, 6, 0] == 100 and moved.sum() == 300  # crop offset (+1, -2): pixel moves
+
+
+def test_prefetcher_yields_sharded_batches_in_order_and_reraises(dataset):
+    episodes = load(dataset[0])
+    sampler = data.ChunkSampler(episodes, identity_stats(), chunk_size=2, batch_size=2, seed=0)
+    mesh = sharding.make_mesh()
+    with data.Prefetcher(sampler.batch, 3, 6, sharding.batch_sharding(mesh)) as batches:
+        got = list(batches)
+    assert [s for s, _ in got] == [3, 4, 5]
+    assert isinstance(got[0][1]["state"], jax.Array)
+    assert got[0][1]["images"]["top"].sharding == sharding.batch_sharding(mesh)
+    np.testing.assert_array_equal(got[1][1]["actions"], sampler.batch(4)["actions"])
+
+    def broken(step):
+        raise RuntimeError(f"bad step {step}")
+
+    with pytest.raises(RuntimeError, match="bad step 0"):
+        with data.Prefetcher(broken, 0, 3, sharding.batch_sharding(mesh)) as batches:
+            list(batches)
+
+
+def test_normalisation_statistics():
+    states = [np.stack([np.arange(5.0), np.full(5, 3.0)], axis=1)]  # joint 1 never moves
+    stats = normalization.compute(states, states)
+    np.testing.assert_allclose(stats.state_mean, [2.0, 3.0])
+    np.testing.assert_allclose(stats.state_std, [np.sqrt(2.0), normalization.MIN_STD])
+    x = np.array([[1.0, 3.5]], np.float32)
+    np.testing.assert_allclose(stats.unnormalize_action(stats.normalize_action(x)), x, rtol=1e-6)
+    again = normalization.NormStats.from_dict(stats.to_dict())
+    np.testing.assert_array_equal(again.action_std, stats.action_std)
+    with pytest.raises(ValueError, match="action values contain NaN"):
+        normalization.compute(states, [np.full((2, 2), np.nan)])
+    with pytest.raises(ValueError, match="lack the field 'state_std'"):
+        normalization.NormStats.from_dict({"state_mean": [0.0]})
