@@ -1,4 +1,4 @@
-"""Trains ACT: one jitted, data-parallel step, orbax checkpoints, automatic resume.
+r"""Trains ACT: one jitted, data-parallel step, orbax checkpoints, automatic resume.
 
     python -m act_jax.train --config configs/sim_default.py --workdir runs/sim_default
     python -m act_jax.train --config configs/sim_default.py --workdir runs/x \

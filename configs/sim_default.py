@@ -1,4 +1,4 @@
-"""ACT on the simulated pick-and-place task, sized to train on a CPU (two 96x128 cameras).
+r"""ACT on the simulated pick-and-place task, sized to train on a CPU (two 96x128 cameras).
 
     python -m act_jax.train --config configs/sim_default.py --workdir runs/sim_default
 

@@ -1,4 +1,4 @@
-"""A minute-scale ACT for tests and smoke runs: 32x32 images, a 2-head 32-wide transformer.
+r"""A minute-scale ACT for tests and smoke runs: 32x32 images, a 2-head 32-wide transformer.
 
     python -m act_jax.train --config configs/tiny.py --workdir /tmp/tiny \
         --config.data.dataset_dir=<a built act_episodes dataset with 32x32 frames>
