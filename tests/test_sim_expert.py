@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hardware.control_loop import run_loop
-from hardware.sim import ScriptedExpert, SimRobot
+from hardware.sim import CubeDistribution, ScriptedExpert, SimRobot
 from hardware.sim.expert import PHASES, grasp_yaw
 
 
@@ -74,3 +74,11 @@ def test_grasp_yaw_is_across_cube_faces_and_near_radial():
     assert yaw == pytest.approx(0.0)  # radial is 26.6 deg, faces every 90 deg
     q = np.array([np.cos(np.pi / 8), 0, 0, np.sin(np.pi / 8)])  # cube turned by 45 deg
     assert grasp_yaw(q, np.array([0.2, 0.1])) == pytest.approx(np.pi / 4)
+
+
+def test_expert_grasps_a_turned_cube():
+    dist = CubeDistribution(yaw_range_deg=(35.0, 40.0))
+    with SimRobot(cameras=(), distribution=dist) as r:
+        expert = ScriptedExpert(r)
+        run_episode(r, expert, 0)
+        assert r.success()
