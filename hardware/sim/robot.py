@@ -30,8 +30,9 @@ from hardware.sim.cube import CubeDistribution
 from hardware.sim.kinematics import Kinematics
 from hardware.sim.scene import CONTROL_FPS, SUBSTEPS, SceneConfig, build_scene_xml
 
-# Rest pose between episodes: the arm folded up and back, the gripper half open, clear of the
-# cube region in both cameras. Degrees; gripper 0..100.
+# Rest pose between episodes: upper arm leaning back, gripper raised 17 cm over the near edge of
+# the workspace and half open, hiding no start position of the cube from either camera.
+# Degrees; gripper 0..100.
 HOME = np.array([0.0, -100.0, 40.0, 90.0, 0.0, 30.0])
 SETTLE_S = 0.1  # physics time after a reset, so that every episode starts at rest
 
