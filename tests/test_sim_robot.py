@@ -135,3 +135,15 @@ def test_bad_configuration_is_a_clear_error():
         SimRobot(image_size=(720, 1280))
     with pytest.raises(ValueError, match="unknown camera"):
         SimRobot(cameras=("wrist",))
+
+
+def test_servo_torques_stay_within_sts3215_limits(robot):
+    from hardware.sim.arm import GRIPPER_FORCE, SERVO_FORCE
+
+    robot.reset(seed=0)
+    peak = np.zeros(6)
+    for _ in range(10):  # a violent step: every joint saturates
+        robot.send_action(HOME + np.array([60.0, 60.0, -60.0, -60.0, 90.0, -30.0]))
+        peak = np.maximum(peak, np.abs(robot.data.actuator_force))
+    assert peak[:5].max() == pytest.approx(SERVO_FORCE, rel=1e-6)
+    assert peak[5] <= GRIPPER_FORCE + 1e-9
