@@ -11,7 +11,7 @@ so an interrupted run ends where a straight one would. Ctrl-C (or SIGTERM) finis
 step, saves a checkpoint and exits with status 130; a second Ctrl-C aborts at once.
 
 The workdir gets `checkpoints/` (see act_jax/checkpoints.py), `metrics.jsonl` (one JSON object per
-log line) and TensorBoard event files in `tb/`.
+log line), TensorBoard event files in `tb/`, and `config.json` / `norm_stats.json` for reading.
 """
 
 from __future__ import annotations
@@ -254,7 +254,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       config: the experiment config (see configs/sim_default.py).
       workdir: where checkpoints and metrics go; an existing checkpoint there is resumed.
       eval_fn: `eval_fn(state, step) -> {name: float}`, called every `config.eval.every_steps`
-        (e.g. success rate of sim rollouts); its results are logged as `eval/<name>`.
+        (e.g. success rate of sim rollouts); its results are logged as `eval/<name>`. The policy
+        is `state.apply_fn` with `{"params": state.params, "batch_stats": state.batch_stats}`;
+        its normalisation statistics are in `<workdir>/norm_stats.json`, written before step 0.
 
     Returns:
       The final state and the last logged metrics.
@@ -299,6 +301,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
             for b in data.ChunkSampler(val_eps, norm_stats, **rows).fixed_batches(
                 config.data.val_batches)]
+    if is_main:  # For people and eval hooks: what this run trains with (checkpoints carry both).
+        (workdir / "config.json").write_text(checkpoints.config_to_json(config))
+        (workdir / "norm_stats.json").write_text(json.dumps(norm_stats.to_dict(), indent=1))
     tqdm.write(f"data: {dataset_dir}: {len(train_eps)} train episodes ({sampler.num_frames} "
                f"frames), {len(val_eps)} validation episodes")
 

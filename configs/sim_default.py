@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.episodes_dir = "data/episodes/sim_demos"  # built into the dataset when it is missing
     data.record_episodes = 50  # recorded with the sim expert when episodes_dir is empty (0: never)
     data.record_seed = 0
-    data.record_distribution = "default"  # cube start distribution (see hardware.record)
+    data.record_distribution = "uniform"  # cube starts: "uniform", "named", "held_out"
     data.val_fraction = 0.1  # of episodes, held out for the validation loss
     data.val_batches = 8  # batches of evenly spaced validation frames per evaluation
     data.augment = ml_collections.ConfigDict()
@@ -81,4 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
     ev.every_steps = 0  # 0: off
     ev.episodes = 10
     ev.seed = 1000
+    ev.execution = "ensemble:0.01"  # act_jax.execution spec: open_loop | receding:N | ensemble:M
+    ev.distribution = "uniform"  # cube start distribution of the rollouts
+    ev.max_steps = 400  # ticks before a rollout counts as a failure (the demos take ~180)
     return config

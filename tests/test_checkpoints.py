@@ -72,11 +72,14 @@ def test_load_policy_params_rebuilds_a_working_policy(tmp_path):
     config = tiny.get_config()
     h, w = config.model.image_size
     c, a = config.model.chunk_size, config.model.action_dim
-    batch = {"images": {cam: jnp.zeros((2, h, w, 3), jnp.uint8) for cam in config.model.cameras},
-             "state": jnp.zeros((2, 6)), "actions": jnp.zeros((2, c, a)),
-             "action_is_pad": jnp.zeros((2, c), bool)}
-    state = jax.jit(lambda r: train.create_train_state(config, r, batch))(jax.random.key(0))
-    checkpoints.save(tmp_path / "run", 3, train.state_to_dict(state), config, stats())
+    # Weights of the right shapes (random values: what matters is that they come back exactly).
+    _, shapes = checkpoints._abstract_variables(config, None)
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+    tx = train.make_optimizer(config.train)
+    state = {"step": jnp.int32(3), **variables, "opt_state": tx.init(variables["params"])}
+    checkpoints.save(tmp_path / "run", 3, state, config, stats())
+    state = train.TrainState(step=3, apply_fn=None, tx=tx, opt_state=None, **variables)
 
     model, variables, got_config, got_stats = checkpoints.load_policy_params(tmp_path / "run")
     assert got_config.model == config.model

@@ -86,6 +86,9 @@ def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tm
     comparable = lambda m: {k: v for k, v in m.items() if k[1] != "train/steps_per_s"}
     assert comparable(read_metrics(tmp_path)) == comparable(read_metrics(straight_dir))
     assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
+    assert checkpoints.config_from_json((tmp_path / "config.json").read_text()) == config
+    assert json.loads((tmp_path / "norm_stats.json").read_text()) == json.loads(
+        (straight_dir / "norm_stats.json").read_text())
     # No retrace after the first step, in a fresh run and in a resumed one.
     assert straight.train_step_compilations == 1
     assert resumed.train_step_compilations == 1
