@@ -105,9 +105,12 @@ def select(cache: Mapping[str, Any], names: Iterable[str] | None) -> dict[str, A
         names = [names]
     unknown = [n for n in names if n not in cache]
     if unknown:
+        hint = ""
+        if any(n.startswith("vae") for n in unknown):
+            hint = " (vae/* and vae_encoder/* exist only with train=True and use_vae)"
         raise KeyError(
-            f"unknown intermediate name(s) {unknown}; valid names for this model and call: "
-            + ", ".join(sorted(cache))
+            f"unknown intermediate name(s) {unknown}{hint}; valid names for this model and "
+            "call: " + ", ".join(sorted(cache))
         )
     return {n: cache[n] for n in names}
 

@@ -230,8 +230,9 @@ class ACT(nn.Module):
         x = (x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         feats = ResNet18(cfg.backbone_width, dt, name="backbone")(x)  # (K*B, h, w, C_b)
         k, (h, w) = len(cfg.cameras), feats.shape[1:3]
-        for i, cam in enumerate(cfg.cameras):
-            im.sow(self, f"backbone/{cam}", feats[i * b : (i + 1) * b])
+        if self.is_mutable_collection(im.COLLECTION):  # skip even the slicing otherwise
+            for i, cam in enumerate(cfg.cameras):
+                im.sow(self, f"backbone/{cam}", feats[i * b : (i + 1) * b])
         pix = nn.Conv(d, (1, 1), name="input_proj", **dense)(feats)  # (K*B, h, w, D)
         pix = pix.reshape(k, b, h * w, d).transpose(1, 0, 2, 3).reshape(b, k * h * w, d)
         pix_pos = np.tile(sine_table_2d(h, w, d), (k, 1))  # (K*h*w, D), same grid per camera

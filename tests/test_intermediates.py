@@ -93,6 +93,8 @@ def test_names_filter_and_unknown_name_error(setup):
         r".*decoder/layer_0/mlp_hidden",
     ):
         im.run_with_cache(model, variables, batch, ["decoder/mlp_hidden"])
+    with pytest.raises(KeyError, match=r"only with train=True"):
+        im.run_with_cache(model, variables, batch, "vae/mu")  # eval mode has no posterior
 
 
 def test_intermediates_mean_what_their_names_say(setup):

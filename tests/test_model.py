@@ -191,20 +191,23 @@ def test_use_vae_false_has_no_vae_and_needs_no_latent_rng(tiny_variables):
     assert out["mu"] is None and np.isfinite(out["actions"]).all()
 
 
-def test_vae_ignores_padded_actions(tiny_variables):
-    apply = jit_apply(TINY)
+def test_vae_ignores_padded_actions_and_batch_norm_stays_frozen(tiny_variables):
+    apply = functools.partial(
+        jit_apply(TINY), train=True, rngs={"latent": jax.random.key(3)}, mutable=("batch_stats",)
+    )
     images, state, actions, pad = batch(TINY, 2)
-    rngs = {"latent": jax.random.key(3)}
-    out = apply(tiny_variables, images, state, actions, pad, train=True, rngs=rngs)
+    out, new_vars = apply(tiny_variables, images, state, actions, pad)
     changed = np.where(pad[..., None], actions + 100.0, actions)
-    out2 = apply(tiny_variables, images, state, changed, pad, train=True, rngs=rngs)
+    out2, _ = apply(tiny_variables, images, state, changed, pad)
     np.testing.assert_allclose(out["mu"], out2["mu"], atol=1e-5)
     np.testing.assert_allclose(out["logvar"], out2["logvar"], atol=1e-5)
     # Without the mask the same change does move the posterior of the padded sample.
-    no_mask = apply(
-        tiny_variables, images, state, changed, np.zeros_like(pad), train=True, rngs=rngs
-    )
+    no_mask, _ = apply(tiny_variables, images, state, changed, np.zeros_like(pad))
     assert not np.allclose(out2["mu"][0], no_mask["mu"][0], atol=1e-3)
+    # Frozen batch-norm: even a train-mode call that allows it never rewrites the statistics.
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, new_vars["batch_stats"], tiny_variables["batch_stats"]
+    )
 
 
 def test_loss_masks_padding_and_averages_over_valid_elements():
@@ -314,15 +317,58 @@ def test_tiny_model_overfits_one_batch(tiny_variables):
         first = float(metrics["l1"]) if first is None else first
     last = float(metrics["l1"])
     assert last < first / 10, (first, last)
-    # Frozen batch-norm: even a train-mode call that allows it never rewrites the statistics.
-    _, new = jit_apply(TINY)(
-        {"params": params, "batch_stats": stats},
-        images,
-        state,
-        actions,
-        pad,
-        train=True,
-        rngs={"dropout": jax.random.key(0), "latent": jax.random.key(1)},
-        mutable=("batch_stats",),
+
+
+def _np_attention(p, q_in, k_in, v_in, heads):
+    def proj(name, x):
+        y = x @ p[name]["kernel"] + p[name]["bias"]
+        return y.reshape(*x.shape[:2], heads, -1)
+
+    q, k, v = proj("q_proj", q_in), proj("k_proj", k_in), proj("v_proj", v_in)
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    out = np.einsum("bhqk,bkhd->bqhd", w, v).reshape(*q_in.shape)
+    return out @ p["out_proj"]["kernel"] + p["out_proj"]["bias"]
+
+
+def _np_layer_norm(p, x):
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * p["scale"] + p["bias"]
+
+
+def _np_ffn(p, x):
+    h = np.maximum(x @ p["linear1"]["kernel"] + p["linear1"]["bias"], 0)
+    return h @ p["linear2"]["kernel"] + p["linear2"]["bias"]
+
+
+def test_post_norm_layers_match_a_numpy_reference_with_pos_on_q_and_k_only():
+    from act_jax.transformer import DecoderLayer, EncoderLayer
+
+    rng = np.random.default_rng(0)
+    b, n, c, d, heads = 2, 5, 3, 8, 2
+    x, pos = rng.normal(size=(b, n, d)), rng.normal(size=(1, n, d))
+    tgt, qpos = rng.normal(size=(b, c, d)), rng.normal(size=(1, c, d))
+
+    def random_params(module, *args):
+        params = module.init(jax.random.key(0), *args, deterministic=True)["params"]
+        # Perturb everything (biases 0 and LayerNorm scales 1 would hide swapped tensors).
+        return jax.tree_util.tree_map(lambda a: np.asarray(a) + rng.normal(size=a.shape), params)
+
+    enc = EncoderLayer(d, heads, 16, dropout=0.0)
+    p = random_params(enc, x, pos)
+    got = enc.apply({"params": p}, x, pos, deterministic=True)
+    x1 = _np_layer_norm(p["norm1"], x + _np_attention(p["self_attn"], x + pos, x + pos, x, heads))
+    want = _np_layer_norm(p["norm2"], x1 + _np_ffn(p["mlp"], x1))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    dec = DecoderLayer(d, heads, 16, dropout=0.0)
+    p = random_params(dec, tgt, x, qpos, pos)
+    got = dec.apply({"params": p}, tgt, x, qpos, pos, deterministic=True)
+    t1 = tgt + _np_attention(p["self_attn"], tgt + qpos, tgt + qpos, tgt, heads)
+    t1 = _np_layer_norm(p["norm1"], t1)
+    t2 = _np_layer_norm(
+        p["norm2"], t1 + _np_attention(p["cross_attn"], t1 + qpos, x + pos, x, heads)
     )
-    jax.tree_util.tree_map(np.testing.assert_array_equal, new["batch_stats"], stats)
+    want = _np_layer_norm(p["norm3"], t2 + _np_ffn(p["mlp"], t2))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
