@@ -228,6 +228,53 @@ def evaluate_checkpoint(
     return summary
 
 
+def make_train_eval_fn(config, workdir: str | Path):
+    """The rollout evaluation that training runs every `config.eval.every_steps` steps.
+
+    Returns `eval_fn(state, step) -> {"success_rate", "ci95_low", "ci95_high"}` over
+    `config.eval.episodes` sim rollouts (seeds from `config.eval.seed`, so every evaluation of a
+    run sees the same cube poses). The sim and the jitted policy are built once, on first use;
+    later calls only swap in the new weights, so nothing recompiles.
+    """
+    from act_jax.model import ACT, ACTConfig
+    from act_jax.normalization import NormStats
+    from act_jax.policy import Policy
+    from hardware.sim import SimRobot
+
+    ev = config.eval
+    execution = ev.get("execution", "ensemble:0.01")
+    make_executor(execution)
+    held: dict = {}
+
+    def eval_fn(state, step: int) -> dict:
+        if not held:
+            stats = NormStats.from_dict(json.loads((Path(workdir) / "norm_stats.json").read_text()))
+            model = ACT(ACTConfig.from_config(config.model))
+            held["policy"] = Policy(model, None, config, stats)
+            held["robot"] = SimRobot(
+                image_size=tuple(config.model.image_size), cameras=tuple(config.model.cameras),
+                distribution=ev.get("distribution", "uniform"),
+            ).__enter__()
+        policy, robot = held["policy"], held["robot"]
+        policy.variables = {"params": state.params, "batch_stats": state.batch_stats}
+        policy.step = step
+        rollouts = run_rollouts(
+            lambda: policy.as_controller(make_executor(execution)), robot,
+            episodes=ev.episodes, seed=ev.seed, max_steps=ev.get("max_steps", 400),
+            progress=False,
+        )
+        s = summarize(rollouts)
+        tqdm.write(
+            f"step {step}: sim success {s['successes']}/{s['episodes']} "
+            f"({100 * s['success_rate']:.0f}%, 95% CI {100 * s['ci95'][0]:.0f}-"
+            f"{100 * s['ci95'][1]:.0f}%)"
+        )
+        return {"success_rate": s["success_rate"], "ci95_low": s["ci95"][0],
+                "ci95_high": s["ci95"][1]}
+
+    return eval_fn
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
