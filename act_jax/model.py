@@ -179,11 +179,33 @@ class VAEEncoder(nn.Module):
 
 
 class ACT(nn.Module):
-    """The ACT policy network. See the module docstring for the data flow."""
+    """The ACT policy network. See the module docstring for the data flow.
+
+    Besides `__call__`, three methods expose the halves of the network for analysis, e.g. to
+    cache encoder outputs once and train or probe only the decoder on them:
+    `model.apply(variables, images, state, method=ACT.encode, train=False)` -> (memory, pos),
+    `model.apply(variables, memory, pos, method=ACT.decode, train=False)` -> actions, and
+    `ACT.posterior` (the CVAE encoder). Each sows the same intermediates as in `__call__`.
+    """
 
     config: ACTConfig
 
-    @nn.compact
+    def setup(self):
+        cfg, dt = self.config, self.config.compute_dtype
+        d = cfg.dim_model
+        dense = dict(dtype=dt, kernel_init=torch_linear_init)
+        if cfg.use_vae:
+            self.vae_encoder = VAEEncoder(cfg)
+        self.backbone = ResNet18(cfg.backbone_width, dt)
+        self.input_proj = nn.Conv(d, (1, 1), **dense)  # as LeRobot's 1x1 Conv2d
+        self.latent_proj = nn.Dense(d, **dense)
+        self.state_proj = nn.Dense(d, **dense)
+        self.pos_embed_1d = self.param("pos_embed_1d", embedding_init, (2, d))  # latent, state
+        layer_args = (d, cfg.n_heads, cfg.dim_feedforward, cfg.dropout, cfg.pre_norm, dt)
+        self.encoder = Encoder(cfg.n_encoder_layers, *layer_args)
+        self.decoder = Decoder(cfg.n_decoder_layers, cfg.chunk_size, *layer_args)
+        self.action_head = nn.Dense(cfg.action_dim, **dense)
+
     def __call__(self, images, state, actions=None, action_is_pad=None, *, train: bool):
         """Predicts a chunk of actions.
 
@@ -197,81 +219,74 @@ class ACT(nn.Module):
         Returns:
             {"actions": (B, C, A) float32, "mu": (B, L) or None, "logvar": (B, L) or None}.
         """
-        cfg, dt = self.config, self.config.compute_dtype
+        cfg = self.config
         b = self._check_inputs(images, state, actions, action_is_pad, train)
-        d, det = cfg.dim_model, not train
-        dense = dict(dtype=dt, kernel_init=torch_linear_init)
-        state = jnp.asarray(state, jnp.float32)
-
         mu = logvar = None
+        latent = None  # encode() uses the prior mean, zero, as ACT does at inference
         if cfg.use_vae and (train or self.is_initializing()):
             # At init the VAE runs on dummy actions so that its params exist for training.
             if actions is None:
                 actions = jnp.zeros((b, cfg.chunk_size, cfg.action_dim), jnp.float32)
-            if action_is_pad is None:
-                action_is_pad = jnp.zeros((b, cfg.chunk_size), bool)
-            mu, logvar = VAEEncoder(cfg, name="vae_encoder")(
-                state,
-                jnp.asarray(actions, jnp.float32),
-                jnp.asarray(action_is_pad, bool),
-                deterministic=det,
-            )
-        if train and cfg.use_vae:
-            im.sow(self, "vae/mu", mu)
-            im.sow(self, "vae/logvar", logvar)
-            eps = jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
-            latent = mu + jnp.exp(0.5 * logvar) * eps  # reparametrisation
-        else:
-            mu = logvar = None
-            latent = jnp.zeros((b, cfg.latent_dim), jnp.float32)  # the prior mean, as in ACT
+            mu, logvar = self.posterior(state, actions, action_is_pad, train=train)
+            if train:
+                eps = jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
+                latent = mu + jnp.exp(0.5 * logvar) * eps  # reparametrisation
+            else:
+                mu = logvar = None
+        memory, pos = self.encode(images, state, latent, train=train)
+        return {"actions": self.decode(memory, pos, train=train), "mu": mu, "logvar": logvar}
 
+    def posterior(self, state, actions, action_is_pad=None, *, train: bool):
+        """q(z | state, actions): state (B, S), actions (B, C, A) -> mu, logvar (B, L) each."""
+        if action_is_pad is None:
+            action_is_pad = jnp.zeros(np.shape(actions)[:2], bool)
+        mu, logvar = self.vae_encoder(
+            jnp.asarray(state, jnp.float32),
+            jnp.asarray(actions, jnp.float32),
+            jnp.asarray(action_is_pad, bool),
+            deterministic=not train,
+        )
+        im.sow(self, "vae/mu", mu)
+        im.sow(self, "vae/logvar", logvar)
+        return mu, logvar
+
+    def encode(self, images, state, latent=None, *, train: bool):
+        """Backbone + token assembly + transformer encoder.
+
+        Args:
+            images: camera -> (B, H, W, 3); state: (B, S); latent: (B, L), None for zero.
+
+        Returns:
+            memory (B, N, D) and the position embedding pos (1, N, D) the decoder needs.
+        """
+        cfg, dt = self.config, self.config.compute_dtype
+        b = self._check_inputs(images, state, None, None, train=False)
+        d = cfg.dim_model
+        if latent is None:
+            latent = jnp.zeros((b, cfg.latent_dim), jnp.float32)
         # Pixel tokens: one backbone call for all cameras (shared weights, as in ACT).
         x = jnp.concatenate([jnp.asarray(images[c]) for c in cfg.cameras], axis=0)  # (K*B,H,W,3)
         x = (x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        feats = ResNet18(cfg.backbone_width, dt, name="backbone")(x)  # (K*B, h, w, C_b)
+        feats = self.backbone(x)  # (K*B, h, w, C_b)
         k, (h, w) = len(cfg.cameras), feats.shape[1:3]
         if self.is_mutable_collection(im.COLLECTION):  # skip even the slicing otherwise
             for i, cam in enumerate(cfg.cameras):
                 im.sow(self, f"backbone/{cam}", feats[i * b : (i + 1) * b])
-        pix = nn.Conv(d, (1, 1), name="input_proj", **dense)(feats)  # (K*B, h, w, D)
+        pix = self.input_proj(feats)  # (K*B, h, w, D)
         pix = pix.reshape(k, b, h * w, d).transpose(1, 0, 2, 3).reshape(b, k * h * w, d)
         pix_pos = np.tile(sine_table_2d(h, w, d), (k, 1))  # (K*h*w, D), same grid per camera
+        state_tok = self.state_proj(jnp.asarray(state, jnp.float32))
+        tokens = [self.latent_proj(latent)[:, None], state_tok[:, None], pix]
+        tokens = jnp.concatenate(tokens, axis=1).astype(dt)  # (B, N, D)
+        pos = jnp.concatenate([self.pos_embed_1d, jnp.asarray(pix_pos)], axis=0)[None]
+        return self.encoder(tokens, pos, deterministic=not train), pos
 
-        tokens = jnp.concatenate(
-            [
-                nn.Dense(d, name="latent_proj", **dense)(latent)[:, None],
-                nn.Dense(d, name="state_proj", **dense)(state)[:, None],
-                pix,
-            ],
-            axis=1,
-        ).astype(dt)  # (B, N, D)
-        pos_1d = self.param("pos_embed_1d", embedding_init, (2, d))
-        pos = jnp.concatenate([pos_1d, jnp.asarray(pix_pos)], axis=0)[None]  # (1, N, D)
-
-        memory = Encoder(
-            cfg.n_encoder_layers,
-            d,
-            cfg.n_heads,
-            cfg.dim_feedforward,
-            cfg.dropout,
-            cfg.pre_norm,
-            dt,
-            name="encoder",
-        )(tokens, pos, deterministic=det)
-        out = Decoder(
-            cfg.n_decoder_layers,
-            cfg.chunk_size,
-            d,
-            cfg.n_heads,
-            cfg.dim_feedforward,
-            cfg.dropout,
-            cfg.pre_norm,
-            dt,
-            name="decoder",
-        )(memory, pos, deterministic=det)
-        pred = nn.Dense(cfg.action_dim, name="action_head", **dense)(out).astype(jnp.float32)
-        im.sow(self, "actions", pred)
-        return {"actions": pred, "mu": mu, "logvar": logvar}
+    def decode(self, memory, pos, *, train: bool):
+        """Decoder + action head: memory (B, N, D), pos (1, N, D) -> actions (B, C, A) float32."""
+        out = self.decoder(memory, pos, deterministic=not train)
+        actions = self.action_head(out).astype(jnp.float32)
+        im.sow(self, "actions", actions)
+        return actions
 
     def _check_inputs(self, images, state, actions, action_is_pad, train) -> int:
         """Validates shapes against the config (at trace time) and returns the batch size."""

@@ -172,6 +172,16 @@ def test_inference_is_deterministic_with_zero_latent(tiny_variables):
     assert out["actions"].dtype == jnp.float32
     again = apply(tiny_variables, images, state, train=False)
     np.testing.assert_array_equal(out["actions"], again["actions"])
+    # The encode/decode halves (for caching encoder outputs) compose to the same model.
+    model = ACT(TINY)
+
+    @jax.jit
+    def split(v, images, state):
+        memory, pos = model.apply(v, images, state, method=ACT.encode, train=False)
+        assert memory.shape == (2, 2 + 2 * 1 * 2, TINY.dim_model) and pos.shape[0] == 1
+        return model.apply(v, memory, pos, method=ACT.decode, train=False)
+
+    np.testing.assert_allclose(split(tiny_variables, images, state), out["actions"], atol=1e-6)
 
 
 def test_use_vae_false_has_no_vae_and_needs_no_latent_rng(tiny_variables):
