@@ -216,7 +216,7 @@ class ServoArm(Robot):
             for register, values in self.profile.setup:
                 for name, value in zip(JOINT_NAMES, values, strict=True):
                     if value is not None:
-                        self.bus.write(register, name, value, budget_s=0.05)
+                        self.bus.write(register, name, value, budget_s=0.25, retries=5)
             check_servos(self.calibration, self.bus)
             present = self.bus.read_all("Present_Position")
             self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)

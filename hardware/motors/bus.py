@@ -150,7 +150,7 @@ class MotorBus:
                 port=self.port,
                 baudrate=self.baudrate,
                 timeout=0,
-                write_timeout=0.1,
+                write_timeout=1.0,
                 exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as e:
@@ -305,14 +305,21 @@ class MotorBus:
             )
         return result.values[motor]
 
-    def write(self, register: str, motor: str, value: int, budget_s: float | None = None) -> None:
+    def write(
+        self,
+        register: str,
+        motor: str,
+        value: int,
+        budget_s: float | None = None,
+        retries: int | None = None,
+    ) -> None:
         """Write one register of one motor and check its status reply."""
         m = self._name(motor)
         reg = self.models[motor].register(register)
         packet = self.protocol.write(m.id, reg.address, self.protocol.encode_value(reg, value))
         deadline = time.monotonic() + (budget_s or self.budget_s)
         reply = None
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(1 + (self.max_retries if retries is None else retries)):
             if attempt:
                 self.stats["retries"] += 1
             reply = self._transact(packet, {m.id: 0})[m.id]
@@ -439,9 +446,9 @@ class MotorBus:
     def enable_torque(self, motors: Iterable[str] | None = None) -> None:
         """Torque on, checked per motor (Feetech: then lock the EEPROM, as LeRobot does)."""
         for name in motors if motors is not None else self.motors:
-            self.write("Torque_Enable", name, 1, budget_s=0.05)
+            self.write("Torque_Enable", name, 1, budget_s=0.25, retries=max(5, self.max_retries))
             if self.protocol.name == "feetech":
-                self.write("Lock", name, 1, budget_s=0.05)
+                self.write("Lock", name, 1, budget_s=0.25, retries=max(5, self.max_retries))
 
     def disable_torque(self, motors: Iterable[str] | None = None) -> list[str]:
         """Torque off, best effort: a broadcast first (reaches every live servo at once), then a
@@ -451,9 +458,9 @@ class MotorBus:
         unconfirmed = []
         for name in names:
             try:
-                self.write("Torque_Enable", name, 0, budget_s=0.02)
+                self.write("Torque_Enable", name, 0, budget_s=0.05, retries=3)
                 if self.protocol.name == "feetech":
-                    self.write("Lock", name, 0, budget_s=0.02)
+                    self.write("Lock", name, 0, budget_s=0.05, retries=3)
             except (MotorCommError, MotorInstructionError):
                 unconfirmed.append(name)
         return unconfirmed

@@ -26,6 +26,7 @@ Every instruction packet received goes into a timestamped wire log.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import select
@@ -39,6 +40,8 @@ from hardware.motors.packets import Instruction, InstructionPacket, Outcome, Sta
 from hardware.motors.parser import StreamParser
 from hardware.motors.physics import FirstOrderServo, JointPhysics
 from hardware.motors.tables import EEPROM, ModelSpec, Register, get_model
+
+log = logging.getLogger(__name__)
 
 # Dynamixel error numbers (low 7 bits of the status error byte).
 _DXL_INSTRUCTION_ERROR, _DXL_DATA_RANGE, _DXL_DATA_LIMIT, _DXL_ACCESS = 2, 4, 6, 7
@@ -177,6 +180,7 @@ class ServoEmulator:
         self.clock = clock
         self._last_t = clock()
         self.wire_log: list[WireEntry] = []
+        self.errors: list[str] = []  # exceptions inside the emulator (tests assert it stays empty)
         self._lock = threading.RLock()
         self._master = self._slave = -1
         self._thread: threading.Thread | None = None
@@ -300,10 +304,14 @@ class ServoEmulator:
                     self.wire_log.append(WireEntry(t, ev.raw, None))
                     continue  # a servo ignores a packet whose checksum fails
                 self.wire_log.append(WireEntry(t, ev.raw, ev.packet))
-                with self._lock:
-                    replies = self._handle(ev.packet)
-                for reply in replies:
-                    self._send(reply)
+                try:
+                    with self._lock:
+                        replies = self._handle(ev.packet)
+                    for reply in replies:
+                        self._send(reply)
+                except Exception as e:  # a bug here must not silently kill the bus: record it
+                    log.exception("servo emulator failed on %s", ev.packet)
+                    self.errors.append(f"{ev.packet}: {e!r}")
 
     def _advance(self) -> None:
         now = self.clock()
