@@ -126,8 +126,11 @@ def test_faults_are_seeded():
         with ServoEmulator("feetech", {1: "sts3215"}, seed=seed) as emu, bus_for(
             emu, "feetech", [1], "sts3215"
         ) as bus:
-            emu.faults, bus.max_retries = Faults(drop=0.3), 0
-            return [bus.sync_read("Present_Position").ok for _ in range(40)]
+            emu.faults, bus.max_retries = Faults(drop=0.3, corrupt=0.2), 0
+            n = len(emu.fault_log)
+            for _ in range(40):
+                bus.sync_read("Present_Position")
+            return emu.fault_log[n:]
 
     assert run(1) == run(1) and run(1) != run(2)
 

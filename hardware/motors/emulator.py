@@ -180,6 +180,7 @@ class ServoEmulator:
         self.clock = clock
         self._last_t = clock()
         self.wire_log: list[WireEntry] = []
+        self.fault_log: list[tuple[int, list[str]]] = []  # (id, faults applied) per reply
         self.errors: list[str] = []  # exceptions inside the emulator (tests assert it stays empty)
         self._lock = threading.RLock()
         self._master = self._slave = -1
@@ -468,31 +469,42 @@ class ServoEmulator:
 
     def _send(self, reply: StatusPacket) -> None:
         f, rng = self.faults, self.rng
+        applied: list[str] = []
+        self.fault_log.append((reply.id, applied))
         if reply.id in f.dead_ids:
+            applied.append("dead")
             return
         hit = f.only_ids is None or reply.id in f.only_ids
         if hit and rng.random() < f.drop:
+            applied.append("drop")
             return
         if hit and rng.random() < f.wrong_id:
             others = [i for i in range(1, 253) if i != reply.id]
             reply = dataclasses.replace(reply, id=rng.choice(others))
+            applied.append("wrong_id")
         if hit and reply.params and rng.random() < f.forge:
             reply = dataclasses.replace(reply, params=rng.randbytes(len(reply.params)))
+            applied.append("forge")
         data = bytearray(self.protocol.encode_status(reply))
         if hit and rng.random() < f.corrupt:
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            applied.append("corrupt")
         if hit and rng.random() < f.truncate:
             data = data[: rng.randrange(1, len(data))]
+            applied.append("truncate")
         if hit and rng.random() < f.garbage:
             data = bytearray(rng.randbytes(rng.randrange(1, 12))) + data
+            applied.append("garbage")
         if hit and rng.random() < f.delay:
             time.sleep(f.delay_s)
+            applied.append("delay")
         try:
             if hit and rng.random() < f.split and len(data) > 1:
                 cut = rng.randrange(1, len(data))
                 os.write(self._master, data[:cut])
                 time.sleep(0.0005)
                 os.write(self._master, data[cut:])
+                applied.append("split")
             else:
                 os.write(self._master, data)
         except OSError:
