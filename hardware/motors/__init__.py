@@ -5,7 +5,12 @@
 - `parser`: streaming parser that classifies each reply as ok / corrupt / timeout.
 - `bus`: `MotorBus`, the real serial bus (exclusive open, timeouts from baud, bounded retries).
 - `emulator`: `ServoEmulator`, byte-exact servos on a pseudo-terminal, with fault knobs.
-- `physics`: joint models that drive the emulator (first-order servo; the MuJoCo arm).
+- `physics`: the `JointPhysics` interface and `FirstOrderServo`; `sim_physics`: `SimArmPhysics`,
+  the MuJoCo arm behind the emulator.
+- `emulated_arm`: a whole Koch or SO-101 arm on a pty (`emulate_arm`, `default_calibration`).
+
+The robot built on these (`ServoArm`, profiles) is in `hardware.arms`; calibration in
+`hardware.calibration` and `python -m hardware.calibrate`; safety in `hardware.safety`.
 """
 
 from hardware.motors.dynamixel import DYNAMIXEL
