@@ -24,7 +24,7 @@ JAX side uses backbone_width=1.0):
                  be expressed in LeRobot).
     lerobot_96   LeRobot's default architecture at two 96x128 cameras, batch 32 (the CPU-scale
                  row of the feasibility study).
-    quick        a tiny model at 64x96 (smoke test of this bench, not a performance figure).
+    quick        a tiny transformer (dim 64) at 2 x 96x128, batch 2 (checks this bench quickly).
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def presets(cpu_config: Path) -> dict[str, dict]:
                  "note": "LeRobot ACTConfig defaults, 2 x 480x640, batch 8"},
         "lerobot_96": {"spec": {**LEROBOT_DEFAULTS, "image_size": [96, 128], "batch": 32},
                        "note": "LeRobot ACTConfig defaults, 2 x 96x128, batch 32"},
-        "quick": {"spec": {**LEROBOT_DEFAULTS, "image_size": [64, 96], "batch": 2,
+        # 96x128, not smaller: XLA:CPU convs are pathologically slow on a layer4 map of 8 pixels
+        # or fewer (bench/xla_conv_cliff.py), which would make the smoke test misleading.
+        "quick": {"spec": {**LEROBOT_DEFAULTS, "image_size": [96, 128], "batch": 2,
                            "chunk_size": 10, "dim_model": 64, "n_heads": 4,
                            "dim_feedforward": 128, "n_encoder_layers": 1,
                            "n_vae_encoder_layers": 1},
-                  "note": "tiny smoke-test model, 2 x 64x96, batch 2"},
+                  "note": "tiny smoke-test model, 2 x 96x128, batch 2"},
     }
     config = load_config(cpu_config)
     model = config.model
@@ -92,15 +94,17 @@ def presets(cpu_config: Path) -> dict[str, dict]:
 
 
 def run_worker(python: Path, script: str, spec: dict, mode: str, steps: int, warmup: int,
-               timeout: float) -> dict:
-    """One fresh worker process; returns its JSON record or {"error": ...}."""
+               timeout: float, cpus: set[int] | None = None) -> dict:
+    """One fresh worker process (pinned to `cpus` if given); its JSON record or {"error": ...}."""
     cmd = [str(python), str(BENCH / script), "--mode", mode, "--spec", json.dumps(spec),
            "--steps", str(steps), "--warmup", str(warmup)]
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env=env)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+            # Both libraries size their thread pools from the affinity mask at start-up.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "cmd": cmd}
     if proc.returncode != 0:
@@ -159,6 +163,10 @@ def main(argv=None) -> int:
                         help="config file that defines the cpu_default preset")
     parser.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT_PY,
                         help="python of the LeRobot venv (make it with bench/lerobot_env.sh)")
+    parser.add_argument("--cpus", default="",
+                        help="pin both sides to these CPU ids, e.g. '0' (a loaded machine hurts "
+                        "torch's spinning OpenMP threads far more than JAX's pool: pinning both "
+                        "to one core gives a ratio that depends less on the load)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
@@ -178,6 +186,11 @@ def main(argv=None) -> int:
     if not workloads or any(w not in ("train", "infer") for w in workloads):
         parser.error(f"--workloads must be train and/or infer, got {args.workloads!r}")
 
+    try:
+        cpus = {int(c) for c in args.cpus.split(",") if c.strip()} or None
+    except ValueError:
+        parser.error(f"--cpus must be comma-separated CPU ids, got {args.cpus!r}")
+
     jobs = [(p, w) for p in names for w in workloads]
     rows = []
     bar = tqdm(total=2 * len(jobs), desc="compare_lerobot", unit="run")
@@ -192,7 +205,7 @@ def main(argv=None) -> int:
         ):
             bar.set_postfix_str(f"{preset}/{workload}/{side}")
             row[side] = run_worker(python, script, {**spec, **extra}, workload, steps,
-                                   args.warmup, args.timeout)
+                                   args.warmup, args.timeout, cpus)
             if "error" in row[side]:
                 tqdm.write(f"[{preset}/{workload}/{side}] {row[side]['error']}")
             bar.update()
@@ -219,6 +232,7 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "loadavg_end": os.getloadavg(),
         "steps": args.steps, "infer_steps": args.infer_steps, "warmup": args.warmup,
+        "cpus": sorted(cpus) if cpus else "all",
         "rows": rows,
     }
     args.out.write_text(json.dumps(summary, indent=1))
