@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import jax
 import numpy as np
 from tqdm import tqdm
@@ -111,6 +112,11 @@ def load_episodes(
             raise ValueError(f"{where}: the episode has no steps")
         episodes.append(EpisodeData(index, images, state, action,
                                     bool(ex["episode_metadata"]["success"])))
+        if i == 0 and len(source) > 1:
+            estimate = len(source) * sum(f.nbytes for f in images.values()) / 2**30
+            if estimate > 4:
+                tqdm.write(f"decoding {len(source)} episodes needs ~{estimate:.0f} GB of memory "
+                           "(estimated from the first episode)")
     return episodes
 
 
@@ -138,7 +144,8 @@ def split_episodes(
 def shift_and_brightness(images: np.ndarray, shifts: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Cheap image augmentation: a random translation and a brightness gain per image.
 
-    Shifts pad by replicating the border and crop back to the original size (DrQ-style).
+    A shift by (dy, dx) reads pixel (y + dy, x + dx), replicating the border where that falls
+    outside (DrQ-style pad-and-crop). OpenCV does both in a few ms even at 480x640.
 
     Args:
       images: (B, H, W, 3) uint8.
@@ -149,12 +156,14 @@ def shift_and_brightness(images: np.ndarray, shifts: np.ndarray, gains: np.ndarr
       (B, H, W, 3) uint8.
     """
     _, h, w, _ = images.shape
-    pad = int(np.abs(shifts).max()) if shifts.size else 0
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
     out = np.empty_like(images)
-    for i, (dy, dx) in enumerate(shifts):
-        crop = padded[i, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
-        out[i] = np.clip(crop.astype(np.float32) * gains[i], 0, 255).astype(np.uint8)
+    for i, ((dy, dx), gain) in enumerate(zip(shifts, gains, strict=True)):
+        img = images[i]
+        if dy or dx:
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+            img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_REPLICATE)
+        out[i] = cv2.convertScaleAbs(img, alpha=float(gain)) if gain != 1 else img
     return out
 
 

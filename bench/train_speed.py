@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_speed.py                                  # sim_default, 10 steps
     .venv/bin/python bench/train_speed.py --configs sim_default,seed --steps 2
+    python bench/train_speed.py --configs seed --set model.dtype=bfloat16      # e.g. on a GPU
 
 For each config it runs one fresh process (so each peak RSS belongs to one config) that builds the
 state exactly as `act_jax.train.train_and_evaluate` does (jitted init with its sharding, AdamW with
@@ -35,7 +36,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(config_name: str, steps: int, inference_calls: int) -> dict:
+def apply_overrides(config, overrides: list[str]):
+    """`section.field=value` strings (values as Python literals, else strings) onto config."""
+    import ast
+
+    for item in overrides:
+        path, _, text = item.partition("=")
+        *parents, leaf = path.split(".")
+        node = config
+        for name in parents:
+            node = getattr(node, name)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        setattr(node, leaf, value)
+
+
+def measure(config_name: str, steps: int, inference_calls: int, overrides: list[str]) -> dict:
     """Runs in the child process: builds and times one config."""
     import importlib
 
@@ -46,6 +64,7 @@ def measure(config_name: str, steps: int, inference_calls: int) -> dict:
     from act_jax.model import count_params
 
     config = importlib.import_module(f"configs.{config_name}").get_config()
+    apply_overrides(config, overrides)
     m, b = config.model, config.train.batch_size
     h, w = m.image_size
     rng = np.random.default_rng(0)
@@ -92,6 +111,7 @@ def measure(config_name: str, steps: int, inference_calls: int) -> dict:
     stats = device.memory_stats() or {}
     return {
         "config": config_name,
+        "overrides": overrides,
         "device": f"{device.platform}:{device.device_kind}",
         "devices": jax.device_count(),
         "params": count_params(state.params),
@@ -117,12 +137,15 @@ def main(argv=None):
                    help="comma-separated names in configs/ (default %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="timed train steps after the first")
     p.add_argument("--inference-calls", type=int, default=20)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="config override for every config, e.g. --set model.dtype=bfloat16")
     p.add_argument("--out", default=str(ROOT / "bench/results/train_speed.json"))
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one config, print JSON
     args = p.parse_args(argv)
 
     if args.child:
-        print("RESULT " + json.dumps(measure(args.child, args.steps, args.inference_calls)))
+        result = measure(args.child, args.steps, args.inference_calls, args.set)
+        print("RESULT " + json.dumps(result))
         return
 
     records = []
@@ -130,7 +153,8 @@ def main(argv=None):
         load_before = os.getloadavg()
         proc = subprocess.run(
             [sys.executable, __file__, "--child", name, "--steps", str(args.steps),
-             "--inference-calls", str(args.inference_calls)],
+             "--inference-calls", str(args.inference_calls),
+             *[f"--set={o}" for o in args.set]],
             cwd=ROOT, capture_output=True, text=True,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
                                                              os.environ.get("PYTHONPATH", "")])))

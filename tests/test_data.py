@@ -135,6 +135,14 @@ def test_augmentation_shifts_and_scales():
     np.testing.assert_array_equal(same, img)
     moved = data.shift_and_brightness(img, np.array([[1, -2]]), np.array([0.5]))
     assert moved[0, 3, 6, 0] == 100 and moved.sum() == 300  # crop offset (+1, -2): pixel moves
+    # Against pad-with-edge-then-crop, on random images and shifts.
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (5, 12, 16, 3), dtype=np.uint8)
+    shifts = rng.integers(-3, 4, (5, 2))
+    got = data.shift_and_brightness(imgs, shifts, np.ones(5))
+    padded = np.pad(imgs, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
+    for i, (dy, dx) in enumerate(shifts):
+        np.testing.assert_array_equal(got[i], padded[i, 3 + dy : 15 + dy, 3 + dx : 19 + dx])
 
 
 def test_prefetcher_yields_sharded_batches_in_order_and_reraises(dataset):
