@@ -185,3 +185,17 @@ def test_wire_drives_the_simulated_arm():
             assert abs(robot.state()[1] - target[1]) > 5.0
     finally:
         emu.stop()
+
+
+def test_firmware_without_a_pty():
+    # The firmware model is pure: instruction in, status packets out.
+    from hardware.motors.firmware import ServoFirmware
+
+    fw = ServoFirmware("dynamixel", {1: "xl430-w250", 2: "xl430-w250"}, None, lambda: 0.0)
+    assert fw.handle(DYNAMIXEL.write(1, 64, b"\x01"))[0].error == 0  # torque on
+    assert fw.handle(DYNAMIXEL.write(1, 20, (5).to_bytes(4, "little")))[0].error == 7  # EEPROM
+    assert fw.handle(DYNAMIXEL.write(2, 20, (5).to_bytes(4, "little")))[0].error == 0
+    replies = fw.handle(DYNAMIXEL.sync_read(20, 4, [1, 2]))
+    assert [(r.id, int.from_bytes(r.params, "little")) for r in replies] == [(1, 0), (2, 5)]
+    assert fw.handle(DYNAMIXEL.write(7, 64, b"\x01")) == []  # nobody with id 7
+    assert fw.handle(DYNAMIXEL.sync_write(116, 4, {1: bytes(4)})) == []  # no reply by protocol

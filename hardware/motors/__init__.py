@@ -4,7 +4,8 @@
 - `packets`, `dynamixel`, `feetech`: pure packet encoding, checksums, value encodings.
 - `parser`: streaming parser that classifies each reply as ok / corrupt / timeout.
 - `bus`: `MotorBus`, the real serial bus (exclusive open, timeouts from baud, bounded retries).
-- `emulator`: `ServoEmulator`, byte-exact servos on a pseudo-terminal, with fault knobs.
+- `firmware`: `ServoFirmware`, the servos' control tables and instruction semantics (pure).
+- `emulator`: `ServoEmulator`, that firmware on a pseudo-terminal, with fault knobs.
 - `physics`: the `JointPhysics` interface and `FirstOrderServo`; `sim_physics`: `SimArmPhysics`,
   the MuJoCo arm behind the emulator.
 - `emulated_arm`: a whole Koch or SO-101 arm on a pty (`emulate_arm`, `default_calibration`).
