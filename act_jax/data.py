@@ -83,7 +83,7 @@ def load_episodes(
         raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
     expected = (int(image_size[0]), int(image_size[1]), 3)
     episodes = []
-    for i in tqdm(range(len(source)), desc=f"decoding {Path(dataset_dir).name} episodes",
+    for i in tqdm(range(len(source)), desc=f"decoding {Path(dataset_dir).parent.name} episodes",
                   unit="ep", leave=False):
         ex = source[i]
         index = int(ex["episode_metadata"]["episode_index"])

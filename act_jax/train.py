@@ -417,7 +417,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
 def main(argv):
     del argv
-    from absl import flags
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every file it writes at INFO
+        logging.set_verbosity(logging.WARNING)
 
     try:
         train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
