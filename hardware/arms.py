@@ -1,4 +1,4 @@
-"""Real arms: robot profiles (Koch v1.1, SO-100/SO-101) and `ServoArm`, the `Robot` that drives one.
+"""Real arms (Koch v1.1, SO-100/SO-101): `ServoArm`, the `Robot` that drives one, and `LeaderArm`.
 
 `ServoArm` joins a `MotorBus`, an `ArmCalibration` and the host-side safety layer:
 
@@ -8,10 +8,9 @@
     get_observation sync read of Present_Position (retries inside the tick budget); a joint that
                     misses a tick (or whose reading jumps further than a servo can move, e.g.
                     a reply mangled under a valid 8-bit checksum) keeps its last value and is
-                    flagged in `last_read`; K missed ticks
-                    in a row (or a servo reporting overheat/overload) -> protective stop with
-                    torque off.
-                    One joint's load and temperature are read per tick, round robin.
+                    flagged in `last_read`; K missed ticks in a row (or a servo reporting
+                    overheat/overload) -> protective stop with torque off. One joint's load and
+                    temperature are read per tick, round robin.
     send_action     SafetyGuard -> ticks -> sync write; returns what was sent. K bad actions in a
                     row -> protective stop holding the last safe pose.
     disconnect      hold or park (SafetyConfig.exit_mode), then torque off, with Ctrl-C deferred so
@@ -19,6 +18,9 @@
 
 After a protective stop `get_observation` and `send_action` raise `ProtectiveStop`; the control loop
 ends and its `finally`/context manager calls `disconnect`.
+
+`LeaderArm` is the other half of teleoperation: a leader arm read as a `Teleoperator`.
+Robot profiles (ids, models, setup writes) are in `hardware.motors.profiles`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import numpy as np
 
 from hardware.calibration import ArmCalibration, check_servos
 from hardware.conventions import FPS, JOINT_NAMES
-from hardware.motors.bus import Motor, MotorBus, MotorBusError, MotorCommError
+from hardware.motors.bus import MotorBus, MotorBusError, MotorCommError
+from hardware.motors.profiles import PROFILES, ArmProfile, get_profile  # noqa: F401 (re-export)
 from hardware.robot import Robot
 from hardware.safety import (
     Level,
@@ -43,88 +46,9 @@ from hardware.safety import (
     ThermalMonitor,
     deferred_sigint,
 )
+from hardware.teleop import Teleoperator
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class ArmProfile:
-    """What differs between arm builds.
-
-    Attributes:
-        name: profile key, also the `robot_type` stored with episodes.
-        protocol: `"dynamixel"` or `"feetech"`.
-        ids, models: per joint, in `JOINT_NAMES` order.
-        baudrate: bus speed.
-        full_turn: joints calibrated over the whole turn (no range sweep).
-        setup: (register, per-joint value or None) written with torque off at every connect.
-    """
-
-    name: str
-    protocol: str
-    ids: tuple[int, ...]
-    models: tuple[str, ...]
-    baudrate: int = 1_000_000
-    full_turn: tuple[str, ...] = ()
-    setup: tuple[tuple[str, tuple[int | None, ...]], ...] = ()
-
-    def motors(self) -> dict[str, Motor]:
-        return {n: Motor(i, m) for n, i, m in zip(JOINT_NAMES, self.ids, self.models, strict=True)}
-
-
-_SIX = (1, 2, 3, 4, 5, 6)
-_GRIP = (None,) * 5
-PROFILES: dict[str, ArmProfile] = {
-    # Koch v1.1 follower (LeRobot koch_follower): extended position for the joints, current-based
-    # position for the gripper.
-    "koch": ArmProfile(
-        "koch",
-        "dynamixel",
-        _SIX,
-        ("xl430-w250",) * 2 + ("xl330-m288",) * 4,
-        full_turn=("shoulder_pan", "wrist_roll"),
-        setup=(("Return_Delay_Time", (0,) * 6), ("Operating_Mode", (4, 4, 4, 4, 4, 5))),
-    ),
-    "koch_leader": ArmProfile(
-        "koch_leader",
-        "dynamixel",
-        _SIX,
-        ("xl330-m077",) * 6,
-        full_turn=("shoulder_pan", "wrist_roll"),
-        setup=(("Return_Delay_Time", (0,) * 6), ("Operating_Mode", (4, 4, 4, 4, 4, 5))),
-    ),
-    # SO-101 (and SO-100) follower: LeRobot so_follower configure(); the gripper is capped to 50 %
-    # torque against burnout (LeRobot PR #1809).
-    "so101": ArmProfile(
-        "so101",
-        "feetech",
-        _SIX,
-        ("sts3215",) * 6,
-        full_turn=("wrist_roll",),
-        setup=(
-            ("Return_Delay_Time", (0,) * 6),
-            ("Maximum_Acceleration", (254,) * 6),
-            ("Acceleration", (254,) * 6),
-            ("Operating_Mode", (0,) * 6),
-            ("P_Coefficient", (16,) * 6),
-            ("I_Coefficient", (0,) * 6),
-            ("D_Coefficient", (32,) * 6),
-            ("Max_Torque_Limit", _GRIP + (500,)),
-            ("Protection_Current", _GRIP + (250,)),
-            ("Overload_Torque", _GRIP + (25,)),
-        ),
-    ),
-}
-PROFILES["so100"] = dataclasses.replace(PROFILES["so101"], name="so100")
-
-
-def get_profile(name: str | ArmProfile) -> ArmProfile:
-    if isinstance(name, ArmProfile):
-        return name
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown robot {name!r}; known: {sorted(PROFILES)}") from None
 
 
 class ProtectiveStop(RuntimeError):
@@ -389,3 +313,64 @@ class ServoArm(Robot):
         except MotorCommError as e:
             self._protective_stop(str(e), torque_off=True)
         return cmd.goal.astype(np.float32)
+
+
+class LeaderArm(Teleoperator):
+    """A leader arm (e.g. `koch_leader`, or an SO-101 leader) as a teleoperator: a person moves
+    it, and its joint positions, in calibrated LeRobot units, are the follower's actions.
+
+    Torque is never enabled. A joint whose reading fails keeps its last value (the follower's
+    `SafetyGuard` still rate limits whatever comes through).
+
+    Args:
+        profile: the leader's profile.
+        port: its serial port.
+        calibration: its `ArmCalibration` (or JSON path), checked against its EEPROM at connect.
+        bus_options: extra `MotorBus` arguments.
+    """
+
+    name = "leader"
+
+    def __init__(
+        self,
+        profile: str | ArmProfile,
+        port: str,
+        calibration: ArmCalibration | str | Path,
+        bus_options: dict | None = None,
+    ):
+        self.profile = get_profile(profile)
+        if not isinstance(calibration, ArmCalibration):
+            calibration = ArmCalibration.load(calibration)
+        self.calibration = calibration
+        self.bus = MotorBus(
+            port,
+            self.profile.motors(),
+            self.profile.protocol,
+            self.profile.baudrate,
+            **(bus_options or {}),
+        )
+        self._ticks = np.zeros(6, np.int64)
+
+    def connect(self) -> None:
+        self.bus.connect()
+        try:
+            self.bus.disable_torque()
+            # Present positions may sit anywhere: the leader is moved by hand, readings clip.
+            check_servos(self.calibration, self.bus, margin_ticks=-(10**6))
+            present = self.bus.read_all("Present_Position")
+            self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
+        except BaseException:
+            self.bus.disconnect()
+            raise
+
+    def disconnect(self) -> None:
+        self.bus.disconnect()
+
+    def get_action(self, observation: dict | None = None) -> np.ndarray:
+        """(6,) float32 leader pose in LeRobot units (clipped to the calibrated ranges)."""
+        result = self.bus.sync_read("Present_Position", budget_s=0.01)
+        for i, name in enumerate(JOINT_NAMES):
+            if name in result.values:
+                self._ticks[i] = result.values[name]
+        lo, hi = self.calibration.limits()
+        return np.clip(self.calibration.to_units(self._ticks), lo, hi).astype(np.float32)

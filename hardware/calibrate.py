@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.arms import PROFILES, ArmProfile, get_profile
 from hardware.calibration import (
     ArmCalibration,
     JointCalibration,
@@ -34,6 +33,7 @@ from hardware.calibration import (
 )
 from hardware.conventions import JOINT_NAMES
 from hardware.motors.bus import MotorBus
+from hardware.motors.profiles import PROFILES, ArmProfile, get_profile
 
 
 def default_path(robot: str) -> Path:

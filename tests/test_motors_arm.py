@@ -266,3 +266,31 @@ def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
     assert [last_goal[i] for i in range(1, 7)] == [int(x) for x in park_ticks]
     assert {i for t, i, v in wire["torque"] if v == 0 and t > t_on} == set(range(1, 7))
     assert "Ctrl-C during shutdown ignored" in stderr
+
+
+def test_leader_arm_teleoperates_a_follower():
+    # A person moves the Koch leader; its calibrated pose drives the follower through the
+    # follower's safety guard. The leader's torque is never enabled.
+    from hardware.arms import LeaderArm
+
+    lclock = VirtualClock()
+    leader_emu = emulate_arm("koch_leader", clock=lclock.monotonic).start()
+    clock, emu, follower = rig("koch")
+    leader = LeaderArm("koch_leader", leader_emu.port, default_calibration("koch_leader"),
+                       bus_options=BUS)
+    try:
+        with leader, follower:
+            target = np.array([30.0, -20.0, 25.0, 10.0, 45.0, 80.0])
+            ticks = leader.calibration.to_ticks(target)
+            for i, t in enumerate(ticks):
+                leader_emu.move_by_hand(i + 1, int(t))
+            for _ in range(60):
+                follower.get_observation()
+                follower.send_action(leader.get_action({}))
+                clock.advance(1 / 30)
+            np.testing.assert_allclose(leader.get_action({}), target, atol=0.1)
+            np.testing.assert_allclose(follower.get_observation()["state"], target, atol=0.5)
+        assert [v for _, _, v in leader_emu.writes("Torque_Enable") if v == 1] == []
+    finally:
+        leader_emu.stop()
+        emu.stop()
