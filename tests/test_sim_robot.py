@@ -147,3 +147,12 @@ def test_servo_torques_stay_within_sts3215_limits(robot):
         peak = np.maximum(peak, np.abs(robot.data.actuator_force))
     assert peak[:5].max() == pytest.approx(SERVO_FORCE, rel=1e-6)
     assert peak[5] <= GRIPPER_FORCE + 1e-9
+
+
+def test_supersampled_rendering_keeps_the_requested_size():
+    with SimRobot(image_size=SMALL, supersample=2) as r:
+        obs = r.reset(seed=0)
+        assert obs["images"]["top"].shape == (*SMALL, 3)
+        assert r.segmentation("top").shape == SMALL and r.cube_pixels("top") > 0
+    with pytest.raises(ValueError, match="supersample"):
+        SimRobot(image_size=(480, 640), supersample=2)

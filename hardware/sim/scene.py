@@ -9,10 +9,10 @@ Cameras (both fixed, aimed with `look_at`):
     lateral  from the arm's right side, looking across the workspace towards the box
 
 Rendering is for speed: no shadows or reflections (the renderer turns them off), no
-multisampling (on a CPU renderer 2x MSAA costs 10x at 480x640; `SimRobot` instead renders small
-images at twice the size and averages them down), a plain matte table, and saturated colours so
-that the cube stays a clear blob of red even at 48x64 pixels. The offscreen buffer is 640x480,
-the largest size the cameras render at.
+multisampling (on a CPU renderer 2x MSAA costs 10x at 480x640; `SimRobot(supersample=2)`
+anti-aliases more cheaply by rendering at twice the size and averaging down), a plain matte
+table, and saturated colours so that the cube stays a clear blob of red even at 48x64 pixels.
+The offscreen buffer is 640x480, the largest size the cameras render at.
 
 `build_scene_xml(SceneConfig())` returns the MJCF text; `python -m hardware.sim.scene --out
 scene.xml` writes it for inspection in MuJoCo's viewer.
