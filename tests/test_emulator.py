@@ -199,3 +199,25 @@ def test_firmware_without_a_pty():
     assert [(r.id, int.from_bytes(r.params, "little")) for r in replies] == [(1, 0), (2, 5)]
     assert fw.handle(DYNAMIXEL.write(7, 64, b"\x01")) == []  # nobody with id 7
     assert fw.handle(DYNAMIXEL.sync_write(116, 4, {1: bytes(4)})) == []  # no reply by protocol
+
+
+def test_calibrating_the_simulated_arm_by_hand():
+    # move_by_hand on the MuJoCo arm: the calibration procedure runs on the simulated arm too.
+    import numpy as np
+
+    from hardware.motors.emulated_arm import default_calibration, emulate_arm
+    from hardware.motors.sim_physics import SimArmPhysics
+    from hardware.sim.robot import SimRobot
+
+    calib = default_calibration("so101")
+    robot = SimRobot(cameras=(), step_on_action=False)
+    physics = SimArmPhysics(robot, calib, "feetech")
+    clock = VirtualClock()  # frozen time: the limp joint has no time to sag
+    emu = emulate_arm("so101", calibration=calib, physics=physics, clock=clock.monotonic).start()
+    try:
+        emu.move_by_hand(3, int(calib.to_ticks(np.array([0, 0, 45.0, 0, 0, 50]))[2]))
+        assert abs(robot.state()[2] - 45.0) < 0.1
+        assert abs(emu.get(3, "Present_Position") - calib.to_ticks(np.array([0, 0, 45.0, 0, 0,
+                                                                               50]))[2]) <= 1
+    finally:
+        emu.stop()

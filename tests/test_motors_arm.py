@@ -294,3 +294,25 @@ def test_leader_arm_teleoperates_a_follower():
     finally:
         leader_emu.stop()
         emu.stop()
+
+
+def test_late_action_holds_and_unplug_is_a_clear_error():
+    from hardware.motors.bus import MotorBusError
+    from hardware.safety import Status
+
+    clock, emu, arm = rig("so101", safety=SafetyConfig(max_action_age_s=0.1))
+    try:
+        arm.connect()
+        held = arm.send_action(np.zeros(6)).copy()
+        arm.get_observation()
+        clock.advance(0.25)  # the policy took 250 ms on this observation
+        sent = arm.send_action(np.array([5.0, 5, 5, 5, 5, 60]))
+        assert arm.last_command.status is Status.LATE
+        np.testing.assert_array_equal(sent, held)
+        emu.unplug()
+        with pytest.raises(MotorBusError, match=emu.port):
+            arm.get_observation()
+        arm.disconnect()  # logs that torque off failed; never raises
+        assert not arm.is_connected
+    finally:
+        emu.stop()

@@ -18,7 +18,9 @@ import mujoco
 import numpy as np
 
 from hardware.calibration import ArmCalibration
+from hardware.conventions import JOINT_NAMES
 from hardware.motors.physics import JointReading
+from hardware.sim.arm import from_lerobot_units
 from hardware.sim.robot import SimRobot
 
 
@@ -53,8 +55,9 @@ class SimArmPhysics:
         self._flip = np.array([j.drive_mode == 1 for j in joints])
         self._k = (calibration.resolution - 1) / 360.0  # ticks per degree
         m = robot.model
-        self._act = robot._act  # actuator ids in JOINT_NAMES order
-        self._qadr = robot._qadr
+        self._act = np.array([m.actuator(n).id for n in JOINT_NAMES])  # JOINT_NAMES order
+        self._qadr = np.array([m.joint(n).qposadr[0] for n in JOINT_NAMES])
+        self._dof = np.array([m.joint(n).dofadr[0] for n in JOINT_NAMES])
         self._gain = m.actuator_gainprm[self._act, 0].copy()
         self._bias = m.actuator_biasprm[self._act, 1:3].copy()
         self._force = m.actuator_forcerange[self._act, 1].copy()
@@ -122,7 +125,6 @@ class SimArmPhysics:
         present = self._actual_to_present(np.full(6, float(ticks)))
         units = self.robot.state().astype(np.float64)
         units[joint] = self._units(present)[joint]
-        from hardware.sim.arm import from_lerobot_units
-
         self.robot.data.qpos[self._qadr[joint]] = from_lerobot_units(units)[joint]
+        self.robot.data.qvel[self._dof[joint]] = 0.0
         mujoco.mj_forward(self.robot.model, self.robot.data)
