@@ -58,7 +58,9 @@ class VirtualClock:
 
 @dataclasses.dataclass
 class Faults:
-    """Fault injection knobs. Probabilities apply per reply; mutate them while running.
+    """Fault injection knobs. Probabilities apply per reply; mutate them while running. A knob at
+    zero draws nothing from the RNG, so the fault sequence depends only on the replies sent while
+    faults are on.
 
     Attributes:
         drop: probability a reply is not sent.
@@ -256,31 +258,31 @@ class ServoEmulator:
             applied.append("dead")
             return
         hit = f.only_ids is None or reply.id in f.only_ids
-        if hit and rng.random() < f.drop:
+        if hit and f.drop and rng.random() < f.drop:
             applied.append("drop")
             return
-        if hit and rng.random() < f.wrong_id:
+        if hit and f.wrong_id and rng.random() < f.wrong_id:
             others = [i for i in range(1, 253) if i != reply.id]
             reply = dataclasses.replace(reply, id=rng.choice(others))
             applied.append("wrong_id")
-        if hit and reply.params and rng.random() < f.forge:
+        if hit and f.forge and reply.params and rng.random() < f.forge:
             reply = dataclasses.replace(reply, params=rng.randbytes(len(reply.params)))
             applied.append("forge")
         data = bytearray(self.protocol.encode_status(reply))
-        if hit and rng.random() < f.corrupt:
+        if hit and f.corrupt and rng.random() < f.corrupt:
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
             applied.append("corrupt")
-        if hit and rng.random() < f.truncate:
+        if hit and f.truncate and rng.random() < f.truncate:
             data = data[: rng.randrange(1, len(data))]
             applied.append("truncate")
-        if hit and rng.random() < f.garbage:
+        if hit and f.garbage and rng.random() < f.garbage:
             data = bytearray(rng.randbytes(rng.randrange(1, 12))) + data
             applied.append("garbage")
-        if hit and rng.random() < f.delay:
+        if hit and f.delay and rng.random() < f.delay:
             time.sleep(f.delay_s)
             applied.append("delay")
         try:
-            if hit and rng.random() < f.split and len(data) > 1:
+            if hit and f.split and rng.random() < f.split and len(data) > 1:
                 cut = rng.randrange(1, len(data))
                 os.write(self._master, data[:cut])
                 time.sleep(0.0005)
