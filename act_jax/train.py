@@ -16,6 +16,7 @@ log line), TensorBoard event files in `tb/`, and `config.json` / `norm_stats.jso
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -276,101 +277,104 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     sharding.check_batch_size(tc.batch_size, mesh)
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
-    ckpt = checkpoints.Checkpointer(workdir, tc.keep_checkpoints)
-    resume_step = ckpt.latest_step()
-    if resume_step is not None:
-        saved_config, norm_stats, _ = ckpt.restore_metadata(resume_step)
-        _check_same_model(saved_config, config, workdir)
+    # Everything below releases the checkpoint manager (and its threads) however it ends.
+    with contextlib.ExitStack() as cleanup:
+        ckpt = cleanup.enter_context(contextlib.closing(
+            checkpoints.Checkpointer(workdir, tc.keep_checkpoints)))
+        resume_step = ckpt.latest_step()
+        if resume_step is not None:
+            saved_config, norm_stats, _ = ckpt.restore_metadata(resume_step)
+            _check_same_model(saved_config, config, workdir)
 
-    # ---- Data.
-    dataset_dir = data.ensure_dataset(config.data, model_config.image_size)
-    episodes = data.load_episodes(dataset_dir, model_config.cameras, model_config.image_size,
-                                  model_config.state_dim, model_config.action_dim)
-    train_ids, val_ids = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
-    train_eps, val_eps = [episodes[i] for i in train_ids], [episodes[i] for i in val_ids]
-    if resume_step is None:
-        norm_stats = normalization.compute([e.state for e in train_eps],
-                                           [e.action for e in train_eps])
-    rows = dict(chunk_size=model_config.chunk_size, batch_size=tc.batch_size, seed=tc.seed,
-                process_index=jax.process_index(), process_count=jax.process_count())
-    sampler = data.ChunkSampler(train_eps, norm_stats, max_shift=config.data.augment.max_shift,
-                                brightness=config.data.augment.brightness, **rows)
-    val_batches = []
-    if val_eps and tc.eval_every > 0 and config.data.val_batches > 0:
-        val_batches = [
-            jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
-            for b in data.ChunkSampler(val_eps, norm_stats, **rows).fixed_batches(
-                config.data.val_batches)]
-    if is_main:  # For people and eval hooks: what this run trains with (checkpoints carry both).
-        (workdir / "config.json").write_text(checkpoints.config_to_json(config))
-        (workdir / "norm_stats.json").write_text(json.dumps(norm_stats.to_dict(), indent=1))
-    tqdm.write(f"data: {dataset_dir}: {len(train_eps)} train episodes ({sampler.num_frames} "
-               f"frames), {len(val_eps)} validation episodes")
+        # ---- Data.
+        dataset_dir = data.ensure_dataset(config.data, model_config.image_size)
+        episodes = data.load_episodes(dataset_dir, model_config.cameras, model_config.image_size,
+                                      model_config.state_dim, model_config.action_dim)
+        train_ids, val_ids = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
+        train_eps, val_eps = [episodes[i] for i in train_ids], [episodes[i] for i in val_ids]
+        if resume_step is None:
+            norm_stats = normalization.compute([e.state for e in train_eps],
+                                               [e.action for e in train_eps])
+        rows = dict(chunk_size=model_config.chunk_size, batch_size=tc.batch_size, seed=tc.seed,
+                    process_index=jax.process_index(), process_count=jax.process_count())
+        sampler = data.ChunkSampler(train_eps, norm_stats, max_shift=config.data.augment.max_shift,
+                                    brightness=config.data.augment.brightness, **rows)
+        val_batches = []
+        if val_eps and tc.eval_every > 0 and config.data.val_batches > 0:
+            val_batches = [
+                jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
+                for b in data.ChunkSampler(val_eps, norm_stats, **rows).fixed_batches(
+                    config.data.val_batches)]
+        if is_main:  # For people and eval hooks (checkpoints carry both as well).
+            (workdir / "config.json").write_text(checkpoints.config_to_json(config))
+            (workdir / "norm_stats.json").write_text(json.dumps(norm_stats.to_dict(), indent=1))
+        tqdm.write(f"data: {dataset_dir}: {len(train_eps)} train episodes ({sampler.num_frames} "
+                   f"frames), {len(val_eps)} validation episodes")
 
-    # ---- State: restored, or initialised directly with its sharding.
-    rng = jax.random.key(tc.seed)
-    init_rng, step_rng = jax.random.split(rng)
-    spec = _global_spec(sampler.batch(0))
-    init = lambda r: create_train_state(
-        config, r, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec))
-    abstract = jax.eval_shape(init, init_rng)
-    if resume_step is not None:
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                              state_to_dict(abstract))
-        state = abstract.replace(**ckpt.restore(resume_step, target))
-        tqdm.write(f"resuming from {ckpt.directory / str(resume_step)}")
-    else:
-        state = jax.jit(init, out_shardings=repl)(init_rng)
-        if tc.init_from:
+        # ---- State: restored, or initialised directly with its sharding.
+        rng = jax.random.key(tc.seed)
+        init_rng, step_rng = jax.random.split(rng)
+        spec = _global_spec(sampler.batch(0))
+        init = lambda r: create_train_state(
+            config, r, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec))
+        abstract = jax.eval_shape(init, init_rng)
+        if resume_step is not None:
             target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                                  {"params": abstract.params, "batch_stats": abstract.batch_stats})
-            variables, _, _, from_step = checkpoints.restore_latest(tc.init_from, target)
-            state = state.replace(**variables)
-            tqdm.write(f"weights from {tc.init_from} (step {from_step})")
-    trainable = count_params(jax.tree.map(
-        lambda x, lab: x if lab != "frozen" else None,
-        abstract.params, param_labels(abstract.params, tuple(tc.frozen))))
-    tqdm.write(f"model: {count_params(abstract.params):,} params ({trainable:,} trainable); "
-               f"{mesh.devices.size} device(s) {jax.devices()[0].platform}")
+                                  state_to_dict(abstract))
+            state = abstract.replace(**ckpt.restore(resume_step, target))
+            tqdm.write(f"resuming from {ckpt.directory / str(resume_step)}")
+        else:
+            state = jax.jit(init, out_shardings=repl)(init_rng)
+            if tc.init_from:
+                target = jax.tree.map(
+                    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                    {"params": abstract.params, "batch_stats": abstract.batch_stats})
+                variables, _, _, from_step = checkpoints.restore_latest(tc.init_from, target)
+                state = state.replace(**variables)
+                tqdm.write(f"weights from {tc.init_from} (step {from_step})")
+        trainable = count_params(jax.tree.map(
+            lambda x, lab: x if lab != "frozen" else None,
+            abstract.params, param_labels(abstract.params, tuple(tc.frozen))))
+        tqdm.write(f"model: {count_params(abstract.params):,} params ({trainable:,} trainable); "
+                   f"{mesh.devices.size} device(s) {jax.devices()[0].platform}")
 
-    # ---- Steps: compiled once each.
-    p_train_step = jax.jit(functools.partial(train_step, kl_weight=tc.kl_weight),
-                           in_shardings=(repl, batch_sharding, repl),
-                           out_shardings=(repl, repl), donate_argnums=0)
-    p_eval_step = jax.jit(eval_step, in_shardings=(repl, batch_sharding), out_shardings=repl)
-    lr_fn = make_schedule(tc, tc.lr)
-    if config.eval.every_steps > 0 and eval_fn is None:
-        tqdm.write("config.eval.every_steps > 0 but no eval_fn was given: rollouts are skipped")
+        # ---- Steps: compiled once each.
+        p_train_step = jax.jit(functools.partial(train_step, kl_weight=tc.kl_weight),
+                               in_shardings=(repl, batch_sharding, repl),
+                               out_shardings=(repl, repl), donate_argnums=0)
+        p_eval_step = jax.jit(eval_step, in_shardings=(repl, batch_sharding), out_shardings=repl)
+        lr_fn = make_schedule(tc, tc.lr)
+        if config.eval.every_steps > 0 and eval_fn is None:
+            tqdm.write("config.eval.every_steps > 0 but no eval_fn was given: rollouts are skipped")
 
-    start = int(jax.device_get(state.step))
-    writer = MetricWriter(workdir, enabled=is_main)
-    window: list[tuple[int, dict]] = []  # (step, device metrics) since the last fetch
-    last_train: dict[str, float] = {}
-    last_val: dict[str, float] = {}
-    tick = [time.perf_counter(), start]
+        start = int(jax.device_get(state.step))
+        writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir, is_main)))
+        window: list[tuple[int, dict]] = []  # (step, device metrics) since the last fetch
+        last_train: dict[str, float] = {}
+        last_val: dict[str, float] = {}
+        tick = [time.perf_counter(), start]
 
-    def fetch_and_check() -> dict[str, float]:
-        """Fetches the window's metrics (one transfer), fails on a non-finite value."""
-        fetched = jax.device_get([m for _, m in window])
-        for (step, _), m in zip(window, fetched, strict=True):
-            bad = sorted(k for k, v in m.items() if not np.isfinite(v))
-            if bad:
-                ckpt.wait()
-                raise FloatingPointError(
-                    f"non-finite {', '.join(bad)} at step {step} (loss={m['loss']}): training "
-                    f"stopped; the newest checkpoint, step {ckpt.latest_step()} in "
-                    f"{ckpt.directory}, is the last good state. Lower config.train.lr or check "
-                    "the data")
-        mean = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-        last_step = window[-1][0]
-        window.clear()
-        now = time.perf_counter()
-        mean["train/steps_per_s"] = (last_step + 1 - tick[1]) / max(now - tick[0], 1e-9)
-        mean["train/lr"] = float(lr_fn(last_step))
-        tick[:] = [now, last_step + 1]
-        return mean
+        def fetch_and_check() -> dict[str, float]:
+            """Fetches the window's metrics (one transfer), fails on a non-finite value."""
+            fetched = jax.device_get([m for _, m in window])
+            for (step, _), m in zip(window, fetched, strict=True):
+                bad = sorted(k for k, v in m.items() if not np.isfinite(v))
+                if bad:
+                    ckpt.wait()
+                    raise FloatingPointError(
+                        f"non-finite {', '.join(bad)} at step {step} (loss={m['loss']}): training "
+                        f"stopped; the newest checkpoint, step {ckpt.latest_step()} in "
+                        f"{ckpt.directory}, is the last good state. Lower config.train.lr or check "
+                        "the data")
+            mean = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+            last_step = window[-1][0]
+            window.clear()
+            now = time.perf_counter()
+            mean["train/steps_per_s"] = (last_step + 1 - tick[1]) / max(now - tick[0], 1e-9)
+            mean["train/lr"] = float(lr_fn(last_step))
+            tick[:] = [now, last_step + 1]
+            return mean
 
-    try:
         with _StopRequest() as stop, \
                 data.Prefetcher(sampler.batch, start, tc.num_steps, batch_sharding) as batches, \
                 tqdm(total=tc.num_steps, initial=start, desc="train", unit="step",
@@ -405,11 +409,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                         "Run the same command again to resume")
                 if checkpoint_now:
                     ckpt.save(done, state_to_dict(state), config, norm_stats)
-    finally:
-        writer.close()
-        ckpt.close()
-    return TrainResult(state, int(jax.device_get(state.step)), last_train, last_val,
-                       p_train_step._cache_size())
+        return TrainResult(state, int(jax.device_get(state.step)), last_train, last_val,
+                           p_train_step._cache_size())
 
 
 # ----------------------------------------------------------------------------- command line

@@ -198,3 +198,11 @@ def test_frozen_parameters_do_not_move_and_backbone_has_its_own_rate():
     assert size(updates["backbone"]["conv1"]["kernel"]) == pytest.approx(1e-5, rel=0.01)
     assert size(updates["action_head"]["kernel"]) == pytest.approx(1e-3, rel=0.01)
     assert size(updates["decoder"]["norm"]["scale"]) == pytest.approx(1e-3, rel=0.01)
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(straight_run, dataset_dir, tmp_path):
+    straight_dir, straight = straight_run
+    config = tiny_config(dataset_dir, init_from=str(straight_dir), num_steps=0)
+    result = train.train_and_evaluate(config, tmp_path)
+    assert result.step == 0  # a new run (fresh optimiser, step 0) ...
+    assert_trees_equal(result.state.params, straight.state.params)  # ... with the old weights
