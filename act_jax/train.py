@@ -240,6 +240,19 @@ def _check_same_model(saved: ml_collections.ConfigDict, config: ml_collections.C
                          "workdir or the same model config:\n  " + "\n  ".join(diff))
 
 
+def check_train_config(tc) -> None:
+    """Raises ValueError naming the `config.train` field that cannot work."""
+    positive = ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
+    non_negative = ("num_steps", "lr", "lr_backbone", "weight_decay", "grad_clip", "kl_weight",
+                    "warmup_steps", "eval_every")
+    for name in positive + non_negative:
+        value = getattr(tc, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                name in positive and value < 1):
+            need = ">= 1" if name in positive else ">= 0"
+            raise ValueError(f"config.train.{name}={value!r}: must be a number {need}")
+
+
 def _global_spec(local_batch: dict) -> dict:
     """Shapes of the global batch, from this process's rows."""
     n = jax.process_count()
@@ -270,7 +283,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     tc = config.train
     workdir = Path(workdir)
     sharding.maybe_initialize_distributed(tc.distributed)
-    model_config = ACTConfig.from_config(config.model)  # fail on a bad model before any I/O
+    model_config = ACTConfig.from_config(config.model)  # fail on a bad config before any I/O
+    check_train_config(tc)
+    make_schedule(tc, tc.lr)
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = sharding.make_mesh()

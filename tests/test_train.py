@@ -206,3 +206,16 @@ def test_init_from_starts_a_new_run_from_trained_weights(straight_run, dataset_d
     result = train.train_and_evaluate(config, tmp_path)
     assert result.step == 0  # a new run (fresh optimiser, step 0) ...
     assert_trees_equal(result.state.params, straight.state.params)  # ... with the old weights
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("checkpoint_every", 0, r"config.train.checkpoint_every=0: must be a number >= 1"),
+    ("lr", -1.0, r"config.train.lr=-1.0: must be a number >= 0"),
+    ("schedule", "linear", r"config.train.schedule='linear': must be 'constant' or 'cosine'"),
+])
+def test_bad_training_settings_are_named(dataset_dir, tmp_path, field, value, message):
+    config = tiny_config(dataset_dir)
+    setattr(config.train, field, value)
+    with pytest.raises(ValueError, match=message):
+        train.train_and_evaluate(config, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()  # nothing written for a config that cannot run
