@@ -39,7 +39,7 @@ def test_episodes_hold_what_the_design_says(two_episodes):
     for i, p in enumerate(paths):
         ep = read_episode(p)
         t = len(ep)
-        assert 150 <= t <= 240
+        assert 135 <= t <= 180
         assert ep.state.shape == ep.action.shape == (t, 6)
         np.testing.assert_allclose(np.diff(ep.timestamp), 1 / 30)
         assert ep.frames("top").shape == (t, *SIZE, 3)

@@ -26,7 +26,7 @@ def test_expert_succeeds_from_random_starts(robot, seed):
     expert = ScriptedExpert(robot)
     stats = run_episode(robot, expert, seed)
     assert robot.success(), robot.cube_pose()
-    assert 150 <= stats.ticks <= 240  # 5-8 s at 30 fps
+    assert 135 <= stats.ticks <= 180  # 4.5-6 s at 30 fps
 
 
 def test_expert_succeeds_at_a_held_out_location():

@@ -12,14 +12,15 @@ time step, never on observations. The plan is a fixed sequence of phases with to
     transport  straight line to above the box
     lower      down to 6 cm above the table (the cube clears the walls by ~1 cm)
     open       gripper open, the cube drops into the box
-    retreat    up 3 cm, then home                               (joint-space, minimum jerk)
+    retreat    up and back towards the arm, 4 cm; the episode ends there
 
 Grasps are vertical, with the jaws closing across two faces of the cube: of the four such
 directions, the one nearest the arm's radial direction (the least wrist roll). Each phase's
 duration is scaled by a factor in [1 - jitter, 1 + jitter] drawn from the episode's seed, so
-demonstrations differ slightly in timing but never in structure. An episode lasts ~5.9 s
-(~178 ticks at 30 Hz) and ends back at the rest pose, ~1.5 s after the cube lands. Joint targets
-move at most ~7 degrees per tick (210 deg/s), within the STS3215's no-load speed.
+demonstrations differ slightly in timing but never in structure. An episode lasts ~5.2 s
+(~156 ticks at 30 Hz) and ends ~1 s after the cube comes to rest in the box, the arm clear of it
+(the next reset puts the arm back at its rest pose). Joint targets move at most ~7 degrees per
+tick (210 deg/s), within the STS3215's no-load speed.
 
     python -m hardware.sim.expert --episodes 100       # success rate over random starts
 """
@@ -55,8 +56,7 @@ PHASES = (
     ("transport", 1.0),
     ("lower", 0.3),
     ("open", 0.5),
-    ("retreat", 0.35),
-    ("home", 1.2),
+    ("retreat", 0.8),
 )
 
 
@@ -144,7 +144,9 @@ def plan_pick_and_place(
     carry_start = np.array([*cube_xy, CARRY_Z])
     above_box = np.array([*box_xy, CARRY_Z])
     at_box = np.array([*box_xy, RELEASE_Z])
-    retreat = np.array([*box_xy, RELEASE_Z + 0.03])
+    # Up and back along the line to the arm's base, clear of the box and the falling cube.
+    back = -0.025 * box_xy / np.linalg.norm(box_xy)
+    retreat = np.array([*(box_xy + back), RELEASE_Z + 0.03])
 
     home = from_lerobot_units(HOME)[:5]
     q = home.copy()
@@ -192,7 +194,6 @@ def plan_pick_and_place(
     line("lower", above_box, at_box, GRIPPER_CLOSED, GRIPPER_CLOSED)
     hold("open", at_box, GRIPPER_CLOSED, GRIPPER_OPEN, frac=0.5)
     line("retreat", at_box, retreat, GRIPPER_OPEN, GRIPPER_OPEN)
-    joint_move("home", home, GRIPPER_OPEN, g0)
 
     rows = np.asarray(rows)  # (T, 6)
     actions = np.degrees(rows)
