@@ -2,16 +2,33 @@
 
     from hardware.sim import SimRobot, ScriptedExpert
 
+    arm.py         the arm's MJCF (SO-101 kinematics, simple geoms), servo model, units
+    scene.py       table, cube, box, lights, cameras: the full MJCF
+    kinematics.py  forward/inverse kinematics of the grasp point
+    cube.py        cube start distributions: uniform, named, held_out
+    robot.py       SimRobot, the `hardware.robot.Robot` of the simulation
+    expert.py      ScriptedExpert, the simulated teleoperator; `python -m hardware.sim.expert`
+
 Rendering is headless by default: unless MUJOCO_GL is already set, it is set to "egl" here,
-before MuJoCo is first imported (GLFW, MuJoCo's own default, needs a display).
+before MuJoCo is first imported (GLFW, MuJoCo's own default, needs a display). The names below
+are imported on first use, so that `python -m hardware.sim.<module>` runs its module only once.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from hardware.sim.cube import CubeDistribution  # noqa: E402
-from hardware.sim.expert import ScriptedExpert  # noqa: E402
-from hardware.sim.robot import HOME, SimRobot  # noqa: E402
+_EXPORTS = {
+    "CubeDistribution": "hardware.sim.cube",
+    "HOME": "hardware.sim.robot",
+    "ScriptedExpert": "hardware.sim.expert",
+    "SimRobot": "hardware.sim.robot",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["HOME", "CubeDistribution", "ScriptedExpert", "SimRobot"]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hardware.sim' has no attribute {name!r}")
