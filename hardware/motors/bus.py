@@ -177,7 +177,7 @@ class MotorBus:
         """Ping every expected motor and check its model; raise naming every problem."""
         missing, wrong = [], []
         for name, motor in self.motors.items():
-            number = self.ping(motor.id, budget_s=0.1, retries=max(3, self.max_retries))
+            number = self.ping(motor.id, budget_s=0.5, retries=max(5, self.max_retries))
             if number is None:
                 missing.append(f"{name} (id {motor.id})")
                 continue
