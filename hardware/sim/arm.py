@@ -114,7 +114,7 @@ def arm_worldbody(pos: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
       <inertial pos="0.0137179 -5.19711e-05 0.0334843" mass="0.147"
         fullinertia="0.000114686 0.000136117 0.000130364 -4.59787e-07 4.97151e-06 9.75275e-08"/>
       <geom type="cylinder" pos="0.012 0 0.022" size="0.045 0.022" rgba="{ARM_RGBA}"/>
-      <geom type="box" pos="0.026 0 0.043" size="0.02 0.016 0.02" rgba="{SERVO_RGBA}"/>
+      <geom type="box" pos="0.026 0 0.042" size="0.02 0.016 0.018" rgba="{SERVO_RGBA}"/>
       <body name="shoulder" pos="0.0388353 0 0.0624" quat="0 0 -1 0">
         {_joint("shoulder_pan")}
         <inertial pos="-0.0307604 -1.7e-05 -0.0252713" mass="0.100006"
@@ -151,8 +151,9 @@ def arm_worldbody(pos: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
                     -3.35241e-07 -5.7352e-06 -5.17847e-08"/>
                 <geom name="wrist_servo" class="gripper_col" type="box" pos="0.006 0 -0.022"
                   size="0.017 0.016 0.02" rgba="{SERVO_RGBA}"/>
+                <!-- The pads stand 0.5 mm proud of their jaws: no coplanar faces to z-fight. -->
                 <geom name="fixed_jaw" class="gripper_col" type="box"
-                  pos="{fixed_face - 0.004} 0 -0.066" size="0.004 0.011 0.034"
+                  pos="{fixed_face - 0.0045} 0 -0.066" size="0.004 0.0105 0.0335"
                   rgba="{ARM_RGBA}"/>
                 <geom name="fixed_pad" class="pad" type="box"
                   pos="{fixed_face - 0.001} 0 -0.088" size="0.001 0.011 0.012"/>
