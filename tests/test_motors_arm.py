@@ -316,3 +316,43 @@ def test_late_action_holds_and_unplug_is_a_clear_error():
         assert not arm.is_connected
     finally:
         emu.stop()
+
+
+def test_property_nothing_unsafe_reaches_the_wire():
+    # Hypothesis drives ServoArm.send_action with arbitrary arrays (NaN, inf, huge, wrong
+    # shapes); every Goal_Position on the wire is inside the calibrated range and moves at most
+    # one guard step (in ticks) per tick.
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+    actions = st.one_of(hnp.arrays(np.float64, (6,), elements=floats),
+                        hnp.arrays(np.float64, st.sampled_from([(5,), (2, 6)]), elements=floats),
+                        st.just(None))
+    safety = SafetyConfig(max_rejects=10**9, max_step=10.0)
+    clock, emu, arm = rig("so101", safety=safety)
+    calib = arm.calibration
+    lo = np.array([j.range_min for j in calib.joints.values()])
+    hi = np.array([j.range_max for j in calib.joints.values()])
+    # One guard step of 10 units in ticks: 10 deg -> 10 * 4095 / 360; gripper 10 % of its range.
+    step_ticks = np.append(np.full(5, 10 * 4095 / 360), 0.1 * (hi[5] - lo[5])) + 1
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(actions, min_size=1, max_size=15))
+    def run(seq):
+        n = len(emu.writes("Goal_Position"))
+        for a in seq:
+            arm.send_action(a)
+        deadline = time.monotonic() + 1.0  # sync writes have no reply: let the emulator log them
+        while len(emu.writes("Goal_Position")) < n + 6 * len(seq) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        goals = np.array([v for _, _, v in emu.writes("Goal_Position")]).reshape(-1, 6)
+        assert np.all(goals >= lo) and np.all(goals <= hi)
+        assert np.all(np.abs(np.diff(goals, axis=0)) <= step_ticks)
+
+    try:
+        with arm:
+            run()
+    finally:
+        emu.stop()
