@@ -388,6 +388,10 @@ class MotorBus:
         With `use_sync=False` (or one motor) plain READ instructions are used, one motor at a time.
         """
         names = list(motors) if motors is not None else list(self.motors)
+        if not names:
+            return ReadResult({}, {}, {}, 0)
+        for n in names:
+            self._name(n)  # a clear KeyError for an unknown motor
         regs = {n: self.models[n].register(register) for n in names}
         reg: Register = regs[names[0]]
         deadline = time.monotonic() + (budget_s or self.budget_s)
