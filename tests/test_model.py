@@ -300,7 +300,7 @@ def test_tiny_model_overfits_one_batch(tiny_variables):
     model = ACT(TINY)
     images, state, actions, pad = batch(TINY, 4)
     params, stats = tiny_variables["params"], tiny_variables["batch_stats"]
-    tx = optax.adam(3e-3)
+    tx = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))  # clip as LeRobot
 
     @jax.jit
     def step(params, opt_state, rng):
