@@ -13,6 +13,14 @@ Data flow:
     Training with the VAE: z ~ q(z | state, actions) from `vae_encoder`; otherwise z = 0.
 
 Every analyst-facing activation is sown under a name documented in `act_jax/intermediates.py`.
+
+Numerics: with weights converted from LeRobot's ACT (post- and pre-norm, two cameras, padded
+chunks) the action chunk, the layer4 maps and the VAE posterior agree to < 1e-6 (float32, CPU).
+Initialisation follows ACT where it matters and is otherwise simpler: Xavier-uniform transformer
+weights (also in the VAE encoder, where LeRobot keeps PyTorch's defaults), N(0, 1) learned
+embeddings, U(+-1/sqrt(fan_in)) projection kernels, zero biases (PyTorch draws them uniformly),
+torchvision's Kaiming-normal convs and identity batch-norm (ACT starts from ImageNet weights,
+which cannot be fetched here; the LeRobot converter loads them when available).
 """
 
 from __future__ import annotations
