@@ -177,3 +177,26 @@ def test_normalisation_statistics():
         normalization.compute(states, [np.full((2, 2), np.nan)])
     with pytest.raises(ValueError, match="lack the field 'state_std'"):
         normalization.NormStats.from_dict({"state_mean": [0.0]})
+
+
+def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
+    from configs import tiny
+
+    config = tiny.get_config().data
+    config.tfds_data_dir = str(tmp_path / "tfds")
+    config.episodes_dir = str(tmp_path / "episodes")
+    config.record_episodes = 2
+    dataset_dir = data.ensure_dataset(config, (32, 32))
+    assert dataset_dir == tmp_path / "tfds" / "act_episodes" / "tiny" / "1.0.0"
+    episodes = load(dataset_dir, image_size=(32, 32))
+    assert len(episodes) == 2 and all(len(e) > 10 for e in episodes)
+    # Present now: used as is, nothing re-recorded.
+    stamp = (dataset_dir / "dataset_info.json").stat().st_mtime_ns
+    assert data.ensure_dataset(config, (32, 32)) == dataset_dir
+    assert (dataset_dir / "dataset_info.json").stat().st_mtime_ns == stamp
+    config.record_episodes = 0
+    config.name = "other"
+    (tmp_path / "empty").mkdir()
+    config.episodes_dir = str(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"no dataset at .*other.* no episode files in"):
+        data.ensure_dataset(config, (32, 32))
