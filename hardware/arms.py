@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.calibration import ArmCalibration, check_servos
+from hardware.calibration import ArmCalibration, CalibrationError, check_servos
 from hardware.conventions import FPS, JOINT_NAMES
 from hardware.motors.bus import MotorBus, MotorBusError, MotorCommError
 from hardware.motors.profiles import PROFILES, ArmProfile, get_profile  # noqa: F401 (re-export)
@@ -99,6 +99,11 @@ class ServoArm(Robot):
         self.robot_type = self.profile.name
         if not isinstance(calibration, ArmCalibration):
             calibration = ArmCalibration.load(calibration)
+        if calibration.robot != self.profile.name:
+            raise CalibrationError(
+                f"calibration is for a {calibration.robot!r} arm, this is a "
+                f"{self.profile.name!r} (on {port}); pass that arm's calibration file"
+            )
         self.calibration = calibration
         self.safety = safety or SafetyConfig()
         self._cameras = dict(cameras or {})
@@ -341,6 +346,11 @@ class LeaderArm(Teleoperator):
         self.profile = get_profile(profile)
         if not isinstance(calibration, ArmCalibration):
             calibration = ArmCalibration.load(calibration)
+        if calibration.robot != self.profile.name:
+            raise CalibrationError(
+                f"calibration is for a {calibration.robot!r} arm, this leader is a "
+                f"{self.profile.name!r} (on {port})"
+            )
         self.calibration = calibration
         self.bus = MotorBus(
             port,

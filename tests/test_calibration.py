@@ -202,3 +202,8 @@ def test_cli_emulate(tmp_path, capsys):
     assert main(["--robot", "so101", "--emulate", "--out", str(out)]) == 0
     assert ArmCalibration.load(out).robot == "so101"
     assert "saved" in capsys.readouterr().out
+
+
+def test_calibration_of_another_robot_is_refused_before_any_port_opens():
+    with pytest.raises(CalibrationError, match="is for a 'koch' arm, this is a 'so101'"):
+        ServoArm("so101", "/dev/does-not-exist", default_calibration("koch"))
