@@ -119,3 +119,101 @@ def test_feetech_sdk_against_emulator():
             assert "Overload" in ph.getRxPacketError(err)
         finally:
             port.closePort()
+
+
+class ScriptedLine:
+    """A pty whose "servo" answers each instruction packet with the next scripted byte string."""
+
+    def __init__(self, proto):
+        import os
+        import threading
+        import tty
+
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self.proto, self.queue, self.running = proto, [], True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import os
+        import select
+
+        from hardware.motors.parser import StreamParser
+
+        parser = StreamParser(self.proto, status=False)
+        while self.running:
+            if not select.select([self.master], [], [], 0.01)[0]:
+                continue
+            for _ in parser.feed(os.read(self.master, 4096)):
+                if self.queue:
+                    os.write(self.master, self.queue.pop(0))
+
+    def close(self):
+        import os
+
+        self.running = False
+        self.thread.join()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.mark.parametrize("name", ["dynamixel", "feetech"])
+def test_reply_classification_agrees_with_vendor_sdk(name):
+    # The same reply bytes go to the vendor SDK (over a pty) and to our parser: valid, noise
+    # before it, truncated, one bit flipped, another id. Both must say OK with the same value,
+    # or both not OK. One class differs, in our favour: a reply with FEWER data bytes than asked
+    # for (valid checksum). Both SDKs return COMM_SUCCESS and a value made of bytes beyond the
+    # packet; our parser calls it corrupt.
+    import random
+
+    from hardware.motors.packets import Outcome, StatusPacket
+    from hardware.motors.parser import classify
+
+    sdk = pytest.importorskip("dynamixel_sdk" if name == "dynamixel" else "scservo_sdk")
+    proto, n, addr = (DYNAMIXEL, 4, 132) if name == "dynamixel" else (FEETECH, 2, 56)
+    line = ScriptedLine(proto)
+    port = sdk.PortHandler(line.port)
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    ph = sdk.PacketHandler(2.0 if name == "dynamixel" else 0)
+    read = ph.read4ByteTxRx if name == "dynamixel" else ph.read2ByteTxRx
+    rng = random.Random(0)
+    short_accepted_by_sdk = 0
+    try:
+        for k in range(48):
+            value = rng.randbytes(n)
+            good = proto.encode_status(StatusPacket(1, 0, value))
+            kind = k % 6
+            if kind == 0:
+                stream = good
+            elif kind == 1:  # noise without header bytes before the reply
+                stream = bytes(rng.choice([0, 1, 0x55, 0xFD]) for _ in range(4)) + good
+            elif kind == 2:
+                stream = good[: rng.randrange(1, len(good))]
+            elif kind == 3:
+                b = bytearray(good)
+                b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+                stream = bytes(b)
+            elif kind == 4:
+                stream = proto.encode_status(StatusPacket(2, 0, value))
+            else:
+                stream = proto.encode_status(StatusPacket(1, 0, value[:-1]))
+            ours = classify(proto, [stream], 1, n)
+            for _ in range(5):  # a loaded machine can make the SDK's 34 ms timeout expire
+                line.queue = [stream]
+                got, comm, _ = read(port, 1, addr)
+                if not (ours.outcome is Outcome.OK and comm == sdk.COMM_RX_TIMEOUT):
+                    break
+            if kind == 5:
+                assert ours.outcome is Outcome.CORRUPT
+                short_accepted_by_sdk += comm == sdk.COMM_SUCCESS
+                continue
+            assert (ours.outcome is Outcome.OK) == (comm == sdk.COMM_SUCCESS), (kind, stream.hex())
+            if comm == sdk.COMM_SUCCESS:
+                assert int.from_bytes(ours.packet.params, "little") == got
+    finally:
+        port.closePort()
+        line.close()
+    # With dynamixel-sdk 4.1.0 and feetech-servo-sdk 1.0.0, short_accepted_by_sdk is 8 of 8:
+    # not asserted, so that a fixed SDK does not fail this test.
