@@ -136,8 +136,14 @@ def _stdin_enter_pressed() -> bool:
     return False
 
 
+_SHORT = dict(zip(JOINT_NAMES, ("pan", "lift", "elbow", "wflex", "wroll", "grip"), strict=True))
+
+
 def _show(present, mins, maxs) -> None:
-    cells = [f"{n[:8]:>8} {mins[n]:4d}<{present.get(n, -1):4d}<{maxs[n]:4d}" for n in JOINT_NAMES]
+    """One live line: min < present < max ticks per joint."""
+    cells = [
+        f"{_SHORT[n]:>5} {mins[n]:4d}<{present.get(n, -1):4d}<{maxs[n]:4d}" for n in JOINT_NAMES
+    ]
     print("\r" + " | ".join(cells), end="", flush=True)
 
 
