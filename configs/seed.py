@@ -26,6 +26,8 @@ def get_config():
     model.n_decoder_layers = 1
     model.n_vae_encoder_layers = 4
     model.backbone_width = 1.0
+    model.use_vae = True
+    model.latent_dim = 32
 
     # Its own dataset: the same sim expert recorded at full camera resolution.
     config.data.name = "sim_demos_480x640"
