@@ -85,34 +85,19 @@ def make_batch(spec: dict, batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def init_variables(cfg, seed: int):
-    """Model variables, initialised under jit at a small image size (param shapes do not depend on
-    the image size, and tracing the full-resolution forward just to init would cost a compile)."""
-    import jax
-    import jax.numpy as jnp
-
-    from act_jax.model import ACT
-
-    small = dataclasses.replace(cfg, image_size=(64, 64))
-    images = {cam: jnp.zeros((1, 64, 64, 3), jnp.uint8) for cam in cfg.cameras}
-    state = jnp.zeros((1, cfg.state_dim), jnp.float32)
-    init = jax.jit(lambda k: ACT(small).init({"params": k}, images, state, train=False))
-    return init(jax.random.key(seed))
-
-
 def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
     """Build, compile and time `mode` ("train" or "infer"); return the result record."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from act_jax.model import ACT, act_loss, count_params
+    from act_jax.model import ACT, act_loss, count_params, init_variables
 
     rss_start = peak_rss_mb()
     cfg = act_config(spec)
     model = ACT(cfg)
     t0 = time.perf_counter()
-    variables = jax.block_until_ready(init_variables(cfg, seed))
+    variables = jax.block_until_ready(init_variables(model, jax.random.key(seed)))
     build_s = time.perf_counter() - t0
     params, batch_stats = variables["params"], variables["batch_stats"]
     n_params = count_params(params)
