@@ -3,7 +3,14 @@
 #   bash bench/device_check.sh smoke   # environment, a seed-config train step, a 20-step sweep
 #   bash bench/device_check.sh full    # the sweep that chose configs/sim_default.py
 # The machine has jax[cuda], flax, optax, orbax; the rest travels as wheels in .whl/ (pure-Python
-# ml_collections and tensorboardX, mujoco-core for the sim) and EGL loaders in .gl/.
+# ml_collections and tensorboardX, mujoco-core for the sim) and EGL loaders in .gl/ (both
+# git-ignored; pass them in the device tool's `carry`). Fetch them once, here:
+#   .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 -d .whl ml_collections tensorboardX \
+#     mujoco==4.0.0 mujoco-core==4.0.0 glfw pyopengl
+#   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+#   mkdir -p .gl /tmp/amd64/partial; apt-get $o update; (cd .gl && apt-get $o download \
+#     libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 set -uo pipefail
 MODE=${1:-smoke}
 OUT=${OUT:-/tmp/device_out}
