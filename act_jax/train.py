@@ -438,8 +438,15 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:  # orbax logs every file it writes at INFO
         logging.set_verbosity(logging.WARNING)
 
+    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    eval_fn = None
+    if config.eval.every_steps > 0:
+        # Rollouts need the simulator, which lives in `hardware`; act_jax may use it to evaluate.
+        from act_jax.evaluate import make_train_eval_fn
+
+        eval_fn = make_train_eval_fn(config, workdir)
     try:
-        train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+        train_and_evaluate(config, workdir, eval_fn)
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)

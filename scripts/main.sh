@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: simulated pick-and-place from nothing. Records the expert dataset if it is missing,
 # trains the CPU-sized default config, evaluates it in simulation and prints where everything is.
-# Extra arguments go to the trainer, e.g. `bash scripts/main.sh --config.num_steps=500`.
+# Extra arguments go to the trainer, e.g. `bash scripts/main.sh --config.train.num_steps=500`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
