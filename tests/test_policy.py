@@ -85,3 +85,26 @@ def test_bad_observations_are_clear_errors(policy, robot, bad, match):
     obs = {**robot.reset(seed=0), **bad}
     with pytest.raises(ValueError, match=match):
         policy.predict_chunk(obs)
+
+
+def test_training_logs_sim_success_rate_every_eval_period(tmp_path):
+    """The trainer's rollout hook: `eval/success_rate` lands in metrics.jsonl at each period."""
+    import json
+
+    from act_jax.evaluate import make_train_eval_fn
+    from act_jax.train import train_and_evaluate
+    from tests.helpers_data import build_dataset
+
+    config = tiny.get_config()
+    config.data.dataset_dir = str(build_dataset(tmp_path / "data", image_size=IMAGE_SIZE))
+    config.train.num_steps = 4
+    config.eval.every_steps = 2
+    config.eval.episodes = 2
+    config.eval.max_steps = 10
+    workdir = tmp_path / "run"
+    train_and_evaluate(config, workdir, make_train_eval_fn(config, workdir))
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r for r in rows if "eval/success_rate" in r}
+    assert sorted(evals) == [2, 4]
+    for r in evals.values():
+        assert 0.0 <= r["eval/ci95_low"] <= r["eval/success_rate"] <= r["eval/ci95_high"] <= 1.0
