@@ -356,7 +356,11 @@ def init_variables(model: ACT, rng: jax.Array, batch_size: int = 1) -> dict:
 
 
 def act_loss(outputs, actions, action_is_pad, kl_weight: float):
-    """ACT's loss: masked L1 (mean over valid elements, LeRobot's convention) + kl_weight * KL.
+    """ACT's loss: masked L1 + kl_weight * KL.
+
+    The L1 is averaged over the valid (non-padded) elements, as LeRobot does since its PR #3442;
+    LeRobot 0.4.4 and the original ACT divide by all elements, padded ones included, which
+    scales the L1 term down by the padded fraction.
 
     Args:
         outputs: `ACT.__call__` result; "mu"/"logvar" None means no KL term.
