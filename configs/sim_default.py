@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train = train = ml_collections.ConfigDict()
     train.seed = 0
     train.batch_size = 32
-    train.num_steps = 6000
+    train.num_steps = 12000
     train.lr = 3e-4
     train.lr_backbone = 3e-4  # no ImageNet weights here, so the backbone learns at full rate
     train.weight_decay = 1e-4
