@@ -197,7 +197,9 @@ def evaluate_checkpoint(
     execution = execution or cfg.eval.get("execution", "ensemble:0.01")
     distribution = distribution or cfg.eval.get("distribution", "uniform")
     max_steps = max_steps or cfg.eval.get("max_steps", 400)
-    out = Path(out) if out else Path(checkpoint) / "eval" / f"{distribution}_{execution}"
+    if out is None:  # e.g. eval/uniform_ensemble-0.01 (no ':' in paths, for other filesystems)
+        out = Path(checkpoint) / "eval" / f"{distribution}_{execution.replace(':', '-')}"
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     make_executor(execution)  # validate the spec before any rollout starts
     policy.warmup()
