@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from act_jax_datasets.episodes import build, load
 
+from act_jax_datasets.episodes import build, load
 from hardware.episodes import (
     EpisodeMeta,
     encode_png,
