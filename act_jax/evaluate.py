@@ -303,7 +303,8 @@ def main(argv=None):
     lo, hi = s["ci95"]
     print(
         f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
-        f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%), {s['distribution']}, {s['execution']}"
+        f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%), {s['distribution']}, {s['execution']}, "
+        f"weights of step {s['step']}"
     )
     if s["mean_time_to_success_s"] is not None:
         print(f"mean time to success {s['mean_time_to_success_s']:.2f} s")
