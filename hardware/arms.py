@@ -68,6 +68,16 @@ class ReadReport:
 _FEETECH_FATAL = (1 << 2) | (1 << 3) | (1 << 5)
 
 
+def _calibration_for(profile: ArmProfile, calibration, mismatch: str) -> ArmCalibration:
+    """Loads `calibration` (a file or an ArmCalibration) and checks it belongs to `profile`'s arm,
+    before any port is opened. `mismatch` ends the error message."""
+    if not isinstance(calibration, ArmCalibration):
+        calibration = ArmCalibration.load(calibration)
+    if calibration.robot != profile.name:
+        raise CalibrationError(f"calibration is for a {calibration.robot!r} arm, {mismatch}")
+    return calibration
+
+
 class ServoArm(Robot):
     """A Koch or SO-100/SO-101 arm on one serial bus.
 
@@ -97,14 +107,9 @@ class ServoArm(Robot):
     ):
         self.profile = get_profile(profile)
         self.robot_type = self.profile.name
-        if not isinstance(calibration, ArmCalibration):
-            calibration = ArmCalibration.load(calibration)
-        if calibration.robot != self.profile.name:
-            raise CalibrationError(
-                f"calibration is for a {calibration.robot!r} arm, this is a "
-                f"{self.profile.name!r} (on {port}); pass that arm's calibration file"
-            )
-        self.calibration = calibration
+        self.calibration = calibration = _calibration_for(
+            self.profile, calibration, f"this is a {self.profile.name!r} (on {port}); pass that "
+            "arm's calibration file")
         self.safety = safety or SafetyConfig()
         self._cameras = dict(cameras or {})
         self.cameras = tuple(self._cameras)
@@ -344,14 +349,8 @@ class LeaderArm(Teleoperator):
         bus_options: dict | None = None,
     ):
         self.profile = get_profile(profile)
-        if not isinstance(calibration, ArmCalibration):
-            calibration = ArmCalibration.load(calibration)
-        if calibration.robot != self.profile.name:
-            raise CalibrationError(
-                f"calibration is for a {calibration.robot!r} arm, this leader is a "
-                f"{self.profile.name!r} (on {port})"
-            )
-        self.calibration = calibration
+        self.calibration = calibration = _calibration_for(
+            self.profile, calibration, f"this leader is a {self.profile.name!r} (on {port})")
         self.bus = MotorBus(
             port,
             self.profile.motors(),
