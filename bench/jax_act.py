@@ -19,12 +19,9 @@ can only do 1.0). Images are random uint8 (the model normalises them itself), st
 normals, the last 10% of each chunk padded: the same shapes and masks the LeRobot side gets.
 """
 
-import argparse
 import dataclasses
-import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -32,31 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-DEFAULT_SPEC = {
-    "cameras": ["top", "lateral"],
-    "image_size": [480, 640],
-    "batch": 8,
-    "state_dim": 6,
-    "action_dim": 6,
-    "chunk_size": 100,
-    "dim_model": 512,
-    "n_heads": 8,
-    "dim_feedforward": 3200,
-    "n_encoder_layers": 4,
-    "n_decoder_layers": 1,
-    "n_vae_encoder_layers": 4,
-    "latent_dim": 32,
-    "dropout": 0.1,
-    "pre_norm": False,
-    "use_vae": True,
-    "backbone_width": 1.0,
-}
+import act_bench_common  # noqa: E402 (beside this script)
+from act_bench_common import SHARED_SPEC, peak_rss_mb  # noqa: E402
+
+DEFAULT_SPEC = {**SHARED_SPEC, "backbone_width": 1.0}
 KL_WEIGHT = 10.0  # LeRobot's ACTConfig.kl_weight
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def act_config(spec: dict):
@@ -203,32 +180,10 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Time the JAX ACT (train step or batch-1 inference); prints one JSON object.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--mode", choices=["train", "infer"], default="train")
-    parser.add_argument("--spec", default="{}",
-                        help="JSON object overriding the shape/architecture defaults: "
-                        + json.dumps(DEFAULT_SPEC))
-    parser.add_argument("--steps", type=int, default=3, help="timed calls (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compile (>= 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    try:
-        overrides = json.loads(args.spec)
-    except json.JSONDecodeError as e:
-        parser.error(f"--spec is not valid JSON: {e}")
-    unknown = sorted(set(overrides) - set(DEFAULT_SPEC))
-    if unknown:
-        parser.error(f"--spec has unknown keys {unknown}; known: {sorted(DEFAULT_SPEC)}")
-    if args.steps < 1 or args.warmup < 1:
-        parser.error("--steps and --warmup must be >= 1")
-    spec = {**DEFAULT_SPEC, **overrides}
-    record = run(spec, args.mode, args.steps, args.warmup, args.seed)
-    json.dump(record, sys.stdout)
-    sys.stdout.write("\n")
-    return 0
+    return act_bench_common.main(
+        run, DEFAULT_SPEC,
+        "Time the JAX ACT (train step or batch-1 inference); prints one JSON object.",
+        "untimed calls after compile (>= 1)", argv)
 
 
 if __name__ == "__main__":

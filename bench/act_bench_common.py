@@ -1,0 +1,69 @@
+"""What `bench/jax_act.py` and `bench/lerobot_act.py` share: the default shapes and the CLI.
+
+Standard library only: `lerobot_act.py` imports it inside the LeRobot venv, `jax_act.py` inside
+the project's. Both scripts sit beside this file, so Python finds it on `sys.path[0]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+from collections.abc import Callable
+
+# LeRobot's ACT defaults (4 encoder layers), two 480x640 cameras, batch 8.
+SHARED_SPEC = {
+    "cameras": ["top", "lateral"],
+    "image_size": [480, 640],
+    "batch": 8,
+    "state_dim": 6,
+    "action_dim": 6,
+    "chunk_size": 100,
+    "dim_model": 512,
+    "n_heads": 8,
+    "dim_feedforward": 3200,
+    "n_encoder_layers": 4,
+    "n_decoder_layers": 1,
+    "n_vae_encoder_layers": 4,
+    "latent_dim": 32,
+    "dropout": 0.1,
+    "pre_norm": False,
+    "use_vae": True,
+}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(run: Callable[[dict, str, int, int, int], dict], default_spec: dict, description: str,
+         warmup_help: str, argv=None) -> int:
+    """Parses `--mode/--spec/--steps/--warmup/--seed`, runs `run(spec, mode, steps, warmup,
+    seed)` and prints its record as one JSON object."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--mode", choices=["train", "infer"], default="train")
+    parser.add_argument("--spec", default="{}",
+                        help="JSON object overriding the shape/architecture defaults: "
+                        + json.dumps(default_spec))
+    parser.add_argument("--steps", type=int, default=3, help="timed calls (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help=warmup_help)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    try:
+        overrides = json.loads(args.spec)
+    except json.JSONDecodeError as e:
+        parser.error(f"--spec is not valid JSON: {e}")
+    unknown = sorted(set(overrides) - set(default_spec))
+    if unknown:
+        parser.error(f"--spec has unknown keys {unknown}; known: {sorted(default_spec)}")
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be >= 1")
+    spec = {**default_spec, **overrides}
+    record = run(spec, args.mode, args.steps, args.warmup, args.seed)
+    json.dump(record, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
