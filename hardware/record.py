@@ -126,7 +126,7 @@ def _check_resume(out: Path, settings: dict) -> None:
     if not paths:
         return
     first = read_episode(paths[0]).meta.extra.get("recording", {})
-    diff = {k: (first.get(k), v) for k, v in settings.items() if first.get(k, v) != v}
+    diff = {k: (first.get(k), v) for k, v in settings.items() if first.get(k) != v}
     if diff:
         details = ", ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{out} holds a recording with other settings ({details}); "
@@ -165,6 +165,8 @@ def record(
                     cameras=list(robot.cameras))
     if getattr(robot, "scene_hash", None):
         settings["scene_hash"] = robot.scene_hash
+    if getattr(teleop, "settings", None):
+        settings["teleop_settings"] = dict(teleop.settings)
     _check_resume(out, settings)
     start = next_episode_index(out)
     written, successes = [], 0

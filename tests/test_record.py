@@ -125,3 +125,15 @@ def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
     assert len(source) == 1
     assert int(source[0]["episode_metadata"]["location_id"]) == 0  # named locations in order
     assert "built" in capsys.readouterr().out
+
+
+def test_resuming_with_another_expert_is_refused(two_episodes):
+    from hardware.record import record
+    from hardware.sim import ScriptedExpert, SimRobot
+
+    settings = {"image_size": list(SIZE), "distribution": "uniform", "teleop": "expert"}
+    with SimRobot(image_size=SIZE, seed=3) as robot:
+        expert = ScriptedExpert(robot, seed=3, clearance=0.0)
+        with pytest.raises(ValueError, match="other settings.*teleop_settings"):
+            record(robot, expert, two_episodes, 3, seed=3, settings=settings, progress=False)
+    assert len(list_episodes(two_episodes)) == 2

@@ -5,7 +5,8 @@ import pytest
 
 from hardware.control_loop import run_loop
 from hardware.sim import CubeDistribution, ScriptedExpert, SimRobot
-from hardware.sim.expert import PHASES, grasp_yaw
+from hardware.sim.expert import PHASES, grasp_yaw, plan_pick_and_place
+from hardware.sim.kinematics import top_down
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,28 @@ def test_expert_succeeds_98_percent_of_100_random_starts(distribution):
 
     summary = evaluate(100, seed=5000, distribution=distribution, progress=False)
     assert summary["successes"] >= 98, summary["failures"]
+
+
+def replay_aimed_at(robot, seed, aim_offset, **plan_kwargs):
+    """Plans from a cube position that is off by aim_offset (x, y), as an imitation might be."""
+    robot.reset(seed=seed)
+    aimed = robot.cube_start_pose.copy()
+    aimed[:2] += aim_offset
+    plan = plan_pick_and_place(robot, aimed, robot.box_pose(), np.random.default_rng(0),
+                               **plan_kwargs)
+    for action in [*plan.actions, *[plan.actions[-1]] * 20]:
+        robot.send_action(action)
+    return robot.success()
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_grasp_tolerates_aiming_past_the_cube_towards_the_fixed_jaw(robot, seed):
+    robot.reset(seed=seed)
+    closing = top_down(grasp_yaw(robot.cube_start_pose[3:], robot.cube_start_pose[:2]))[:2, 0]
+    # 4 mm too far along the closing direction: the fixed pad's side of the cube.
+    off = 0.004 * closing
+    assert replay_aimed_at(robot, seed, off)
+    assert replay_aimed_at(robot, seed, -off)
+    # Aimed at the centre (no clearance), the same error puts the fixed pad on top of the cube.
+    assert not replay_aimed_at(robot, seed, off, clearance=0.0)
+    assert replay_aimed_at(robot, seed, np.zeros(2), clearance=0.0)

@@ -6,7 +6,7 @@ time step, never on observations. The plan is a fixed sequence of phases with to
 (tcp) waypoints, turned into joint targets by inverse kinematics at every control tick:
 
     approach   home -> 6.5 cm above the cube, gripper opening    (joint-space, minimum jerk)
-    descend    straight down until the pads straddle the cube
+    descend    straight down until the pads straddle the cube, the fixed pad 12 mm clear of it
     close      gripper to 0 (the cube stops the jaws at ~18), then hold
     lift       straight up to 7.5 cm
     transport  straight line to above the box
@@ -15,7 +15,11 @@ time step, never on observations. The plan is a fixed sequence of phases with to
     retreat    up and back towards the arm, 4 cm; the episode ends there
 
 Grasps are vertical, with the jaws closing across two faces of the cube: of the four such
-directions, the one nearest the arm's radial direction (the least wrist roll). Each phase's
+directions, the one nearest the arm's radial direction (the least wrist roll). The SO-101's
+gripper has one fixed jaw, so the expert aims beside the cube, not at its centre: a 12 mm gap
+between the fixed pad and the cube, which the closing jaw then slides the cube across. Aimed at
+the centre, the fixed pad just touches the cube's face, and an imitation 2 mm off lands on the
+cube (`bench/expert_tolerance.py` measures this). Each phase's
 duration is scaled by a factor in [1 - jitter, 1 + jitter] drawn from the episode's seed, so
 demonstrations differ slightly in timing but never in structure. An episode lasts ~5.2 s
 (~156 ticks at 30 Hz) and ends ~1 s after the cube comes to rest in the box, the arm clear of it
@@ -46,6 +50,11 @@ HOVER_Z = 0.065  # tcp height above the cube before descending and while lifting
 CARRY_Z = 0.075  # tcp height while carrying the cube to the box
 RELEASE_Z = 0.06  # tcp height when opening above the box
 GRASP_DZ = 0.002  # tcp above the cube's centre when closing
+# The fixed jaw's pad sits exactly on the cube's face when the tcp is on the cube's centre, so the
+# slightest aiming error puts it on top of the cube. The expert aims this far towards the fixed
+# jaw instead, and closing slides the cube that far into the fixed pad. A policy that imitates it
+# inherits the margin (see bench/expert_tolerance.py).
+FIXED_JAW_CLEARANCE = 0.012  # m
 
 # (phase, nominal duration in seconds)
 PHASES = (
@@ -91,23 +100,37 @@ class ScriptedExpert(Teleoperator):
       robot: the simulated robot it acts on (read at reset: cube start pose, box pose).
       timing_jitter: relative spread of each phase's duration.
       seed: timing draws use (seed, robot.last_seed), so a given reset seed gives the same plan.
+      clearance: gap left between the fixed jaw's pad and the cube when descending (metres).
     """
 
     name = "expert"
 
-    def __init__(self, robot: SimRobot, timing_jitter: float = 0.1, seed: int = 0):
+    def __init__(
+        self,
+        robot: SimRobot,
+        timing_jitter: float = 0.1,
+        seed: int = 0,
+        clearance: float = FIXED_JAW_CLEARANCE,
+    ):
         self.robot = robot
         self.timing_jitter = timing_jitter
         self.seed = seed
+        self.clearance = clearance
         self.plan: Plan | None = None
         self._t = 0
 
     def reset(self) -> None:
         rng = np.random.default_rng([self.seed, max(self.robot.last_seed, 0)])
         self.plan = plan_pick_and_place(
-            self.robot, self.robot.cube_start_pose, self.robot.box_pose(), rng, self.timing_jitter
+            self.robot, self.robot.cube_start_pose, self.robot.box_pose(), rng,
+            self.timing_jitter, self.clearance,
         )
         self._t = 0
+
+    @property
+    def settings(self) -> dict:
+        """What shapes its demonstrations: stored with recordings and checked when resuming."""
+        return {"timing_jitter": self.timing_jitter, "clearance": self.clearance}
 
     @property
     def done(self) -> bool:
@@ -128,6 +151,7 @@ def plan_pick_and_place(
     box_pose: np.ndarray,
     rng: np.random.Generator,
     timing_jitter: float = 0.1,
+    clearance: float = FIXED_JAW_CLEARANCE,
 ) -> Plan:
     """Plans a demonstration (see the module docstring). Returns the (T, 6) actions."""
     kin = robot.kinematics
@@ -135,13 +159,16 @@ def plan_pick_and_place(
     cube_xy, cube_z = cube_pose[:2], cube_pose[2]
     box_xy = box_pose[:2]
     rot = top_down(grasp_yaw(cube_pose[3:], cube_xy))
+    # The fixed pad is on the tool's -x side (the closing direction is +x): aim past the cube's
+    # centre on that side, leaving `clearance` between the fixed pad and the cube's face.
+    grasp_xy = cube_xy - clearance * rot[:2, 0]
     scale = rng.uniform(1 - timing_jitter, 1 + timing_jitter, size=len(PHASES))
     durations = {name: d * s for (name, d), s in zip(PHASES, scale, strict=True)}
     ticks = {name: max(2, int(round(d * fps))) for name, d in durations.items()}
 
-    above_cube = np.array([*cube_xy, HOVER_Z])
-    at_cube = np.array([*cube_xy, cube_z + GRASP_DZ])
-    carry_start = np.array([*cube_xy, CARRY_Z])
+    above_cube = np.array([*grasp_xy, HOVER_Z])
+    at_cube = np.array([*grasp_xy, cube_z + GRASP_DZ])
+    carry_start = np.array([*grasp_xy, CARRY_Z])
     above_box = np.array([*box_xy, CARRY_Z])
     at_box = np.array([*box_xy, RELEASE_Z])
     # Up and back along the line to the arm's base, clear of the box and the falling cube.
