@@ -300,6 +300,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         if resume_step is not None:
             saved_config, norm_stats, _ = ckpt.restore_metadata(resume_step)
             _check_same_model(saved_config, config, workdir)
+            if resume_step > tc.num_steps:
+                # Its weights, not this run's, would be what an evaluation of the workdir loads.
+                raise ValueError(
+                    f"{workdir} already holds a checkpoint at step {resume_step}, past "
+                    f"config.train.num_steps={tc.num_steps}; use another workdir, or "
+                    f"num_steps >= {resume_step} to go on from it")
 
         # ---- Data.
         dataset_dir = data.ensure_dataset(config.data, model_config.image_size)

@@ -19,3 +19,8 @@ fi
 # Offscreen MuJoCo rendering without a display (Mesa llvmpipe through EGL).
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 export PATH="$PWD/.venv/bin:$PATH"
+# Progress bars written to a log file (not a terminal) redraw at most every 30 s, not 10 times a
+# second: a 20-minute run otherwise leaves megabytes of carriage-return updates.
+if [ ! -t 2 ]; then
+  export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}
+fi

@@ -176,6 +176,13 @@ def test_resuming_a_different_model_lists_the_fields(straight_run, dataset_dir):
         train.train_and_evaluate(config, straight_dir)
 
 
+def test_a_workdir_past_num_steps_is_refused(straight_run, dataset_dir):
+    straight_dir, _ = straight_run
+    config = tiny_config(dataset_dir, num_steps=2)
+    with pytest.raises(ValueError, match=r"checkpoint at step 4, past config.train.num_steps=2"):
+        train.train_and_evaluate(config, straight_dir)
+
+
 def test_frozen_parameters_do_not_move_and_backbone_has_its_own_rate():
     params = {"backbone": {"conv1": {"kernel": np.ones((3, 3))}},
               "decoder": {"layer_0": {"mlp": {"linear1": {"kernel": np.ones((2, 4))}}},
