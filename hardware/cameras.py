@@ -1,0 +1,231 @@
+"""Cameras for real robots: a camera is a callable returning the newest (H, W, 3) uint8 RGB frame.
+
+    cams = open_cameras(parse_camera_spec("top=0,lateral=/dev/video2"), 640, 480, 30)
+    arm = ServoArm("so101", port, calibration, cameras=cams)      # each tick calls cams[name]()
+    ...
+    close_cameras(cams)
+
+`OpenCVCamera` wraps `cv2.VideoCapture` with a background thread that grabs continuously and keeps
+only the newest frame, so a control tick never waits for the camera's own frame period and never
+reads a frame queued seconds ago in the driver's buffer. A frame older than `stale_ms` is an
+error naming the camera: a policy must not act on a frozen view. A video file path works too
+(frames paced at the file's rate, looping at its end): a replay camera for dry runs and tests.
+
+`SimCamera` renders a camera of the MuJoCo scene (`hardware.sim.SimRobot.render`), for a
+`ServoArm` driving the simulated arm through the servo emulator (`python -m hardware.deploy
+--emulate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import cv2
+import numpy as np
+
+
+class CameraError(RuntimeError):
+    """A camera could not be opened, or stopped delivering frames."""
+
+
+def parse_camera_spec(spec: str) -> dict[str, int | str]:
+    """Parses `"top=0,lateral=2"` or `"top=/dev/video0"` into {name: device index or path}.
+
+    A source made of digits is a device index (`cv2.VideoCapture(2)`); anything else is a path
+    (`/dev/video2`, `/dev/v4l/by-id/...`, or a video file).
+    """
+    cams: dict[str, int | str] = {}
+    if not spec or not spec.strip():
+        raise ValueError("empty camera spec: expected NAME=SOURCE,..., e.g. top=0,lateral=2")
+    for item in spec.split(","):
+        name, eq, source = (s.strip() for s in item.partition("="))
+        if not eq or not name or not source:
+            raise ValueError(
+                f"camera spec item {item.strip()!r} in {spec!r}: expected NAME=SOURCE, "
+                "e.g. top=0 or top=/dev/video0"
+            )
+        if name in cams:
+            raise ValueError(f"camera {name!r} appears twice in the camera spec {spec!r}")
+        cams[name] = int(source) if source.isdigit() else source
+    return cams
+
+
+class OpenCVCamera:
+    """A USB/V4L camera (or video file) read by a background thread; calling it returns the
+    newest frame as (H, W, 3) uint8 RGB.
+
+    Args:
+      source: device index (0), device path (/dev/video0) or video file path.
+      width, height, fps: requested capture format (None: the device's default). Devices may
+        round these; `shape` reports what was delivered.
+      name: the camera's role (e.g. "top"), used in error messages.
+      stale_ms: a frame older than this when read is an error.
+      open_timeout_s: how long `connect` waits for the first frame.
+    """
+
+    def __init__(
+        self,
+        source: int | str,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        *,
+        name: str = "camera",
+        stale_ms: float = 500.0,
+        open_timeout_s: float = 5.0,
+    ):
+        self.source, self.name = source, name
+        self.width, self.height, self.fps = width, height, fps
+        self.stale_ms, self.open_timeout_s = stale_ms, open_timeout_s
+        self._cap: cv2.VideoCapture | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._stamp = 0.0
+        self.frames_grabbed = 0
+        self.shape: tuple[int, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"camera {self.name!r} ({self._kind()} {self.source!r})"
+
+    def _kind(self) -> str:
+        if isinstance(self.source, int):
+            return "index"
+        return "device" if str(self.source).startswith("/dev/") else "file"
+
+    def connect(self) -> OpenCVCamera:
+        if self._cap is not None:
+            return self
+        cap = cv2.VideoCapture(self.source)
+        if not cap.isOpened():
+            cap.release()
+            raise CameraError(f"{self!r}: cannot open it (is it plugged in, or in use?)")
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.width),
+                            (cv2.CAP_PROP_FRAME_HEIGHT, self.height), (cv2.CAP_PROP_FPS, self.fps)):
+            if value is not None and self._kind() != "file":
+                cap.set(prop, value)
+        # A file is read as fast as the disk allows: pace it at its own rate (or the asked fps).
+        period = 0.0
+        if self._kind() == "file":
+            rate = self.fps or cap.get(cv2.CAP_PROP_FPS) or 30.0
+            period = 1.0 / rate
+        self._cap, self._running = cap, True
+        self._thread = threading.Thread(
+            target=self._grab, args=(period,), name=f"camera-{self.name}", daemon=True)
+        self._thread.start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._frame is not None or not self._running,
+                                       timeout=self.open_timeout_s):
+                self.disconnect()
+                raise CameraError(f"{self!r}: opened, but no frame within {self.open_timeout_s} s")
+        if self._frame is None:
+            self.disconnect()
+            raise CameraError(f"{self!r}: opened, but reading its first frame failed")
+        return self
+
+    def _grab(self, period: float) -> None:
+        cap = self._cap
+        next_t = time.monotonic()
+        while self._running:
+            ok, bgr = cap.read()
+            if not ok and self._kind() == "file" and self.frames_grabbed:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop the replay
+                ok, bgr = cap.read()
+            if not ok:
+                with self._cond:
+                    self._running = False  # device gone: readers see the frame go stale
+                    self._cond.notify_all()
+                return
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            with self._cond:
+                self._frame, self._stamp = rgb, time.monotonic()
+                self.frames_grabbed += 1
+                self.shape = rgb.shape
+                self._cond.notify_all()
+            if period:
+                next_t += period
+                time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def __call__(self) -> np.ndarray:
+        """The newest frame, (H, W, 3) uint8 RGB; raises CameraError if it is stale."""
+        with self._cond:
+            frame, stamp = self._frame, self._stamp
+        if frame is None:
+            raise CameraError(f"{self!r} is not connected")
+        age_ms = 1e3 * (time.monotonic() - stamp)
+        if age_ms > self.stale_ms:
+            raise CameraError(
+                f"{self!r}: newest frame is {age_ms:.0f} ms old (limit {self.stale_ms:.0f} ms)"
+                + ("; the capture stopped" if not self._running else "")
+            )
+        return frame
+
+    def disconnect(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._frame = None
+
+    def __enter__(self) -> OpenCVCamera:
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        self.disconnect()
+
+
+def open_cameras(
+    sources: dict[str, int | str],
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    **options,
+) -> dict[str, OpenCVCamera]:
+    """Connects one `OpenCVCamera` per {name: source}; on any failure closes those opened."""
+    cams: dict[str, OpenCVCamera] = {}
+    try:
+        for name, source in sources.items():
+            cams[name] = OpenCVCamera(source, width, height, fps, name=name, **options).connect()
+    except BaseException:
+        close_cameras(cams)
+        raise
+    return cams
+
+
+def close_cameras(cameras: dict) -> None:
+    """Disconnects every camera that has a `disconnect` (sim cameras have none)."""
+    for cam in cameras.values():
+        if hasattr(cam, "disconnect"):
+            cam.disconnect()
+
+
+class SimCamera:
+    """One camera of a `SimRobot` scene as a camera callable.
+
+    Args:
+      robot: a connected `hardware.sim.SimRobot` that renders `name`.
+      name: "top" or "lateral".
+      lock: held while rendering, e.g. the servo emulator's lock, so the emulator's thread does
+        not step the physics in the middle of a frame.
+    """
+
+    def __init__(self, robot, name: str, lock=None):
+        if name not in robot.cameras:
+            raise CameraError(f"sim camera {name!r}: the scene renders {list(robot.cameras)}")
+        self.robot, self.name = robot, name
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+
+    def __call__(self) -> np.ndarray:
+        with self.lock:
+            return self.robot.render(self.name)
+
+
+def sim_cameras(robot, lock=None) -> dict[str, SimCamera]:
+    """{name: SimCamera} for every camera `robot` renders."""
+    return {name: SimCamera(robot, name, lock) for name in robot.cameras}

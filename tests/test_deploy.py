@@ -1,0 +1,243 @@
+"""`python -m hardware.deploy` and `hardware.cameras`: a tiny trained checkpoint drives the
+emulated arm (real pyserial on a pty, protocol, bus, calibration, safety) in the MuJoCo scene;
+bad arguments fail before any port opens; a NaN policy ends in a protective stop."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from helpers_data import build_dataset, fast_compiles, subprocess_env
+
+from act_jax import train
+from act_jax.policy import Policy
+from configs import tiny
+from hardware import deploy
+from hardware.cameras import CameraError, OpenCVCamera, parse_camera_spec
+from hardware.motors.emulated_arm import default_calibration, emulate_arm
+from hardware.safety import SafetyConfig
+from hardware.sim.robot import HOME
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(tmp_path_factory):
+    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    dataset = build_dataset(tmp_path_factory.mktemp("data"), num_episodes=2, steps=10)
+    config = tiny.get_config()
+    config.data.dataset_dir = str(dataset)
+    config.train.num_steps = 2
+    config.train.checkpoint_every = 2
+    config.eval.max_steps = 6
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def policy(checkpoint):
+    p = Policy.from_checkpoint(checkpoint)
+    p.warmup()
+    return p
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory):
+    return default_calibration("so101").save(tmp_path_factory.mktemp("calib") / "so101.json")
+
+
+def home_inside_limits(calib):
+    """HOME as the safety guard holds it: kept `margin` inside the calibrated ranges (the sim's
+    HOME shoulder_lift, -100 deg, lies at the edge of the default calibration's range)."""
+    lo, hi = calib.limits()
+    margin = SafetyConfig().margin
+    return np.clip(HOME, lo + margin, hi - margin)
+
+
+def goal_units(emu, calib):
+    """Goal_Position sync writes as (n, 6) LeRobot units, in wire order."""
+    rows, row = [], {}
+    ids = [j.id for j in calib.joints.values()]
+    for _, motor_id, value in emu.writes("Goal_Position"):
+        row[motor_id] = value
+        if len(row) == 6:
+            rows.append(calib.to_units(np.array([row[i] for i in ids])))
+            row = {}
+    return np.array(rows)
+
+
+# -- (a) validation before any port opens -----------------------------------------------------
+@pytest.mark.parametrize("extra, message", [
+    (["--cameras", "top=0,side=2"], "do not match the cameras checkpoint"),
+    (["--cameras", "top=0,lateral"], "expected NAME=SOURCE"),
+    (["--cameras", "top=0,lateral=1", "--execution", "ensemble:fast"], "--execution: bad"),
+    (["--cameras", "top=0,lateral=1", "--calibration", "/nonexistent/so101.json"],
+     "no calibration at /nonexistent/so101.json"),
+    (["--cameras", "top=0,lateral=1", "--robot", "koch"], "is for a 'so101' arm, not 'koch'"),
+    (["--cameras", "top=0,lateral=1", "--checkpoint", "/nonexistent/run"],
+     "--checkpoint /nonexistent/run: no such directory"),
+])
+def test_bad_arguments_fail_before_the_port_opens(checkpoint, calibration_file, extra, message,
+                                                  capsys):
+    with emulate_arm("so101").start() as emu:
+        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
+                "--calibration", str(calibration_file)]
+        assert deploy.main(argv + extra) == deploy.EXIT_USAGE
+        assert emu.wire_log == []  # not one byte reached the servos
+    assert message in capsys.readouterr().err
+
+
+def test_emulate_refuses_real_hardware_flags(checkpoint, capsys):
+    argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--port", "/dev/x"]
+    assert deploy.main(argv) == deploy.EXIT_USAGE
+    assert "--port is not used with --emulate" in capsys.readouterr().err
+
+
+# -- (b) the policy drives the emulated arm through the wire ----------------------------------
+def test_emulated_deploy_sends_goals_then_parks_and_torques_off(checkpoint, capsys):
+    argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "8",
+            "--episodes", "2", "--seed", "3"]
+    assert deploy.main(argv) == deploy.EXIT_OK
+    out = capsys.readouterr().out
+    assert "episode 0: seed 3" in out and "episode 1: seed 4" in out
+    assert "success 0/2 (sim success check)" in out  # 8 ticks: the cube cannot be in the box
+    assert "policy retraces after warmup: 0" in out
+    assert "clock: virtual" in out and "tick p50" in out
+
+
+def test_wire_log_of_an_emulated_episode(policy):
+    calib = default_calibration("so101")
+    box = {}
+    episodes = deploy.deploy_emulated(policy, calibration=calib, max_steps=6,
+                                      on_emulator=lambda emu: box.setdefault("emu", emu))
+    emu = box["emu"]
+    (ep,) = episodes
+    assert ep.stop_reason is None and ep.stats.ticks == 6
+    goals = goal_units(emu, calib)
+    # connect writes goal := present (HOME), then one goal per tick, then the park moves.
+    assert len(goals) >= 1 + 6
+    np.testing.assert_allclose(goals[0], HOME, atol=0.2)
+    moved = goals[1:7]
+    assert np.ptp(moved, axis=0).max() > 0.05  # the policy's actions, not a held pose
+    np.testing.assert_allclose(goals[-1], home_inside_limits(calib), atol=0.2)  # parked at start
+    torque = [(i, v) for _, i, v in emu.writes("Torque_Enable")]
+    assert torque[-6:] == [(i, 0) for i in range(1, 7)]  # and torque off last
+    assert all(t <= emu.writes("Torque_Enable")[-1][0] for t, *_ in emu.writes("Goal_Position"))
+
+
+def test_ctrl_c_parks_and_turns_torque_off(checkpoint, tmp_path_factory):
+    # A real SIGINT to the CLI mid-run: exit 130, after parking and torque off on every servo.
+    env = subprocess_env(tmp_path_factory.getbasetemp() / "jax_cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "hardware.deploy", "--checkpoint", str(checkpoint),
+         "--robot", "so101", "--emulate", "--max-steps", "100000"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # wait until the loop is about to run
+            if line.startswith("emulated so101 on"):
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == deploy.EXIT_INTERRUPT, err[-2000:]
+    assert "stopped by interrupt" in err and "parking, then torque off" in err
+    assert "emulated servos at exit: torque on 0/6" in err
+
+
+# -- (c) a NaN policy: protective stop, nothing non-finite on the wire --------------------------
+@pytest.fixture(scope="module")
+def nan_policy(policy):
+    variables = jax.tree.map(lambda x: x * np.nan, policy.variables)
+    p = Policy(policy.model, variables, policy.config, policy.norm_stats)
+    p.warmup()
+    return p
+
+
+def test_nan_policy_stops_the_arm_and_exits_non_zero(checkpoint, nan_policy, monkeypatch, capsys):
+    box = {}
+    real = deploy.deploy_emulated
+
+    def keep_emulator(policy, **kw):
+        return real(policy, **kw, on_emulator=lambda e: box.setdefault("emu", e))
+
+    monkeypatch.setattr(deploy, "load_policy", lambda *a: nan_policy)
+    monkeypatch.setattr(deploy, "deploy_emulated",
+                        lambda policy, on_emulator, **kw: keep_emulator(policy, **kw))
+    argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "20"]
+    assert deploy.main(argv) == deploy.EXIT_STOP
+    err = capsys.readouterr().err
+    assert "PROTECTIVE STOP: 3 bad actions in a row (last: non-finite values" in err
+    calib = default_calibration("so101")
+    goals = goal_units(box["emu"], calib)
+    lo, hi = calib.limits()
+    assert np.isfinite(goals).all() and (goals >= lo - 1).all() and (goals <= hi + 1).all()
+    held = np.broadcast_to(home_inside_limits(calib), goals[1:].shape)
+    np.testing.assert_allclose(goals[1:], held, atol=0.5)  # the last safe pose, held
+    torque = [(i, v) for _, i, v in box["emu"].writes("Torque_Enable")]
+    assert torque[-6:] == [(i, 0) for i in range(1, 7)]
+
+
+# -- (d) cameras ------------------------------------------------------------------------------
+def write_test_video(path):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for k in range(10):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[..., 2] = 200  # red in BGR
+        frame[:, : 6 * k + 4, 1] = 255
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_opencv_camera_reads_a_video_file(tmp_path):
+    path = write_test_video(tmp_path / "cam.mp4")
+    with OpenCVCamera(str(path), name="top") as cam:
+        first = cam()
+        assert first.shape == (48, 64, 3) and first.dtype == np.uint8
+        assert first[..., 0].mean() > 150 and first[..., 2].mean() < 60  # RGB, not BGR
+        time.sleep(0.2)  # the grab thread keeps going at the file's 30 fps (and loops)
+        assert cam.frames_grabbed > 3
+    with pytest.raises(CameraError, match="camera 'top' .*not connected"):
+        cam()
+
+
+def test_stale_and_missing_cameras_are_named(tmp_path):
+    with pytest.raises(CameraError, match=r"camera 'lateral' \(file '.*missing.mp4'\): cannot"):
+        OpenCVCamera(str(tmp_path / "missing.mp4"), name="lateral").connect()
+    path = write_test_video(tmp_path / "slow.mp4")
+    # Read at 2 fps, a frame is up to 500 ms old: older than the 100 ms allowed.
+    with OpenCVCamera(str(path), fps=2, name="top", stale_ms=100) as cam:
+        cam()
+        time.sleep(0.3)
+        with pytest.raises(CameraError, match=r"camera 'top' .*: newest frame is \d+ ms old"):
+            cam()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "empty camera spec"),
+    ("top", "'top' in 'top': expected NAME=SOURCE"),
+    ("top=0,=1", "'=1'"),
+    ("top=0,top=1", "camera 'top' appears twice"),
+])
+def test_camera_spec_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_camera_spec(spec)
+
+
+def test_camera_spec():
+    assert parse_camera_spec("top=0, lateral=/dev/video2") == {"top": 0, "lateral": "/dev/video2"}
