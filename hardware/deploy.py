@@ -149,8 +149,8 @@ def run_episode(
         except ProtectiveStop as e:
             stop_reason = str(e)
         except KeyboardInterrupt:
-            print(f"interrupted after {box['stats'].summary()}; parking, then torque off",
-                  file=sys.stderr)
+            done = box["stats"].summary() if "stats" in box else "0 ticks"
+            print(f"interrupted after {done}; parking, then torque off", file=sys.stderr)
             raise
     return Episode(box["stats"], stop_reason)
 
@@ -170,6 +170,9 @@ def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> 
             parts.append(f"PROTECTIVE STOP: {ep.stop_reason}")
         print(": ".join(parts[:1]) + ": " + ", ".join(parts[1:]), file=out)
     stats = episodes[-1].stats if len(episodes) == 1 else _merge([e.stats for e in episodes])
+    if len(episodes) > 1:
+        print(f"latency over {len(episodes)} episodes (p50/p90/p99: tick-weighted means of the "
+              "episodes' percentiles):", file=out)
     for part in ("observation", "policy", "send", "tick"):
         lat = stats.latency_ms.get(part)
         if lat:
@@ -183,7 +186,8 @@ def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> 
 
 
 def _merge(all_stats: list[LoopStats]) -> LoopStats:
-    """Latency percentiles over several episodes, weighted by ticks (approximate, for a report)."""
+    """Several episodes' stats in one: percentiles are tick-weighted means of the episodes'
+    (LoopStats keeps no raw samples), max is the max."""
     merged = LoopStats(ticks=sum(s.ticks for s in all_stats),
                        overruns=sum(s.overruns for s in all_stats),
                        wall_s=sum(s.wall_s for s in all_stats))
