@@ -3,9 +3,17 @@
 ACT learns from single observations paired with the next `chunk_size` actions. The pipeline:
 
 1. `load_episodes` reads a built `act_episodes` TFDS dataset (array_record through
-   `act_jax_datasets.episodes.load`, no TensorFlow) and decodes every frame once into memory as
-   uint8, checking cameras and image sizes against the model config. The CPU default (50 episodes
-   of ~200 steps, two 96x128 cameras) takes ~0.75 GB.
+   `act_jax_datasets.episodes.load`, no TensorFlow), checking cameras and image sizes against the
+   model config. Frames are held one of two ways (`config.data.decode`):
+   - "memory": every frame decoded once into uint8 arrays. The CPU default (100 episodes of ~155
+     steps, two 96x128 cameras) takes ~1.1 GB.
+   - "lazy": only the PNG bytes are held (16x smaller for sim frames at 96x128, 46x at 480x640)
+     and the frames a batch needs are decoded on a thread pool (OpenCV releases the GIL). The
+     seed config's 50 episodes of ~400 steps at 2x480x640 would need ~37 GB decoded.
+   "auto" (the default) picks "memory" when the decoded size, estimated from the first episode,
+   fits `config.data.memory_budget_gb`. Both give bit-identical batches: one decoder, applied
+   before or after sampling. PNG bytes stay in memory rather than being re-read from array_record
+   per frame because a record is a whole episode: one frame would read and parse all of them.
 2. `split_episodes` holds out whole episodes for validation: frames of one episode are strongly
    correlated, so a per-frame split would leak.
 3. `ChunkSampler.batch(step)` draws `(episode, t)` uniformly over all frames of the training
@@ -26,10 +34,13 @@ Batch layout (B = batch size, C = chunk size):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -39,6 +50,110 @@ from tqdm import tqdm
 
 from act_jax.normalization import NormStats
 
+DECODE_MODES = ("memory", "lazy", "auto")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def default_decode_threads() -> int:
+    """Threads that decode PNG frames: one per core, at most 8 (a batch of 8 x 2 frames)."""
+    return min(8, os.cpu_count() or 1)
+
+
+@functools.cache
+def _decode_pool(threads: int) -> ThreadPoolExecutor:
+    # Shared by every sampler with the same thread count; idle threads cost nothing.
+    return ThreadPoolExecutor(threads, thread_name_prefix="png-decode")
+
+
+class PngFrames:
+    """One camera's frames of one episode, held PNG-encoded; indexing decodes one frame.
+
+    Args:
+      png: the T PNG byte strings (a list, or a numpy object array of bytes).
+      frame_shape: (H, W, 3), already checked against every frame's PNG header.
+      where: names the dataset, episode and camera in decoding errors.
+    """
+
+    def __init__(self, png: Sequence[bytes], frame_shape: tuple[int, int, int], where: str):
+        self._png, self.frame_shape, self._where = png, tuple(frame_shape), where
+
+    def __len__(self) -> int:
+        return len(self._png)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self._png), *self.frame_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of PNG held."""
+        return sum(len(b) for b in self._png)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        """Frame t, (H, W, 3) uint8 RGB."""
+        out = np.empty(self.frame_shape, np.uint8)
+        self.decode_into(t, out)
+        return out
+
+    def decode_into(self, t: int, out: np.ndarray) -> None:
+        """Decodes frame t into `out`, a C-contiguous (H, W, 3) uint8 array.
+
+        The same pixels as `hardware.episodes.decode_png` (and TFDS's OpenCV decoder): the
+        channel swap is written straight into `out`, which halves the cost of a small frame.
+        """
+        bgr = cv2.imdecode(np.frombuffer(self._png[t], np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{self._where}, step {t}: corrupt PNG frame")
+        if bgr.shape != self.frame_shape:
+            raise ValueError(f"{self._where}, step {t}: decoded to {bgr.shape}, "
+                             f"expected {self.frame_shape}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)
+        if rgb.ctypes.data != out.ctypes.data:  # OpenCV allocated anew (out not contiguous)
+            out[...] = rgb
+
+
+def _png_size(png: bytes) -> tuple[int, int] | None:
+    """(H, W) from a PNG's IHDR chunk, without decoding; None if it is not an RGB8 PNG."""
+    if len(png) < 26 or png[:8] != _PNG_SIGNATURE or png[12:16] != b"IHDR":
+        return None
+    width, height, depth, color = struct.unpack(">IIBB", png[16:26])
+    return (height, width) if depth == 8 and color == 2 else None
+
+
+def _run_chunked(pool: ThreadPoolExecutor, threads: int, fn: Callable[[int], None], n: int):
+    """fn(0), ..., fn(n - 1) on the pool, as `threads` contiguous runs: a task per frame would
+    cost about as much as decoding a small one."""
+    bounds = np.linspace(0, n, min(threads, n) + 1).astype(int)
+    run = lambda lo, hi: [fn(k) for k in range(lo, hi)]
+    for f in [pool.submit(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]:
+        f.result()  # re-raises a decoding error here
+
+
+def _decode_all(frames: PngFrames, threads: int) -> np.ndarray:
+    out = np.empty(frames.shape, np.uint8)
+    _run_chunked(_decode_pool(threads), threads, lambda t: frames.decode_into(t, out[t]),
+                 len(out))
+    return out
+
+
+def decode_options(data_config) -> dict:
+    """`load_episodes`'s decode arguments from `config.data`, checked (call it before any I/O).
+
+    Raises:
+      ValueError: naming `config.data.decode` or `config.data.memory_budget_gb`.
+    """
+    return _checked_decode(data_config.decode, data_config.memory_budget_gb)
+
+
+def _checked_decode(decode: str, memory_budget_gb: float) -> dict:
+    if decode not in DECODE_MODES:
+        raise ValueError(f"config.data.decode={decode!r}: must be one of "
+                         f"{', '.join(map(repr, DECODE_MODES))}")
+    budget = memory_budget_gb
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
+        raise ValueError(f"config.data.memory_budget_gb={budget!r}: must be a number >= 0")
+    return dict(decode=decode, memory_budget_gb=float(budget))
+
 
 @dataclasses.dataclass
 class EpisodeData:
@@ -46,14 +161,15 @@ class EpisodeData:
 
     Attributes:
       episode_index: index of the episode in its recording session.
-      images: camera -> (T, H, W, 3) uint8 RGB.
+      images: camera -> (T, H, W, 3) uint8 RGB: an array, or `PngFrames` that decode on indexing
+        (`load_episodes(decode="lazy")`).
       state: (T, state_dim) float32, raw units.
       action: (T, action_dim) float32, raw units.
       success: whether the demo achieved the task.
     """
 
     episode_index: int
-    images: dict[str, np.ndarray]
+    images: dict[str, np.ndarray | PngFrames]
     state: np.ndarray
     action: np.ndarray
     success: bool
@@ -62,28 +178,60 @@ class EpisodeData:
         return len(self.state)
 
 
+def held_image_bytes(episodes: Sequence[EpisodeData]) -> int:
+    """Bytes of image data the episodes hold: decoded arrays, or PNG for lazy episodes."""
+    return sum(f.nbytes for ep in episodes for f in ep.images.values())
+
+
+def _png_source(dataset_dir: str | os.PathLike):
+    """The dataset's random-access source, with camera frames handed over as PNG bytes."""
+    import tensorflow_datasets as tfds  # TFDS import is slow; only pay it when reading.
+
+    from act_jax_datasets.episodes import load
+
+    class KeepPng(tfds.decode.SkipDecoding):
+        # SkipDecoding lacks the numpy path for a sequence of images: the bytes pass through.
+        def decode_batch_example_np(self, serialized):
+            return serialized
+
+    source = load(dataset_dir)
+    cameras = [k for k in source.dataset_info.features["observation"].keys() if k != "state"]
+    return dataclasses.replace(source, decoders={"observation": {c: KeepPng() for c in cameras}})
+
+
 def load_episodes(
     dataset_dir: str | os.PathLike,
     cameras: Sequence[str],
     image_size: Sequence[int],
     state_dim: int,
     action_dim: int,
+    *,
+    decode: str = "memory",
+    memory_budget_gb: float = 8.0,
+    decode_threads: int | None = None,
 ) -> list[EpisodeData]:
-    """Reads and decodes a whole `act_episodes` dataset into memory, checking it fits the model.
+    """Reads a whole `act_episodes` dataset, checking it fits the model.
+
+    Args:
+      decode: "memory" decodes every frame now; "lazy" keeps the PNG bytes (`PngFrames`); "auto"
+        is "memory" when the decoded size, estimated from the first episode, is at most
+        `memory_budget_gb`, else "lazy". The choice and its reason are printed.
+      decode_threads: threads that decode (default `default_decode_threads()`).
 
     Raises:
       FileNotFoundError: naming the directory, if no dataset is there.
       ValueError: naming the dataset, episode and field, for an empty dataset, a missing camera,
-        frames whose size differs from `image_size`, or state/action of the wrong width.
+        frames whose size differs from `image_size`, or state/action of the wrong width; naming
+        `config.data.decode` for an unknown mode.
     """
-    from act_jax_datasets.episodes import load  # TFDS import is slow; only pay it when reading.
-
-    source = load(dataset_dir)
+    _checked_decode(decode, memory_budget_gb)
+    threads = decode_threads or default_decode_threads()
+    source = _png_source(dataset_dir)
     if len(source) == 0:
         raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
     expected = (int(image_size[0]), int(image_size[1]), 3)
     episodes = []
-    for i in tqdm(range(len(source)), desc=f"decoding {Path(dataset_dir).parent.name} episodes",
+    for i in tqdm(range(len(source)), desc=f"reading {Path(dataset_dir).parent.name} episodes",
                   unit="ep", leave=False):
         ex = source[i]
         index = int(ex["episode_metadata"]["episode_index"])
@@ -95,13 +243,18 @@ def load_episodes(
                 have = sorted(k for k in obs if k != "state")
                 raise ValueError(f"{where}: no camera {cam!r} (the dataset has {have}); "
                                  "set config.model.cameras to match")
-            frames = np.stack(obs[cam]) if len(obs[cam]) else np.zeros((0, *expected), np.uint8)
-            if frames.shape[1:] != expected:
+            # Every frame's size, from its PNG header: the check costs no decoding.
+            sizes = [_png_size(b) for b in obs[cam]]
+            if None in sizes:
+                raise ValueError(f"{where}: camera {cam!r} step {sizes.index(None)} is not an "
+                                 "8-bit RGB PNG")
+            wrong = set(sizes) - {expected[:2]}
+            if wrong:
                 raise ValueError(
-                    f"{where}: camera {cam!r} frames are {frames.shape[1:]} but "
+                    f"{where}: camera {cam!r} frames are {(*min(wrong), 3)} but "
                     f"config.model.image_size asks for {expected}; record at that size or "
                     "change config.model.image_size")
-            images[cam] = frames
+            images[cam] = PngFrames(obs[cam], expected, f"{where}, camera {cam!r}")
         state = np.asarray(obs["state"], np.float32)
         action = np.asarray(ex["action"], np.float32)
         for name, arr, dim in (("state", state, state_dim), ("action", action, action_dim)):
@@ -110,13 +263,25 @@ def load_episodes(
                                  f"(T, {dim})")
         if len(state) == 0:
             raise ValueError(f"{where}: the episode has no steps")
+        for cam, frames in images.items():
+            if len(frames) != len(state):
+                raise ValueError(f"{where}: camera {cam!r} has {len(frames)} frames for "
+                                 f"{len(state)} steps")
+        if i == 0:  # Decide how to hold the frames, from an estimate of their size.
+            decoded_gb = len(source) * len(state) * len(cameras) * np.prod(expected) / 2**30
+            png_gb = len(source) * sum(f.nbytes for f in images.values()) / 2**30
+            lazy = decode == "lazy" or (decode == "auto" and decoded_gb > memory_budget_gb)
+            reason = f"config.data.decode={decode!r}"
+            if decode == "auto":
+                reason += (f": ~{decoded_gb:.2f} GB decoded {'>' if lazy else '<='} "
+                           f"config.data.memory_budget_gb={memory_budget_gb:g}")
+            how = "held as PNG, decoded per batch" if lazy else "decoded into memory"
+            tqdm.write(f"data: frames {how} ({reason}); from the first of {len(source)} episodes: "
+                       f"~{decoded_gb:.2f} GB decoded, ~{png_gb:.2f} GB of PNG")
+        if not lazy:
+            images = {cam: _decode_all(f, threads) for cam, f in images.items()}
         episodes.append(EpisodeData(index, images, state, action,
                                     bool(ex["episode_metadata"]["success"])))
-        if i == 0 and len(source) > 1:
-            estimate = len(source) * sum(f.nbytes for f in images.values()) / 2**30
-            if estimate > 4:
-                tqdm.write(f"decoding {len(source)} episodes needs ~{estimate:.0f} GB of memory "
-                           "(estimated from the first episode)")
     return episodes
 
 
@@ -180,11 +345,14 @@ class ChunkSampler:
       process_index, process_count: this process returns rows
         `[process_index * B / process_count, (process_index + 1) * B / process_count)` of the global
         batch, so the global batch is the same whatever the number of processes.
+      decode_threads: threads that decode the batch's frames of lazy episodes (`PngFrames`);
+        default `default_decode_threads()`.
     """
 
     def __init__(self, episodes: Sequence[EpisodeData], norm_stats: NormStats, chunk_size: int,
                  batch_size: int, seed: int, *, max_shift: int = 0, brightness: float = 0.0,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1,
+                 decode_threads: int | None = None):
         if not episodes:
             raise ValueError("ChunkSampler needs at least one episode")
         if batch_size % process_count:
@@ -196,6 +364,10 @@ class ChunkSampler:
         local = batch_size // process_count
         self._rows = slice(process_index * local, (process_index + 1) * local)
         self._images = [ep.images for ep in episodes]
+        self._lazy = any(not isinstance(f, np.ndarray) for ep in episodes
+                         for f in ep.images.values())
+        self._threads = decode_threads or default_decode_threads()
+        self._pool = _decode_pool(self._threads)
         self._state = [norm_stats.normalize_state(ep.state).astype(np.float32) for ep in episodes]
         # Actions padded at the end by repeating the last one, so every chunk is one slice.
         self._action = []
@@ -216,13 +388,32 @@ class ChunkSampler:
         eps, ts = self._ep[frames], self._t[frames]
         steps = np.arange(self.chunk_size)
         return {
-            "images": {c: np.stack([self._images[e][c][t] for e, t in zip(eps, ts, strict=True)])
-                       for c in self.cameras},
+            "images": self._gather_images(eps, ts),
             "state": np.stack([self._state[e][t] for e, t in zip(eps, ts, strict=True)]),
             "actions": np.stack([self._action[e][t : t + self.chunk_size]
                                  for e, t in zip(eps, ts, strict=True)]),
             "action_is_pad": steps[None, :] >= (self._length[eps] - ts)[:, None],
         }
+
+    def _gather_images(self, eps: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._lazy:
+            return {c: np.stack([self._images[e][c][t] for e, t in zip(eps, ts, strict=True)])
+                    for c in self.cameras}
+        # Every (camera, row) frame decoded on the pool, straight into the batch arrays.
+        out = {c: np.empty((len(eps), *self._images[0][c].shape[1:]), np.uint8)
+               for c in self.cameras}
+        jobs = [(c, i) for c in self.cameras for i in range(len(eps))]
+
+        def fill(k):
+            c, i = jobs[k]
+            frames = self._images[eps[i]][c]
+            if isinstance(frames, PngFrames):
+                frames.decode_into(ts[i], out[c][i])
+            else:
+                out[c][i] = frames[ts[i]]
+
+        _run_chunked(self._pool, self._threads, fill, len(jobs))
+        return out
 
     def batch(self, step: int) -> dict:
         """This process's rows of the global batch for `step` (a pure function of seed, step)."""

@@ -285,6 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     sharding.maybe_initialize_distributed(tc.distributed)
     model_config = ACTConfig.from_config(config.model)  # fail on a bad config before any I/O
     check_train_config(tc)
+    decode = data.decode_options(config.data)
     make_schedule(tc, tc.lr)
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
@@ -310,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         # ---- Data.
         dataset_dir = data.ensure_dataset(config.data, model_config.image_size)
         episodes = data.load_episodes(dataset_dir, model_config.cameras, model_config.image_size,
-                                      model_config.state_dim, model_config.action_dim)
+                                      model_config.state_dim, model_config.action_dim, **decode)
         train_ids, val_ids = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
         train_eps, val_eps = [episodes[i] for i in train_ids], [episodes[i] for i in val_ids]
         if resume_step is None:

@@ -77,7 +77,7 @@ def run_one(args) -> None:
     config.update_from_flattened_dict(parse_overrides(args.overrides))
     dirs = sorted(str(p) for p in Path(args.episodes_root).glob("shard_*"))
     data.ensure_dataset = lambda data_config, image_size: Path(args.episodes_root)
-    data.load_episodes = lambda _dir, *a: load_episode_files(dirs, *a)
+    data.load_episodes = lambda _dir, *a, **_decode: load_episode_files(dirs, *a)
     t0 = time.time()
     train.train_and_evaluate(config, args.workdir, make_train_eval_fn(config, args.workdir))
     Path(args.workdir, "wall_s.txt").write_text(f"{time.time() - t0:.1f}\n")

@@ -32,6 +32,8 @@ def get_config():
     # Its own dataset: the same sim expert recorded at full camera resolution.
     config.data.name = "sim_demos_480x640"
     config.data.episodes_dir = "data/episodes/sim_demos_480x640"
+    # 50 episodes of ~400 steps at 2x480x640 are ~37 GB decoded: hold PNG, decode per batch.
+    config.data.decode = "lazy"
 
     train = config.train
     train.batch_size = 8

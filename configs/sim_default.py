@@ -61,6 +61,11 @@ def get_config() -> ml_collections.ConfigDict:
     data.record_distribution = "uniform"  # cube starts: "uniform", "named", "held_out"
     data.val_fraction = 0.1  # of episodes, held out for the validation loss
     data.val_batches = 8  # batches of evenly spaced validation frames per evaluation
+    # How frames are held: "memory" (all decoded up front), "lazy" (PNG bytes held, a batch's
+    # frames decoded on a thread pool), "auto": memory when the decoded size fits the budget.
+    # Batches are bit-identical either way; see act_jax/data.py.
+    data.decode = "auto"
+    data.memory_budget_gb = 8.0  # GiB of decoded frames that "auto" keeps in memory
     data.augment = ml_collections.ConfigDict()
     data.augment.max_shift = 0  # random image translation, pixels (0: off)
     data.augment.brightness = 0.0  # random gain in [1 - b, 1 + b] (0: off)

@@ -200,3 +200,121 @@ def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
     config.episodes_dir = str(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"no dataset at .*other.* no episode files in"):
         data.ensure_dataset(config, (32, 32))
+
+
+# ---- Lazy decoding: PNG bytes held, a batch's frames decoded on a thread pool.
+
+
+def test_lazy_batches_are_the_memory_batches(dataset):
+    dataset_dir, recorded = dataset
+    memory, lazy = load(dataset_dir, decode="memory"), load(dataset_dir, decode="lazy")
+    assert isinstance(memory[0].images["top"], np.ndarray)
+    frames = lazy[0].images["top"]
+    assert isinstance(frames, data.PngFrames) and frames.shape == (10, 24, 32, 3)
+    from hardware.episodes import decode_png
+
+    np.testing.assert_array_equal(lazy[2].images["lateral"][11],
+                                  decode_png(recorded[2]["png"]["lateral"][11]))
+    for ep_m, ep_l in zip(memory, lazy, strict=True):
+        np.testing.assert_array_equal(ep_m.state, ep_l.state)
+    kw = dict(chunk_size=4, batch_size=6, seed=3, max_shift=2, brightness=0.2)
+    samplers = [data.ChunkSampler(memory, identity_stats(), **kw),
+                data.ChunkSampler(lazy, identity_stats(), decode_threads=1, **kw),
+                data.ChunkSampler(lazy, identity_stats(), decode_threads=4, **kw),
+                data.ChunkSampler(lazy, identity_stats(), process_index=1, process_count=2, **kw)]
+    for step in (0, 1, 50):
+        want = samplers[0].batch(step)
+        for s in samplers[1:3]:
+            jax.tree.map(np.testing.assert_array_equal, want, s.batch(step))
+        half = samplers[3].batch(step)  # rows 3..5 of the global batch
+        jax.tree.map(lambda w, h: np.testing.assert_array_equal(w[3:], h), want, half)
+    jax.tree.map(np.testing.assert_array_equal, samplers[0].fixed_batches(3),
+                 samplers[1].fixed_batches(3))
+
+
+def test_auto_decodes_into_memory_only_within_the_budget(dataset, capsys):
+    dataset_dir, _ = dataset
+    # 3 episodes, 10 steps in the first, 2 cameras of 24x32x3: ~138 KB decoded.
+    episodes = load(dataset_dir, decode="auto", memory_budget_gb=8)
+    assert isinstance(episodes[0].images["top"], np.ndarray)
+    assert "decoded into memory (config.data.decode='auto': ~0.00 GB decoded <=" in (
+        capsys.readouterr().out)
+    episodes = load(dataset_dir, decode="auto", memory_budget_gb=1e-4)  # ~107 KB
+    assert all(isinstance(f, data.PngFrames) for e in episodes for f in e.images.values())
+    assert "held as PNG, decoded per batch (config.data.decode='auto': ~0.00 GB decoded > " \
+        "config.data.memory_budget_gb=0.0001)" in capsys.readouterr().out
+
+
+def test_bad_decode_settings_are_named(dataset, tmp_path):
+    from configs import tiny
+
+    config = tiny.get_config()
+    assert data.decode_options(config.data) == dict(decode="auto", memory_budget_gb=8.0)
+    config.data.decode = "disk"
+    with pytest.raises(ValueError, match=r"config.data.decode='disk': must be one of 'memory', "
+                                         r"'lazy', 'auto'"):
+        data.decode_options(config.data)
+    with pytest.raises(ValueError, match=r"config.data.decode='lazily'"):
+        load(dataset[0], decode="lazily")
+    config.data.decode, config.data.memory_budget_gb = "auto", -1
+    with pytest.raises(ValueError, match=r"config.data.memory_budget_gb=-1.0: must be a number"):
+        data.decode_options(config.data)
+    # The trainer checks it before touching any data (there is none here).
+    from act_jax import train
+
+    config.data.memory_budget_gb, config.data.decode = 8.0, "mmap"
+    config.data.dataset_dir = str(tmp_path / "no_dataset")
+    with pytest.raises(ValueError, match=r"config.data.decode='mmap'"):
+        train.train_and_evaluate(config, tmp_path / "run")
+
+
+def test_a_corrupt_frame_is_named_when_decoded():
+    frames = data.PngFrames([b"\x89PNG\r\n\x1a\n broken"], (2, 2, 3), "somewhere, camera 'top'")
+    with pytest.raises(ValueError, match=r"somewhere, camera 'top', step 0: corrupt PNG frame"):
+        frames[0]
+
+
+def write_rendered_like_episodes(episodes_dir, num_episodes, steps, image_size):
+    """Episodes whose frames compress like rendered ones (smooth shading, a moving square), which
+    the noisy frames of `helpers_data` do not."""
+    from hardware.episodes import EpisodeMeta, encode_png, write_episode
+
+    h, w = image_size
+    yy, xx = np.mgrid[:h, :w]
+    for i in range(num_episodes):
+        state = np.linspace(0, 1 + i, steps * 6, dtype=np.float32).reshape(steps, 6)
+        png = {}
+        for j, cam in enumerate(("top", "lateral")):
+            base = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 40 * i + j)], -1)
+            png[cam] = []
+            for t in range(steps):
+                img = base.astype(np.uint8)
+                img[2 * t : 2 * t + 10, 3 * t : 3 * t + 10] = 255
+                png[cam].append(encode_png(img))
+        write_episode(episodes_dir, state=state, action=state, timestamp=np.arange(steps) / 30,
+                      png=png, meta=EpisodeMeta(episode_index=i, robot_type="synthetic",
+                                                cameras=("top", "lateral")))
+
+
+def test_lazy_holds_a_fraction_of_the_memory(tmp_path):
+    import tracemalloc
+
+    from act_jax_datasets.episodes import build
+
+    write_rendered_like_episodes(tmp_path / "episodes", 3, 20, (96, 128))
+    dataset_dir = build(tmp_path / "episodes", tmp_path / "tfds", "rendered")
+    load(dataset_dir, image_size=(96, 128), decode="lazy")  # first-time imports, not counted
+    peaks, held = {}, {}
+    for mode in ("memory", "lazy"):
+        tracemalloc.start()
+        episodes = load(dataset_dir, image_size=(96, 128), decode=mode)
+        sampler = data.ChunkSampler(episodes, identity_stats(), chunk_size=4, batch_size=8, seed=0)
+        sampler.batch(0)
+        peaks[mode] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        held[mode] = data.held_image_bytes(episodes)
+    assert held["memory"] == 3 * 20 * 2 * 96 * 128 * 3  # 4.4 MB
+    assert held["lazy"] < held["memory"] / 20
+    # Peak traced allocation (numpy's included) while loading and drawing a batch: measured
+    # 0.76 MB lazy (a record being parsed, the batch) against 5.1 MB.
+    assert peaks["lazy"] < peaks["memory"] / 4, peaks
