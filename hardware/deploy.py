@@ -20,12 +20,14 @@ The one module of `hardware` that knows about ACT: it joins `act_jax.policy.Poli
 `--emulate` needs no hardware: the byte-exact servo emulator runs on a pseudo-terminal with the
 MuJoCo scene (arm, cube, box) behind it (`SimArmPhysics`), the arm's cameras render that scene,
 and the policy drives it through the real stack: pyserial, protocol, `MotorBus`, calibration,
-`SafetyGuard`. Each episode resets the cube (`--seed` + episode) and reports success by the sim's
-own check. By default the emulated time is a virtual clock advanced 1/fps per tick, so a slow
-CPU runs the same 30 Hz control as a fast one, only slower than the wall clock; `--clock real`
-runs against the wall clock instead (overruns then show how far this machine is from 30 Hz).
+`SafetyGuard`. Each episode resets the cube (`--seed` + episode) and the servos' temperatures, and
+reports success by the sim's own check. By default the emulated time is a virtual clock advanced
+1/fps per tick, so a slow CPU runs the same 30 Hz control as a fast one, only slower than the wall
+clock; `--clock real` runs against the wall clock instead (overruns then show how far this machine
+is from 30 Hz).
 
-Exit status: 0 done, 2 invalid arguments (nothing was opened), 3 protective stop, 130 Ctrl-C.
+Exit status: 0 done, 1 a camera or the servo bus failed, 2 invalid arguments (nothing was opened),
+3 protective stop, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from hardware.cameras import (
     sim_cameras,
 )
 from hardware.control_loop import LoopStats, run_loop
+from hardware.motors.bus import MotorBusError
 
 EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_INTERRUPT = 0, 2, 3, 130
 
@@ -148,6 +151,7 @@ def run_episode(
                      on_step=on_step, on_stop=lambda s: box.setdefault("stats", s))
         except ProtectiveStop as e:
             stop_reason = str(e)
+            box["stats"].stopped_by = "protective stop"
         except KeyboardInterrupt:
             done = box["stats"].summary() if "stats" in box else "0 ticks"
             print(f"interrupted after {done}; parking, then torque off", file=sys.stderr)
@@ -251,13 +255,21 @@ def deploy_emulated(
     results = []
     try:
         with scene:  # the renderer
+            # The emulator is a thread on a CPU shared with the policy (and, here, other jobs):
+            # as in the arm tests, 8 ms to answer and 30 ms a read keep a scheduling stall from
+            # looking like a dead servo. With the virtual clock this costs wall time only.
             arm = ServoArm(profile, emu.port, calib, cameras=sim_cameras(scene, lock),
-                           clock=vclock or time)
+                           clock=vclock or time, bus_options={"latency_s": 0.008},
+                           read_budget_s=0.03)
             for i in range(episodes):
                 with lock:
                     for j in range(6):  # reset settles the arm at HOME: its servos must hold
                         physics.set_torque(j, True)
                     scene.reset(seed=seed + i)
+                    # Each episode is an independent trial, as in act_jax.evaluate: servos start
+                    # cool. (Back to back with no rest, a gripper squeezing the cube at full load
+                    # reaches the 65 C stop within about five episodes.)
+                    physics.temp[:] = physics.ambient
                 held, t_held = 0, None
 
                 def on_step(t, observation, action, sent):
@@ -416,6 +428,9 @@ def _main(args) -> int:
         return EXIT_INTERRUPT
     except CameraError as e:
         print(f"deploy: camera error: {e}", file=sys.stderr)
+        return 1
+    except MotorBusError as e:  # the arm did not connect (torque was left off) or the bus failed
+        print(f"deploy: servo bus error: {e}", file=sys.stderr)
         return 1
     print_report(episodes, policy, note)
     stopped = [e.stop_reason for e in episodes if e.stop_reason]

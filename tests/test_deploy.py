@@ -98,6 +98,30 @@ def test_bad_arguments_fail_before_the_port_opens(checkpoint, calibration_file, 
     assert message in capsys.readouterr().err
 
 
+def test_real_arm_path_with_replay_cameras(checkpoint, calibration_file, tmp_path, capsys):
+    # The non-emulated path end to end: cameras opened from video files (a real USB camera cannot
+    # run here), the arm on the servo emulator's pty (first-order servos), 10 ticks in real time.
+    top, lateral = write_test_video(tmp_path / "top.mp4"), write_test_video(tmp_path / "lat.mp4")
+    with emulate_arm("so101").start() as emu:
+        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
+                "--calibration", str(calibration_file), "--cameras", f"top={top},lateral={lateral}",
+                "--max-steps", "10"]
+        assert deploy.main(argv) == deploy.EXIT_OK, capsys.readouterr().err
+        assert len(emu.writes("Goal_Position")) >= 6 * 11  # goal := present, then 10 ticks
+        assert [v for *_, v in emu.writes("Torque_Enable")][-6:] == [0] * 6
+    assert "10 ticks" in capsys.readouterr().out
+
+
+def test_unopenable_camera_is_named_and_the_port_stays_closed(checkpoint, calibration_file,
+                                                            capsys):
+    with emulate_arm("so101").start() as emu:
+        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
+                "--calibration", str(calibration_file), "--cameras", "top=/dev/video97,lateral=1"]
+        assert deploy.main(argv) == 1
+        assert emu.wire_log == []
+    assert "camera 'top' (device '/dev/video97'): cannot open" in capsys.readouterr().err
+
+
 def test_emulate_refuses_real_hardware_flags(checkpoint, capsys):
     argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--port", "/dev/x"]
     assert deploy.main(argv) == deploy.EXIT_USAGE
