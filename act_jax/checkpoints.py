@@ -18,6 +18,7 @@ Every step carries its config and statistics, so any one of them rebuilds the po
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,17 @@ import orbax.checkpoint as ocp
 from act_jax.normalization import NormStats
 
 SUBDIR = "checkpoints"
+
+
+class _DropReadOnlyNotice(logging.Filter):
+    """Orbax warns "Given directory is read only" every time a read-only manager opens: that is
+    what was asked for, and the line would look like a problem in every evaluation's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Given directory is read only" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_DropReadOnlyNotice())
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> Path:

@@ -453,10 +453,14 @@ def main(argv):
 
         eval_fn = make_train_eval_fn(config, workdir)
     try:
-        train_and_evaluate(config, workdir, eval_fn)
+        result = train_and_evaluate(config, workdir, eval_fn)
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
+    workdir = Path(workdir)
+    print(f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
+          f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "
+          f"TensorBoard: tensorboard --logdir {workdir / 'tb'}")
 
 
 if __name__ == "__main__":

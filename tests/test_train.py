@@ -226,3 +226,17 @@ def test_bad_training_settings_are_named(dataset_dir, tmp_path, field, value, me
     with pytest.raises(ValueError, match=message):
         train.train_and_evaluate(config, tmp_path)
     assert not (tmp_path / "checkpoints").exists()  # nothing written for a config that cannot run
+
+
+def test_command_line_run_says_where_its_outputs_are(dataset_dir, tmp_path):
+    workdir = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, "-m", "act_jax.train", "--config", "configs/tiny.py",
+         f"--config.data.dataset_dir={dataset_dir}", "--config.train.num_steps=2",
+         "--config.eval.every_steps=0", "--workdir", str(workdir)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert f"checkpoint {workdir / 'checkpoints' / '2'}" in last
+    assert (workdir / "checkpoints" / "2").is_dir()
+    assert f"metrics {workdir / 'metrics.jsonl'}" in last and (workdir / "metrics.jsonl").is_file()
