@@ -307,6 +307,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                     f"{workdir} already holds a checkpoint at step {resume_step}, past "
                     f"config.train.num_steps={tc.num_steps}; use another workdir, or "
                     f"num_steps >= {resume_step} to go on from it")
+        elif tc.init_from:
+            # Fine-tuning keeps the statistics the weights were trained with: inputs normalised
+            # otherwise would shift under frozen layers, and outputs would change meaning.
+            source = checkpoints.Checkpointer(tc.init_from, read_only=True)
+            try:
+                init_config, norm_stats, _ = source.restore_metadata()
+            finally:
+                source.close()
+            _check_same_model(init_config, config, Path(tc.init_from))
 
         # ---- Data.
         dataset_dir = data.ensure_dataset(config.data, model_config.image_size)
@@ -314,7 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                       model_config.state_dim, model_config.action_dim, **decode)
         train_ids, val_ids = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
         train_eps, val_eps = [episodes[i] for i in train_ids], [episodes[i] for i in val_ids]
-        if resume_step is None:
+        if resume_step is None and not tc.init_from:
             norm_stats = normalization.compute([e.state for e in train_eps],
                                                [e.action for e in train_eps])
         rows = dict(chunk_size=model_config.chunk_size, batch_size=tc.batch_size, seed=tc.seed,

@@ -84,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
     train.warmup_steps = 100
     train.schedule = "cosine"  # "constant" or "cosine" (decay to 0 at num_steps)
     train.frozen = ()  # regexes over "/"-joined param paths that get no updates
-    train.init_from = ""  # a workdir whose latest weights start a new run (fine-tuning)
+    train.init_from = ""  # a workdir whose latest weights and statistics start a run (fine-tuning)
     train.log_every = 50
     train.eval_every = 500  # validation L1; 0: never
     train.checkpoint_every = 500

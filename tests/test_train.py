@@ -215,6 +215,16 @@ def test_init_from_starts_a_new_run_from_trained_weights(straight_run, dataset_d
     assert_trees_equal(result.state.params, straight.state.params)  # ... with the old weights
 
 
+def test_fine_tuning_keeps_the_statistics_its_weights_were_trained_with(
+        straight_run, tmp_path_factory, tmp_path):
+    straight_dir, _ = straight_run
+    other = build_dataset(tmp_path_factory.mktemp("other"), num_episodes=3, steps=9, seed=7)
+    config = tiny_config(other, init_from=str(straight_dir), num_steps=0)
+    train.train_and_evaluate(config, tmp_path)
+    assert (json.loads((tmp_path / "norm_stats.json").read_text())
+            == json.loads((straight_dir / "norm_stats.json").read_text()))
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("checkpoint_every", 0, r"config.train.checkpoint_every=0: must be a number >= 1"),
     ("lr", -1.0, r"config.train.lr=-1.0: must be a number >= 0"),
