@@ -42,21 +42,22 @@ from pathlib import Path
 import numpy as np
 
 from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
-from hardware.calibration import ArmCalibration, CalibrationError
-from hardware.cameras import (
-    CameraError,
-    close_cameras,
-    open_cameras,
-    parse_camera_spec,
-    sim_cameras,
-)
+from hardware.calibration import ArmCalibration
+from hardware.cameras import CameraError, close_cameras, open_cameras
 from hardware.control_loop import LoopStats, run_loop
 from hardware.motors.bus import MotorBusError
+from hardware.setup_arms import (
+    ArgumentError,
+    EmulatedFollower,
+    load_calibration,
+    park_at_start,
+    parse_cameras,
+)
 
 EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_INTERRUPT = 0, 2, 3, 130
 
 
-class DeployError(ValueError):
+class DeployError(ArgumentError):
     """An argument is invalid; raised before any port or camera is opened."""
 
 
@@ -72,17 +73,6 @@ class Episode:
 
 
 # -- validation (nothing opened) ------------------------------------------------------------------
-def load_calibration(path: str | Path, robot: str) -> ArmCalibration:
-    """The calibration file for `robot`, or a DeployError naming the file."""
-    try:
-        calib = ArmCalibration.load(path)
-    except CalibrationError as e:
-        raise DeployError(f"--calibration: {e}") from None
-    if calib.robot != robot:
-        raise DeployError(f"--calibration {path} is for a {calib.robot!r} arm, not {robot!r}")
-    return calib
-
-
 def check_execution(spec: str) -> str:
     from act_jax.execution import make_executor
 
@@ -143,9 +133,7 @@ def run_episode(
     box: dict[str, LoopStats] = {}
     stop_reason = None
     with arm:  # connect: torque on at the present pose; exit: park, torque off
-        start = tuple(float(v) for v in arm.guard.last)
-        arm.safety = dataclasses.replace(arm.safety, exit_mode="park",
-                                         park_pose=park_pose or start)
+        park_at_start(arm, park_pose)
         try:
             run_loop(arm, controller, fps=fps, max_steps=max_steps, realtime=realtime,
                      on_step=on_step, on_stop=lambda s: box.setdefault("stats", s))
@@ -236,65 +224,37 @@ def deploy_emulated(
       One `Episode` per episode, with `success` from `SimRobot.success()`.
     """
     from act_jax.execution import make_executor
-    from hardware.motors.emulated_arm import default_calibration, emulate_arm
-    from hardware.motors.emulator import VirtualClock
-    from hardware.motors.sim_physics import SimArmPhysics
-    from hardware.sim import SimRobot
 
-    profile = get_profile(robot)
-    calib = calibration or default_calibration(profile)
-    vclock = VirtualClock() if clock == "virtual" else None
-    scene = SimRobot(image_size=policy.image_size, cameras=tuple(policy.cameras),
-                     step_on_action=False)
-    physics = SimArmPhysics(scene, calib, profile.protocol)
-    emu = emulate_arm(profile, calibration=calib, physics=physics,
-                      clock=vclock.monotonic if vclock else time.monotonic).start()
+    rig = EmulatedFollower(robot, calibration, image_size=policy.image_size,
+                           cameras=tuple(policy.cameras), clock=clock, fps=fps)
+    rig.start()
     if on_emulator is not None:
-        on_emulator(emu)
-    lock = emu._lock  # the emulator's thread steps the physics under it; frames need a still scene
+        on_emulator(rig.emu)
     results = []
     try:
-        with scene:  # the renderer
-            # The emulator is a thread on a CPU shared with the policy (and, here, other jobs):
-            # as in the arm tests, 8 ms to answer and 30 ms a read keep a scheduling stall from
-            # looking like a dead servo. With the virtual clock this costs wall time only.
-            arm = ServoArm(profile, emu.port, calib, cameras=sim_cameras(scene, lock),
-                           clock=vclock or time, bus_options={"latency_s": 0.008},
-                           read_budget_s=0.03)
-            for i in range(episodes):
-                with lock:
-                    for j in range(6):  # reset settles the arm at HOME: its servos must hold
-                        physics.set_torque(j, True)
-                    scene.reset(seed=seed + i)
-                    # Each episode is an independent trial, as in act_jax.evaluate: servos start
-                    # cool. (Back to back with no rest, a gripper squeezing the cube at full load
-                    # reaches the 65 C stop within about five episodes.)
-                    physics.temp[:] = physics.ambient
-                held, t_held = 0, None
+        arm = rig.arm()
+        for i in range(episodes):
+            rig.reset(seed + i)
+            held, t_held = 0, None
 
-                def on_step(t, observation, action, sent):
-                    nonlocal held, t_held
-                    if vclock is not None:
-                        vclock.advance(1.0 / fps)
-                    with lock:
-                        ok = scene.success()
-                    held = held + 1 if ok else 0
-                    if held == 1:
-                        t_held = (t + 1) / fps
-                    return held >= settle_steps
+            def on_step(t, observation, action, sent):
+                nonlocal held, t_held
+                rig.tick()
+                held = held + 1 if rig.success() else 0
+                if held == 1:
+                    t_held = (t + 1) / fps
+                return held >= settle_steps
 
-                ep = run_episode(arm, policy.as_controller(make_executor(execution)), fps=fps,
-                                 max_steps=max_steps, realtime=vclock is None,
-                                 park_pose=park_pose, on_step=on_step)
-                ep.seed, ep.success = seed + i, held >= settle_steps
-                ep.time_to_success_s = t_held if ep.success else None
-                results.append(ep)
-                if ep.stop_reason:
-                    break
+            ep = run_episode(arm, policy.as_controller(make_executor(execution)), fps=fps,
+                             max_steps=max_steps, realtime=rig.vclock is None,
+                             park_pose=park_pose, on_step=on_step)
+            ep.seed, ep.success = seed + i, held >= settle_steps
+            ep.time_to_success_s = t_held if ep.success else None
+            results.append(ep)
+            if ep.stop_reason:
+                break
     finally:
-        torque = [emu.get(i, "Torque_Enable") for i in profile.ids]
-        print(f"emulated servos at exit: torque on {sum(torque)}/{len(torque)}", file=sys.stderr)
-        emu.stop()
+        rig.stop()
     return results
 
 
@@ -351,7 +311,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
-    except DeployError as e:
+    except ArgumentError as e:
         print(f"deploy: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -381,10 +341,7 @@ def _main(args) -> int:
     calib = load_calibration(args.calibration, profile.name) if args.calibration else None
     cameras = None
     if args.cameras:
-        try:
-            cameras = parse_camera_spec(args.cameras)
-        except ValueError as e:
-            raise DeployError(f"--cameras: {e}") from None
+        cameras = parse_cameras(args.cameras)
     size = None
     if args.camera_size:
         try:

@@ -9,12 +9,37 @@ at a time (`hardware.episodes`), for the TFDS builder in `datasets/episodes`.
 both camera images, the state and the action actually sent, and the timestamp; per episode the
 cube's start pose, its location id, success, fps and robot type (`EpisodeMeta`).
 
+A real arm is recorded by teleoperation: a person moves a leader arm and the follower follows
+(`hardware.teleop_rig`). The state is the follower's joint positions, the action the leader's
+pose as sent to the follower (after its safety guard), the frames the cameras':
+
+    python -m hardware.record --robot so101 --teleop leader --episodes 50 \
+        --out data/episodes/so101_demos --port /dev/ttyACM0 --calibration so101.json \
+        --leader-port /dev/ttyACM1 --leader-calibration so101_leader.json \
+        --cameras top=0,lateral=2
+    python -m hardware.record --robot so101 --teleop leader --emulate --episodes 10 \
+        --out data/episodes/emulated --image-size 96x128
+
+`--robot so101 | so100 | koch` (a Koch's leader is a `koch_leader`). Every argument is checked
+before any port or camera opens. Episodes run in real time at 30 fps for `--max-steps` ticks.
+Between episodes the follower keeps following the leader, unrecorded, while you put the arm back
+and reset the scene; then Enter records the next episode, `r` + Enter deletes the last one and
+records it again, `q` + Enter stops; or `--reset-time S` gives S seconds and goes on by itself.
+An episode you keep counts as a success. `--emulate` needs no hardware: the follower is the
+MuJoCo scene behind the servo emulator, the leader a second emulated arm that a scripted hand
+moves along the scripted expert's plan, so the demos are real pick-and-place through the whole
+servo stack, with success from the sim's check (emulated time: a virtual clock, 1/fps a tick).
+
 Durable and resumable: each episode is written atomically when it ends, so killing the recorder
 loses at most the episode in progress, and running the same command again appends after the
-last complete episode. Deterministic in simulation: episode i resets the sim with a seed
-derived from (--seed, i) and its timestamps are sim time, so the same command gives the same
-files, whether it ran in one go or was resumed. Simulated recording runs as fast as it can
-(no sleeping); a real robot runs at its fixed rate.
+last complete episode. Ctrl-C discards the episode in progress and, on an arm, parks the
+follower where it started and turns its torque off. Deterministic in simulation: episode i
+resets the sim with a seed derived from (--seed, i) and its timestamps are sim time, so the same
+command gives the same files, whether it ran in one go or was resumed. Simulated recording runs
+as fast as it can (no sleeping); a real robot runs at its fixed rate.
+
+Exit status: 0 done, 1 a camera or servo bus failed, 2 invalid arguments (nothing was opened),
+3 protective stop (the episode in progress is discarded), 130 Ctrl-C.
 
 New robots and teleoperators plug in with `register_robot(name, factory)` and
 `register_teleop(name, factory)`.
@@ -23,6 +48,8 @@ New robots and teleoperators plug in with `register_robot(name, factory)` and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +57,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from hardware.arms import ProtectiveStop
+from hardware.cameras import CameraError
 from hardware.control_loop import run_loop
 from hardware.episodes import (
     EpisodeMeta,
@@ -39,6 +68,7 @@ from hardware.episodes import (
     read_episode,
     write_episode,
 )
+from hardware.motors.bus import MotorBusError
 
 DEFAULT_MAX_STEPS = 400  # a guard; the expert's episodes end by themselves after ~170 ticks
 
@@ -57,8 +87,11 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def record_episode(robot, teleop, *, max_steps: int, realtime: bool) -> dict:
+def record_episode(robot, teleop, *, max_steps: int, realtime: bool,
+                   on_tick: Callable[[], None] | None = None) -> dict:
     """Runs one episode from the robot's current (just reset) state.
+
+    `on_tick` runs after each recorded tick (an emulated rig advances its virtual clock there).
 
     Returns:
       dict(state (T, 6), action (T, 6), timestamp (T,), png {camera: T PNG bytes}, stats,
@@ -80,6 +113,8 @@ def record_episode(robot, teleop, *, max_steps: int, realtime: bool) -> dict:
             png[cam].append(encode_png(observation["images"][cam]))
         if has_success and success_step < 0 and robot.success():
             success_step = t
+        if on_tick is not None:
+            on_tick()
         return None
 
     stats = run_loop(
@@ -106,8 +141,18 @@ def _make_expert(robot, args) -> object:
     return ScriptedExpert(robot, seed=args.seed)
 
 
-ROBOTS: dict[str, Callable] = {"sim": _make_sim}
-TELEOPS: dict[str, Callable] = {"expert": _make_expert}
+def _make_arm(args) -> object:
+    return args.rig.follower()  # `args.rig`: the `TeleopRig` that main opened
+
+
+def _make_leader(robot, args) -> object:
+    return args.rig.leader(robot)
+
+
+ROBOTS: dict[str, Callable] = {"sim": _make_sim, "so101": _make_arm, "so100": _make_arm,
+                               "koch": _make_arm}
+TELEOPS: dict[str, Callable] = {"expert": _make_expert, "leader": _make_leader}
+ARMS = ("so101", "so100", "koch")  # servo arms: recorded with --teleop leader, via a TeleopRig
 
 
 def register_robot(name: str, factory: Callable) -> None:
@@ -144,6 +189,7 @@ def record(
     realtime: bool | None = None,
     settings: dict | None = None,
     progress: bool = True,
+    rig=None,
 ) -> list[Path]:
     """Records episodes until `out_dir` holds `episodes` of them (resuming after the last one).
 
@@ -154,12 +200,18 @@ def record(
       teleop: the Teleoperator that produces the actions.
       realtime: run at a fixed rate (default: True for real robots, False in simulation).
       settings: recording settings stored with each episode and checked on resume.
+      rig: for a servo arm, the `hardware.teleop_rig.TeleopRig`: it runs the time between
+        episodes (`rig.reset`: the scene is reset; it may ask to record the last episode again,
+        or to stop), times emulated ticks (`rig.on_tick`) and says how an episode went
+        (`rig.outcome`). Ctrl-C inside an episode discards that episode only.
 
     Returns:
-      The paths of the episodes written by this call.
+      The paths of the episodes written by this call (not those re-recorded).
     """
     out = Path(out_dir)
     is_sim = hasattr(robot, "reset") and hasattr(robot, "cube_start_pose")
+    if rig is not None:
+        realtime = rig.realtime
     realtime = (not is_sim) if realtime is None else realtime
     settings = dict(settings or {}, seed=seed, robot_type=robot.robot_type,
                     cameras=list(robot.cameras))
@@ -169,20 +221,34 @@ def record(
         settings["teleop_settings"] = dict(teleop.settings)
     _check_resume(out, settings)
     start = next_episode_index(out)
-    written, successes = [], 0
-    bar = tqdm(range(start, episodes), desc="record", unit="ep", disable=not progress,
-               initial=start, total=episodes)
-    for i in bar:
+    written, oks = [], []
+    bar = tqdm(total=episodes, desc="record", unit="ep", disable=not progress or rig is not None,
+               initial=start)
+    i = start
+    while i < episodes:
         ep_seed = episode_seed(seed, i)
         location_id, cube_pose = -1, (float("nan"),) * 7
+        if rig is not None:
+            choice = rig.reset(i, ep_seed, robot, teleop, can_redo=bool(written))
+            if choice == "quit":
+                break
+            if choice == "redo":
+                i -= 1
+                ep_seed = episode_seed(seed, i)
+                written.pop().unlink()
+                oks.pop()
+                print(f"episode {i} deleted: recording it again", flush=True)
+        if rig is not None:
+            print(f"recording episode {i}", flush=True)
         if is_sim:
             n_loc = robot.num_locations
             robot.reset(seed=ep_seed, location=(i % n_loc) if n_loc else None)
         teleop.reset()
-        ep = record_episode(robot, teleop, max_steps=max_steps, realtime=realtime)
+        ep = record_episode(robot, teleop, max_steps=max_steps, realtime=realtime,
+                            on_tick=rig.on_tick if rig is not None else None)
         success = False
         extra = {"recording": settings}
-        if realtime:  # wall-clock timing is worth keeping on hardware, and not reproducible
+        if realtime or rig is not None:  # wall-clock timing is worth keeping, not reproducible
             extra["loop"] = ep["stats"].summary()
         if is_sim:
             success = bool(robot.success())
@@ -193,15 +259,26 @@ def record(
             plan = getattr(teleop, "plan", None)
             if plan is not None:
                 extra["phase_starts"] = plan.phase_starts
+        outcome = rig.outcome(ep_seed) if rig is not None else {}
+        success = outcome.get("success", success)
+        extra.update(outcome.get("extra", {}))
         meta = EpisodeMeta(
             episode_index=i, fps=float(robot.fps), robot_type=robot.robot_type, success=success,
-            cube_start_pose=cube_pose, location_id=location_id,
-            seed=ep_seed if is_sim else -1, cameras=tuple(robot.cameras), extra=extra,
+            cube_start_pose=outcome.get("cube_start_pose", cube_pose), location_id=location_id,
+            seed=outcome.get("seed", ep_seed if is_sim else -1), cameras=tuple(robot.cameras),
+            extra=extra,
         )
         written.append(write_episode(out, state=ep["state"], action=ep["action"],
                                      timestamp=ep["timestamp"], png=ep["png"], meta=meta))
-        successes += success
-        bar.set_postfix(success=f"{successes}/{len(written)}", steps=len(ep["state"]))
+        oks.append(success)
+        if rig is not None:
+            verdict = {True: "success", False: "no success"}[success]
+            print(f"episode {i}: {ep['stats'].summary()}; {verdict} "
+                  f"({outcome['extra']['success_by']})", flush=True)
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(oks)}/{len(written)}", steps=len(ep["state"]))
+        i += 1
+    bar.close()
     return written
 
 
@@ -229,47 +306,116 @@ def record_sim_dataset(
     return Path(out_dir)
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m hardware.record", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--robot", default="sim", help=f"one of {sorted(ROBOTS)} (default sim)")
     p.add_argument("--teleop", default="expert", help=f"one of {sorted(TELEOPS)} (default expert)")
     p.add_argument("--episodes", type=int, required=True, help="total episodes wanted in --out")
     p.add_argument("--out", default="data/episodes/sim_demos", help="episode directory")
-    p.add_argument("--image-size", default="480x640", help="HEIGHTxWIDTH (default %(default)s)")
+    p.add_argument("--image-size", default="480x640",
+                   help="HEIGHTxWIDTH: rendered (sim, --emulate) or asked of the cameras "
+                   "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="recording seed (default %(default)s)")
     p.add_argument("--distribution", default="uniform", choices=("uniform", "named", "held_out"),
                    help="cube start distribution (sim; default %(default)s)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
-                   help="ticks before an episode is cut (default %(default)s)")
+                   help="ticks before an episode is cut; a leader-arm episode lasts this long "
+                   "(default %(default)s = 13.3 s at 30 fps)")
     p.add_argument("--build-tfds", metavar="DATA_DIR", default=None,
                    help="afterwards, build the TFDS dataset act_episodes/NAME under DATA_DIR")
     p.add_argument("--name", default="sim_demos", help="TFDS config name (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    arm = p.add_argument_group("servo arms (--robot so101|so100|koch --teleop leader)")
+    arm.add_argument("--port", help="the follower's serial port, e.g. /dev/ttyACM0")
+    arm.add_argument("--calibration", help="the follower's calibration JSON "
+                     "(python -m hardware.calibrate); optional with --emulate")
+    arm.add_argument("--cameras", help="NAME=SOURCE,... e.g. top=0,lateral=2")
+    arm.add_argument("--leader-port", help="the leader's serial port, e.g. /dev/ttyACM1")
+    arm.add_argument("--leader-calibration", help="the leader's calibration JSON; optional "
+                     "with --emulate")
+    arm.add_argument("--reset-time", type=float, default=None, metavar="S",
+                     help="seconds to reset the scene between episodes, instead of asking "
+                     "(Enter / r / q) on the terminal")
+    arm.add_argument("--emulate", action="store_true",
+                     help="no hardware: the follower is the MuJoCo scene behind the servo "
+                     "emulator, the leader an emulated arm moved by a scripted hand")
+    return p
+
+
+EXIT_OK, EXIT_ERROR, EXIT_STOP, EXIT_INTERRUPT = 0, 1, 3, 130
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.robot not in ROBOTS:
         p.error(f"unknown --robot {args.robot!r}: choose from {sorted(ROBOTS)}")
     if args.teleop not in TELEOPS:
         p.error(f"unknown --teleop {args.teleop!r}: choose from {sorted(TELEOPS)}")
+    if args.teleop == "expert" and args.robot in ARMS:
+        p.error(f"unknown --robot {args.robot!r} for --teleop expert (the scripted expert drives "
+                f"only --robot sim): record a {args.robot} arm with --teleop leader")
     try:
         args.image_size = parse_image_size(args.image_size)
     except ValueError as e:
         p.error(str(e))
-    robot = ROBOTS[args.robot](args)
     settings = {"image_size": list(args.image_size), "distribution": args.distribution,
                 "teleop": args.teleop}
-    with robot, TELEOPS[args.teleop](robot, args) as teleop:
-        written = record(robot, teleop, args.out, args.episodes, seed=args.seed,
-                         max_steps=args.max_steps, settings=settings,
-                         progress=not args.no_progress)
+    arm_flags = [f for f in ("port", "calibration", "cameras", "leader_port",
+                             "leader_calibration", "reset_time", "emulate") if getattr(args, f)]
+    if args.robot in ARMS or args.teleop == "leader":
+        from hardware.setup_arms import ArgumentError
+        from hardware.teleop_rig import TeleopRig, check_args
+
+        try:
+            rig_settings = check_args(args)  # before any port or camera opens
+        except ArgumentError as e:
+            p.error(str(e))
+        del settings["distribution"]
+        rig = TeleopRig(rig_settings)
+    elif arm_flags:
+        p.error(f"--{arm_flags[0].replace('_', '-')} is for a servo arm (--robot so101|so100|"
+                "koch --teleop leader)")
+    else:
+        rig = None
+    with contextlib.ExitStack() as stack:
+        try:
+            if rig is not None:
+                args.rig = stack.enter_context(rig)
+                settings.update(rig.settings)
+            robot = stack.enter_context(ROBOTS[args.robot](args))
+            teleop = stack.enter_context(TELEOPS[args.teleop](robot, args))
+            written = record(robot, teleop, args.out, args.episodes, seed=args.seed,
+                             max_steps=args.max_steps, settings=settings,
+                             progress=not args.no_progress, rig=rig)
+        except KeyboardInterrupt:
+            kept = len(list_episodes(args.out))
+            print(f"interrupted: the episode in progress (if any) was discarded; {args.out} "
+                  f"holds {kept} complete episodes", file=sys.stderr)
+            stack.close()  # the follower parks, then torque off
+            if rig is not None:
+                print("the follower was left parked with torque off", file=sys.stderr)
+            return EXIT_INTERRUPT
+        except ProtectiveStop as e:  # the follower already holds or has torque off
+            stack.close()
+            print(f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",
+                  file=sys.stderr)
+            return EXIT_STOP
+        except (CameraError, MotorBusError) as e:
+            stack.close()
+            print(f"record: {type(e).__name__}: {e}", file=sys.stderr)
+            return EXIT_ERROR
     n = len(list_episodes(args.out))
     print(f"wrote {len(written)} episodes; {args.out} now holds {n}")
     if args.build_tfds:
         from act_jax_datasets.episodes import build  # datasets reads what hardware writes
 
         print(f"built {build(args.out, args.build_tfds, args.name)}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
