@@ -2,8 +2,9 @@
 the recorder stores both through the real servo stack (pyserial on a pty, protocol, buses,
 calibrations, safety). Bad arguments fail before any port opens; an emulated recording (the
 MuJoCo scene behind the follower's servo emulator, a scripted hand on the leader) gives real
-pick-and-place demos that build into a dataset; the operator's prompt (Enter / r / q) works; and
-Ctrl-C mid-episode keeps earlier episodes and leaves the follower parked with torque off."""
+pick-and-place demos that build into a dataset; the operator's prompt (Enter / r / q) works; Ctrl-C
+mid-episode keeps earlier episodes and leaves the follower parked with torque off; a servo lost
+mid-episode is a protective stop that discards only that episode."""
 
 import shutil
 import signal
@@ -238,3 +239,26 @@ def test_ctrl_c_mid_episode_keeps_earlier_episodes_and_parks(arms, calibrations,
     assert [(i, v) for _, i, v in torque[-6:]] == [(i, 0) for i in range(1, 7)]
     assert follower.writes("Goal_Position")[-1][0] <= torque[-6][0]
     assert [follower.get(i, "Torque_Enable") for i in range(1, 7)] == [0] * 6
+
+
+def test_a_lost_servo_mid_episode_is_a_protective_stop(arms, calibrations, tmp_path):
+    # Servo 3's cable comes off during episode 1: the follower stops with torque off, the
+    # recorder exits 3 and discards that episode; episode 0 stays.
+    follower, _ = arms
+    videos = f"top={write_video(tmp_path / 't.mp4')},lateral={write_video(tmp_path / 'l.mp4')}"
+    out = tmp_path / "eps"
+    argv = real_argv(arms, calibrations, out, "--cameras", videos, "--max-steps", "60",
+                     "--episodes", "3", "--reset-time", "0")
+    proc = run_cli(argv)
+    try:
+        for line in proc.stdout:
+            if line.startswith("recording episode 1"):
+                break
+        follower.faults.dead_ids = {3}
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err[-2000:]
+    assert "PROTECTIVE STOP: no position from elbow_flex (id 3) for 3 ticks" in err
+    assert [p.name for p in out.iterdir()] == ["episode_000000.npz"]
+    assert [follower.get(i, "Torque_Enable") for i in (1, 2, 4, 5, 6)] == [0] * 5
