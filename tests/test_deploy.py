@@ -166,7 +166,9 @@ def test_ctrl_c_parks_and_turns_torque_off(checkpoint, tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "hardware.deploy", "--checkpoint", str(checkpoint),
          "--robot", "so101", "--emulate", "--max-steps", "100000"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored; undo that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait until the loop is about to run
             if line.startswith("emulated so101 on"):

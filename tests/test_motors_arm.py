@@ -239,7 +239,8 @@ def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
     out = tmp_path / "wire.json"
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     child = subprocess.Popen([sys.executable, "-c", _CHILD, robot, str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline().strip() == "READY"
         time.sleep(0.5)

@@ -1,0 +1,87 @@
+"""interp.freeze_finetune end to end on a tiny model: sim demos, fine-tune, four evaluations."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers_data import fast_compiles
+
+from act_jax import train
+from configs import tiny
+from interp import freeze_finetune
+from interp import params as P
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(tmp_path_factory):
+    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A tiny policy trained 2 steps on 2 sim demos at the named locations."""
+    root = tmp_path_factory.mktemp("base")
+    config = tiny.get_config()
+    config.data.tfds_data_dir = str(root / "tfds")
+    config.data.episodes_dir = str(root / "episodes")
+    config.data.record_episodes = 2
+    config.data.record_distribution = "named"
+    config.data.val_fraction = 0.0
+    config.train.num_steps = 2
+    config.eval.every_steps = 0
+    train.train_and_evaluate(config, root / "run")
+    return root / "run"
+
+
+def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_path):
+    workdir = tmp_path / "ft"
+    code = freeze_finetune.main([
+        "--base", str(base_run), "--workdir", str(workdir), "--trainable", "decoder_mlp",
+        "--locations", "held_out", "--demos", "2", "--steps", "2", "--lr", "1e-3",
+        "--eval-episodes", "1", "--max-steps", "10", "--data-root", str(tmp_path / "data")])
+    assert code == 0
+    result = json.loads((workdir / "freeze_finetune.json").read_text())
+    assert result["frozen_unchanged"] and result["frozen_moved"] == []
+    moved = {r["module"] for r in result["param_change"] if r["changed"]}
+    assert moved == {"action_head", "decoder/layer_0/mlp", "decoder/layer_0/norm3"}
+    assert result["before"]["new"]["distribution"] == "held_out"
+    assert result["before"]["old"]["distribution"] == "named"
+    for tag in ("before", "after"):
+        for which in ("new", "old"):
+            assert result[tag][which]["episodes"] == 1
+    assert 0 < result["trainable_params"] < result["total_params"]
+    assert "<svg" in (workdir / "freeze_finetune.html").read_text()
+    # The fine-tuned run kept the base's normalisation statistics.
+    assert (json.loads((workdir / "norm_stats.json").read_text())
+            == json.loads((base_run / "norm_stats.json").read_text()))
+
+
+def test_trainable_that_matches_nothing_is_refused_before_any_work(base_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        freeze_finetune.main(["--base", str(base_run), "--workdir", str(tmp_path / "x"),
+                              "--trainable", "^nothing_here/"])
+    assert e.value.code == 2
+    assert "matches no parameter" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_preset_and_missing_base_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        freeze_finetune.main(["--base", str(tmp_path), "--workdir", str(tmp_path / "x"),
+                              "--trainable", "decoder_ffn"])
+    assert "unknown preset 'decoder_ffn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        freeze_finetune.main(["--base", str(tmp_path / "none"), "--workdir", str(tmp_path / "x")])
+    assert "--base" in capsys.readouterr().err
+
+
+def test_build_config_freezes_the_complement():
+    config = freeze_finetune.build_config(
+        tiny.get_config(), base=__import__("pathlib").Path("runs/b"),
+        trainable=P.PRESETS["decoder"], locations="held_out", demos=5, steps=10, lr=1e-4, seed=3)
+    assert config.train.init_from == "runs/b" and config.train.num_steps == 10
+    assert config.data.record_distribution == "held_out" and config.data.record_episodes == 5
+    labels = P.flatten(train.param_labels(
+        {"decoder": {"w": np.ones(1)}, "encoder": {"w": np.ones(1)}}, config.train.frozen))
+    assert labels == {"decoder/w": "default", "encoder/w": "frozen"}
