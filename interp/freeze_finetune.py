@@ -75,7 +75,10 @@ def evaluate_both(workdir: Path, tag: str, *, locations: str, base_distribution:
                                 out=workdir / "eval" / f"{tag}_{which}_{dist}")
         out[which] = {k: s[k] for k in ("successes", "episodes", "success_rate", "ci95",
                                         "distribution", "per_location") if k in s}
-        print(f"{tag}: {which} locations ({dist}) {s['successes']}/{s['episodes']}")
+        locs = ", ".join(f"{loc}: {b['successes']}/{b['episodes']}"
+                         for loc, b in s.get("per_location", {}).items())
+        print(f"{tag}: {which} locations ({dist}) {s['successes']}/{s['episodes']}"
+              + (f" [{locs}]" if locs else ""))
     return out
 
 
@@ -106,6 +109,17 @@ def write_report(path: Path, result: dict) -> None:
             r = result[tag][which]
             rows.append((f"{tag}, {which} ({r['distribution']})", r["success_rate"],
                          tuple(r["ci95"])))
+    per_loc = ""
+    for which in ("new", "old"):
+        before, after = (result[t][which].get("per_location", {}) for t in ("before", "after"))
+        if before:
+            cells = "".join(
+                f"<tr><td>{html.escape(loc)}</td><td>{b['successes']}/{b['episodes']}</td>"
+                f"<td>{after[loc]['successes']}/{after[loc]['episodes']}</td></tr>"
+                for loc, b in before.items() if loc in after)
+            per_loc += (f"<h3>{which} locations ({html.escape(result[which + '_distribution'])})"
+                        f"</h3><table><tr><th>location</th><th>before</th><th>after</th></tr>"
+                        f"{cells}</table>")
     table = "\n".join(
         f"<tr><td>{html.escape(m['module'])}</td><td>{m['params']:,}</td>"
         f"<td>{m['changed']}/{m['tensors']}</td><td>{m['relative_change']:.2e}</td></tr>"
@@ -121,6 +135,10 @@ locations: {result['trainable_params']:,} of {result['total_params']:,} paramete
 ({100 * result['trainable_params'] / result['total_params']:.1f}%). Frozen tensors bit-identical:
 <b>{result['frozen_unchanged']}</b>.</p>
 {_bar_svg(rows)}
+<h2>Success by cube location</h2>
+<p>Ids as in <code>hardware/sim/cube.py</code>: held-out 5-8 lie between named locations
+(interpolation), 9 and 10 outside their hull (extrapolation).</p>
+{per_loc}
 <h2>Parameter change by module</h2>
 <table><tr><th>module</th><th>params</th><th>tensors changed</th><th>relative change</th></tr>
 {table}</table>
@@ -195,7 +213,8 @@ def main(argv=None) -> int:
              if not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(base_flat[k]))]
     result = dict(
         base=str(base), base_step=int(base_step), workdir=str(workdir), locations=args.locations,
-        base_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
+        base_distribution=base_distribution, new_distribution=args.locations,
+        old_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
         trainable_name=" ".join(args.trainable), trainable=list(trainable),
         trainable_params=trainable_params, total_params=P.count(base_variables["params"]),
         frozen_unchanged=not moved, frozen_moved=moved, before=before, after=after,

@@ -51,7 +51,8 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
         for which in ("new", "old"):
             assert result[tag][which]["episodes"] == 1
     assert 0 < result["trainable_params"] < result["total_params"]
-    assert "<svg" in (workdir / "freeze_finetune.html").read_text()
+    report = (workdir / "freeze_finetune.html").read_text()
+    assert "<svg" in report and "<td>5</td>" in report  # the first held-out location's row
     # The fine-tuned run kept the base's normalisation statistics.
     assert (json.loads((workdir / "norm_stats.json").read_text())
             == json.loads((base_run / "norm_stats.json").read_text()))
