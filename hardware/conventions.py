@@ -25,3 +25,18 @@ GRIPPER_RANGE: tuple[float, float] = (0.0, 100.0)
 
 STATE_DIM: int = len(JOINT_NAMES)
 ACTION_DIM: int = len(JOINT_NAMES)
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """ "96x128" -> (96, 128): image sizes are written height x width everywhere.
+
+    Raises:
+      ValueError: naming the text, unless it is two positive integers joined by "x".
+    """
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"image size {text!r}: expected HxW (HEIGHTxWIDTH), e.g. 96x128") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image size {text!r}: both sides must be positive")
+    return h, w

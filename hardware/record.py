@@ -60,6 +60,7 @@ from tqdm import tqdm
 from hardware.arms import ProtectiveStop
 from hardware.cameras import CameraError
 from hardware.control_loop import run_loop
+from hardware.conventions import parse_image_size
 from hardware.episodes import (
     EpisodeMeta,
     encode_png,
@@ -76,15 +77,6 @@ DEFAULT_MAX_STEPS = 400  # a guard; the expert's episodes end by themselves afte
 def episode_seed(seed: int, index: int) -> int:
     """The reset seed of episode `index` of a recording started with `seed` (31-bit)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
-
-
-def parse_image_size(text: str) -> tuple[int, int]:
-    """ "96x128" -> (96, 128): height x width."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"image size {text!r} must be HEIGHTxWIDTH, e.g. 96x128") from None
-    return h, w
 
 
 def record_episode(robot, teleop, *, max_steps: int, realtime: bool,

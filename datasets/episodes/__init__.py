@@ -4,6 +4,7 @@ from act_jax_datasets.episodes.episodes_dataset_builder import (
     ActEpisodes,
     build,
     load,
+    make_example,
 )
 
-__all__ = ["ActEpisodes", "build", "load"]
+__all__ = ["ActEpisodes", "build", "load", "make_example"]

@@ -18,6 +18,7 @@ recorder wrote. Examples keep the recording order (shuffling is the data pipelin
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,23 +120,33 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
         for path in list_episodes(episodes_dir):
             ep = read_episode(path)
             m = ep.meta
-            obs = {cam: ep.png[cam] for cam in m.cameras}
-            obs["state"] = ep.state
-            yield m.episode_index, {
-                "observation": obs,
-                "action": ep.action,
-                "timestamp": ep.timestamp,
-                "episode_metadata": {
-                    "episode_index": m.episode_index,
-                    "success": m.success,
-                    "fps": m.fps,
-                    "robot_type": m.robot_type,
-                    "cube_start_pose": np.asarray(m.cube_start_pose, np.float32),
-                    "location_id": m.location_id,
-                    "seed": m.seed,
-                    "task": m.task,
-                },
-            }
+            yield m.episode_index, make_example(
+                {cam: ep.png[cam] for cam in m.cameras}, ep.state, ep.action, ep.timestamp,
+                episode_index=m.episode_index, success=m.success, fps=m.fps,
+                robot_type=m.robot_type, cube_start_pose=m.cube_start_pose,
+                location_id=m.location_id, seed=m.seed, task=m.task)
+
+
+def make_example(frames: Mapping[str, Sequence[bytes]], state, action, timestamp, *,
+                 episode_index: int, success: bool, fps: float, robot_type: str,
+                 cube_start_pose, location_id: int, seed: int, task: str) -> dict:
+    """One `act_episodes` example (the features of `ActEpisodes._info`), for every builder that
+    writes them: camera -> PNG frames, (T, 6) state and action, (T,) timestamps, metadata."""
+    return {
+        "observation": {**frames, "state": state},
+        "action": action,
+        "timestamp": timestamp,
+        "episode_metadata": {
+            "episode_index": episode_index,
+            "success": success,
+            "fps": fps,
+            "robot_type": robot_type,
+            "cube_start_pose": np.asarray(cube_start_pose, np.float32),
+            "location_id": location_id,
+            "seed": seed,
+            "task": task,
+        },
+    }
 
 
 def build(

@@ -5,9 +5,9 @@ from act_jax_datasets.lerobot.lerobot_dataset_builder import (
     LerobotActEpisodes,
     build,
     parse_camera_map,
-    parse_image_size,
 )
 from act_jax_datasets.lerobot.lerobot_format import LerobotSource, canonical_joint_name
+from hardware.conventions import parse_image_size
 
 __all__ = [
     "Conversion",

@@ -10,11 +10,8 @@ copy LeRobot keeps under ~/.cache/huggingface/lerobot/<repo_id>).
 import argparse
 import sys
 
-from act_jax_datasets.lerobot.lerobot_dataset_builder import (
-    build,
-    parse_camera_map,
-    parse_image_size,
-)
+from act_jax_datasets.lerobot.lerobot_dataset_builder import build, parse_camera_map
+from hardware.conventions import parse_image_size
 
 
 def main(argv=None):

@@ -38,21 +38,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
-from act_jax_datasets.episodes import ActEpisodes
+from act_jax_datasets.episodes import ActEpisodes, make_example
 from act_jax_datasets.lerobot.lerobot_format import LerobotSource
 from hardware.conventions import FPS, GRIPPER_RANGE
 from hardware.episodes import EpisodeMeta, encode_png
-
-
-def parse_image_size(text: str) -> tuple[int, int]:
-    """'96x128' -> (96, 128), i.e. (H, W)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"image size {text!r}: expected HxW, e.g. 96x128") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image size {text!r}: both sides must be positive")
-    return h, w
 
 
 def parse_camera_map(items: Sequence[str]) -> dict[str, str] | None:
@@ -163,23 +152,10 @@ class LerobotActEpisodes(ActEpisodes, skip_registration=True):
             conv.state_max = hi if conv.state_max is None else np.maximum(conv.state_max, hi)
             conv.seconds = time.perf_counter() - t0
             bar.set_postfix(frames=conv.frames)
-            obs = dict(ep.frames)
-            obs["state"] = ep.state
-            yield ep.index, {
-                "observation": obs,
-                "action": ep.action,
-                "timestamp": ep.timestamp,
-                "episode_metadata": {
-                    "episode_index": ep.index,
-                    "success": False,
-                    "fps": src.fps,
-                    "robot_type": src.robot_type,
-                    "cube_start_pose": np.full(7, np.nan, np.float32),
-                    "location_id": -1,
-                    "seed": -1,
-                    "task": ep.task,
-                },
-            }
+            yield ep.index, make_example(
+                ep.frames, ep.state, ep.action, ep.timestamp, episode_index=ep.index,
+                success=False, fps=src.fps, robot_type=src.robot_type,
+                cube_start_pose=np.full(7, np.nan), location_id=-1, seed=-1, task=ep.task)
 
 
 def _notes(conv: Conversion) -> list[str]:
