@@ -117,7 +117,8 @@ def write_report(path: Path, result: dict) -> None:
                 f"<tr><td>{html.escape(loc)}</td><td>{b['successes']}/{b['episodes']}</td>"
                 f"<td>{after[loc]['successes']}/{after[loc]['episodes']}</td></tr>"
                 for loc, b in before.items() if loc in after)
-            per_loc += (f"<h3>{which} locations ({html.escape(result[which + '_distribution'])})"
+            dist = result["before"][which]["distribution"]
+            per_loc += (f"<h3>{which} locations ({html.escape(dist)})"
                         f"</h3><table><tr><th>location</th><th>before</th><th>after</th></tr>"
                         f"{cells}</table>")
     table = "\n".join(
@@ -191,7 +192,8 @@ def main(argv=None) -> int:
                           demos=args.demos, steps=args.steps, lr=args.lr, seed=args.seed,
                           data_root=args.data_root)
     base_distribution = base_config.data.get("record_distribution", "uniform")
-    print(f"freeze_finetune: {trainable_params:,} of {P.count(base_variables['params']):,} "
+    total_params = P.count(base_variables["params"])
+    print(f"freeze_finetune: {trainable_params:,} of {total_params:,} "
           f"parameters trainable ({' | '.join(trainable)})")
 
     # ---- Before, fine-tune, after.
@@ -204,19 +206,16 @@ def main(argv=None) -> int:
     result_state = train.train_and_evaluate(config, workdir)
     after = evaluate_both(workdir, "after", **ev)
 
-    tuned = {"params": result_state.state.params}
-    change = P.compare(base_variables["params"], tuned["params"])
-    frozen_names = [k for k in P.flatten(base_variables["params"])
-                    if not P.matches(k, trainable)]
-    tuned_flat, base_flat = P.flatten(tuned["params"]), P.flatten(base_variables["params"])
-    moved = [k for k in frozen_names
-             if not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(base_flat[k]))]
+    tuned_params = result_state.state.params
+    change = P.compare(base_variables["params"], tuned_params)
+    base_flat, tuned_flat = P.flatten(base_variables["params"]), P.flatten(tuned_params)
+    moved = [k for k, v in base_flat.items() if not P.matches(k, trainable)
+             and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))]
     result = dict(
         base=str(base), base_step=int(base_step), workdir=str(workdir), locations=args.locations,
-        base_distribution=base_distribution, new_distribution=args.locations,
-        old_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
+        base_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
         trainable_name=" ".join(args.trainable), trainable=list(trainable),
-        trainable_params=trainable_params, total_params=P.count(base_variables["params"]),
+        trainable_params=trainable_params, total_params=total_params,
         frozen_unchanged=not moved, frozen_moved=moved, before=before, after=after,
         param_change=change, command="python -m interp.freeze_finetune " + " ".join(
             sys.argv[1:] if argv is None else argv),
