@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.calibration import (
+from hardware.arms.calibration import (
     ArmCalibration,
     JointCalibration,
     check_range,
     half_turn_offset,
 )
+from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.conventions import JOINT_NAMES
 from hardware.motors.bus import MotorBus
-from hardware.motors.profiles import PROFILES, ArmProfile, get_profile
 
 
 def default_path(robot: str) -> Path:
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     out = args.out or default_path(profile.name)
     emu = None
     if args.emulate:
-        from hardware.motors.emulated_arm import emulate_arm
+        from hardware.emulation.emulated_arm import emulate_arm
 
         emu = emulate_arm(profile).start()
         port = emu.port

@@ -33,17 +33,13 @@ import time
 import numpy as np
 
 from hardware.arms import LeaderArm, ServoArm
-from hardware.calibration import ArmCalibration
+from hardware.arms.calibration import ArmCalibration
+from hardware.arms.servo_arm import park_at_start
 from hardware.cameras import close_cameras, open_cameras
 from hardware.control_loop import run_loop
 from hardware.conventions import CAMERA_NAMES, FPS, JOINT_NAMES
-from hardware.setup_arms import (
-    ArgumentError,
-    EmulatedFollower,
-    load_calibration,
-    park_at_start,
-    parse_cameras,
-)
+from hardware.emulation.follower import EmulatedFollower
+from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 from hardware.teleop import Teleoperator
 
 # The leader that goes with each follower (an SO-101 leader is an SO-101 with other gearing).
@@ -245,7 +241,7 @@ class TeleopRig:
         s = self.s
         try:
             if s.emulate:
-                from hardware.motors.emulated_arm import default_calibration, emulate_arm
+                from hardware.emulation.emulated_arm import default_calibration, emulate_arm
                 from hardware.sim.robot import HOME
 
                 self.emulated = EmulatedFollower(s.robot, s.calibration, image_size=s.image_size,

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from hardware.arms.safety import SafetyConfig
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.episodes import list_episodes, read_episode
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
 from hardware.record import EXIT_INTERRUPT, EXIT_OK, episode_seed, main
-from hardware.safety import SafetyConfig
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
