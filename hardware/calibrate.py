@@ -33,6 +33,7 @@ from hardware.arms.calibration import (
 )
 from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.conventions import JOINT_NAMES
+from hardware.emulation.emulated_arm import emulate_arm
 from hardware.motors.bus import MotorBus
 
 
@@ -172,8 +173,6 @@ def main(argv=None) -> int:
     out = args.out or default_path(profile.name)
     emu = None
     if args.emulate:
-        from hardware.emulation.emulated_arm import emulate_arm
-
         emu = emulate_arm(profile).start()
         port = emu.port
         user = ScriptedUser(emu, profile, seed=args.seed)
