@@ -30,11 +30,25 @@ from hardware.recording.episodes import list_episodes
 def record_command(data_config, image_size: Sequence[int]) -> list[str]:
     """The `python -m hardware.record` command that records `config.data`'s sim demos."""
     h, w = (int(v) for v in image_size)
-    return [sys.executable, "-m", "hardware.record", "--robot", "sim", "--teleop", "expert",
-            "--episodes", str(int(data_config.record_episodes)),
-            "--out", str(data_config.episodes_dir), "--image-size", f"{h}x{w}",
-            "--seed", str(int(data_config.record_seed)),
-            "--distribution", str(data_config.record_distribution)]
+    return [
+        sys.executable,
+        "-m",
+        "hardware.record",
+        "--robot",
+        "sim",
+        "--teleop",
+        "expert",
+        "--episodes",
+        str(int(data_config.record_episodes)),
+        "--out",
+        str(data_config.episodes_dir),
+        "--image-size",
+        f"{h}x{w}",
+        "--seed",
+        str(int(data_config.record_seed)),
+        "--distribution",
+        str(data_config.record_distribution),
+    ]
 
 
 def record_missing_demos(data_config, image_size: Sequence[int]) -> bool:
@@ -57,8 +71,10 @@ def record_missing_demos(data_config, image_size: Sequence[int]) -> bool:
     if list_episodes(Path(data_config.episodes_dir)):
         return False
     cmd = record_command(data_config, image_size)
-    print(f"recording {data_config.record_episodes} simulated demos into "
-          f"{data_config.episodes_dir}", flush=True)
+    print(
+        f"recording {data_config.record_episodes} simulated demos into {data_config.episodes_dir}",
+        flush=True,
+    )
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
         raise RuntimeError(f"recording the sim demos failed (exit status {code}): {' '.join(cmd)}")

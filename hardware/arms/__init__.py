@@ -13,5 +13,12 @@ from hardware.arms.leader_arm import LeaderArm
 from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.arms.servo_arm import ProtectiveStop, ReadReport, ServoArm
 
-__all__ = ["PROFILES", "ArmProfile", "LeaderArm", "ProtectiveStop", "ReadReport", "ServoArm",
-           "get_profile"]
+__all__ = [
+    "PROFILES",
+    "ArmProfile",
+    "LeaderArm",
+    "ProtectiveStop",
+    "ReadReport",
+    "ServoArm",
+    "get_profile",
+]

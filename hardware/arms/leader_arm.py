@@ -42,7 +42,8 @@ class LeaderArm(Teleoperator):
     ):
         self.profile = get_profile(profile)
         self.calibration = calibration = calibration_for(
-            self.profile.name, calibration, f"this leader is a {self.profile.name!r} (on {port})")
+            self.profile.name, calibration, f"this leader is a {self.profile.name!r} (on {port})"
+        )
         self.bus = MotorBus(
             port,
             self.profile.motors(),

@@ -11,5 +11,13 @@ from hardware.cameras.camera import Camera, CameraError, close_cameras
 from hardware.cameras.opencv import OpenCVCamera, open_cameras, parse_camera_spec
 from hardware.cameras.sim_camera import SimCamera, sim_cameras
 
-__all__ = ["Camera", "CameraError", "OpenCVCamera", "SimCamera", "close_cameras", "open_cameras",
-           "parse_camera_spec", "sim_cameras"]
+__all__ = [
+    "Camera",
+    "CameraError",
+    "OpenCVCamera",
+    "SimCamera",
+    "close_cameras",
+    "open_cameras",
+    "parse_camera_spec",
+    "sim_cameras",
+]

@@ -35,18 +35,27 @@ class EmulatedFollower:
       fps: the tick of the virtual clock.
     """
 
-    def __init__(self, robot: str = "so101", calibration: ArmCalibration | None = None, *,
-                 image_size: tuple[int, int] = (96, 128), cameras=CAMERA_NAMES,
-                 clock: str = "virtual", fps: float = 30.0):
+    def __init__(
+        self,
+        robot: str = "so101",
+        calibration: ArmCalibration | None = None,
+        *,
+        image_size: tuple[int, int] = (96, 128),
+        cameras=CAMERA_NAMES,
+        clock: str = "virtual",
+        fps: float = 30.0,
+    ):
         self.profile = get_profile(robot)
         self.calibration = calibration or default_calibration(self.profile)
         self.fps = fps
         self.vclock = VirtualClock() if clock == "virtual" else None
-        self.scene = SimRobot(image_size=tuple(image_size), cameras=tuple(cameras),
-                              step_on_action=False)
+        self.scene = SimRobot(
+            image_size=tuple(image_size), cameras=tuple(cameras), step_on_action=False
+        )
         self.physics = SimArmPhysics(self.scene, self.calibration, self.profile.protocol)
-        self.emu = emulate_arm(self.profile, calibration=self.calibration, physics=self.physics,
-                               clock=self.monotonic)
+        self.emu = emulate_arm(
+            self.profile, calibration=self.calibration, physics=self.physics, clock=self.monotonic
+        )
         # The emulator's thread steps the physics under this lock; frames need a still scene.
         self.lock = self.emu.lock
 
@@ -68,9 +77,16 @@ class EmulatedFollower:
         # The emulator is a thread on a CPU shared with the app (and, here, other jobs): as in
         # the arm tests, 8 ms to answer and 30 ms a read keep a scheduling stall from looking
         # like a dead servo. With the virtual clock this costs wall time only.
-        return cls(self.profile, self.emu.port, self.calibration,
-                        cameras=sim_cameras(self.scene, self.lock), clock=self.clock,
-                        bus_options={"latency_s": 0.008}, read_budget_s=0.03, **kwargs)
+        return cls(
+            self.profile,
+            self.emu.port,
+            self.calibration,
+            cameras=sim_cameras(self.scene, self.lock),
+            clock=self.clock,
+            bus_options={"latency_s": 0.008},
+            read_budget_s=0.03,
+            **kwargs,
+        )
 
     def reset(self, seed: int, location: int | None = None) -> None:
         """A new trial: arm at HOME (its servos holding), the cube at the pose `seed` draws, the
