@@ -49,6 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from act_jax.normalization import NormStats
+from hardware.recording.episodes import list_episodes
 
 DECODE_MODES = ("memory", "lazy", "auto")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -98,7 +99,7 @@ class PngFrames:
     def decode_into(self, t: int, out: np.ndarray) -> None:
         """Decodes frame t into `out`, a C-contiguous (H, W, 3) uint8 array.
 
-        The same pixels as `hardware.episodes.decode_png` (and TFDS's OpenCV decoder): the
+        The same pixels as `hardware.recording.episodes.decode_png` (and TFDS's OpenCV decoder): the
         channel swap is written straight into `out`, which halves the cost of a small frame.
         """
         bgr = cv2.imdecode(np.frombuffer(self._png[t], np.uint8), cv2.IMREAD_COLOR)
@@ -507,24 +508,23 @@ def dataset_dir_for(data_config) -> Path:
     """The TFDS dataset directory named by `config.data` (an explicit `dataset_dir` wins)."""
     if data_config.dataset_dir:
         return Path(data_config.dataset_dir)
-    from act_jax_datasets.episodes import ActEpisodes
+    from act_jax_datasets.episodes import ActEpisodes  # late: the builder imports TFDS (slow)
 
     return Path(data_config.tfds_data_dir) / "act_episodes" / data_config.name / str(
         ActEpisodes.VERSION)
 
 
 def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
-    """Returns the dataset directory, building (and, for the sim, recording) it when missing.
+    """Returns the dataset directory, building it from recorded episodes when it is missing.
 
     In order: an existing TFDS dataset is used as is; otherwise episodes in
-    `config.data.episodes_dir` are built into one; otherwise, if `config.data.record_episodes > 0`,
-    the scripted sim expert records them first (`hardware.record.record_sim_dataset`).
+    `config.data.episodes_dir` are built into one. Recording the episodes is not the trainer's
+    job: `python -m act_jax.train` records missing sim demos first
+    (`act_jax.sim_demos.record_missing_demos`), a person records with `python -m hardware.record`.
 
     Raises:
-      FileNotFoundError: naming the paths tried, when there is no dataset and no way to make one.
+      FileNotFoundError: naming the paths tried, when there is no dataset and no episodes.
     """
-    from hardware.episodes import list_episodes
-
     dataset_dir = dataset_dir_for(data_config)
     if (dataset_dir / "dataset_info.json").exists():
         return dataset_dir
@@ -535,22 +535,13 @@ def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
             "dataset_dir empty to build from config.data.episodes_dir")
     episodes_dir = Path(data_config.episodes_dir) if data_config.episodes_dir else None
     if episodes_dir is None or not list_episodes(episodes_dir):
-        if episodes_dir is None or data_config.record_episodes <= 0:
-            raise FileNotFoundError(
-                f"no dataset at {dataset_dir} (dataset_info.json missing) and no episode files "
-                f"in {episodes_dir or '(config.data.episodes_dir is empty)'} to build one from; "
-                "record episodes with `python -m hardware.record`, or set "
-                "config.data.record_episodes > 0 to record simulated demos")
-        try:
-            from hardware.record import record_sim_dataset
-        except ImportError as e:
-            raise FileNotFoundError(
-                f"no dataset at {dataset_dir} and no episodes in {episodes_dir}, and the sim "
-                f"recorder is unavailable to record them ({e})") from e
-        print(f"recording {data_config.record_episodes} simulated demos into {episodes_dir}")
-        record_sim_dataset(episodes_dir, data_config.record_episodes, tuple(image_size),
-                           data_config.record_seed, data_config.record_distribution)
-    from act_jax_datasets.episodes import build
+        raise FileNotFoundError(
+            f"no dataset at {dataset_dir} (dataset_info.json missing) and no episode files "
+            f"in {episodes_dir or '(config.data.episodes_dir is empty)'} to build one from; "
+            "record episodes with `python -m hardware.record`, or set "
+            "config.data.record_episodes > 0 to have `python -m act_jax.train` record simulated "
+            "demos")
+    from act_jax_datasets.episodes import build  # late: the builder imports TFDS (slow)
 
     print(f"building the TFDS dataset {dataset_dir} from {episodes_dir}")
     return build(episodes_dir, data_config.tfds_data_dir, data_config.name)

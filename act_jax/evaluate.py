@@ -147,7 +147,7 @@ def run_rollouts(
       locations: if given, named cube location ids cycled over the episodes.
       video_dir, videos: write mp4s of the first `videos` rollouts there.
     """
-    from hardware.video import write_video
+    from hardware.recording.video import write_video
 
     rollouts = []
     bar = tqdm(range(episodes), desc="evaluate", unit="ep", disable=not progress)

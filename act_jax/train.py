@@ -38,7 +38,7 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
-from act_jax import checkpoints, data, normalization, sharding
+from act_jax import checkpoints, data, normalization, sharding, sim_demos
 from act_jax.model import ACT, ACTConfig, act_loss, count_params
 
 
@@ -461,6 +461,8 @@ def main(argv):
         from act_jax.evaluate import make_train_eval_fn
 
         eval_fn = make_train_eval_fn(config, workdir)
+    # Recording demos is the recorder's job, run here (the command line), not by the trainer.
+    sim_demos.record_missing_demos(config.data, config.model.image_size)
     try:
         result = train_and_evaluate(config, workdir, eval_fn)
     except TrainingInterrupted as e:

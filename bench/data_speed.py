@@ -52,7 +52,7 @@ def make_dataset(root: Path, shape: str, frames: str) -> Path:
     out = root / f"{shape}_{frames}"
     if frames == "sim":
         os.environ.setdefault("MUJOCO_GL", "egl")
-        from hardware.record import record_sim_dataset
+        from hardware.recording.recorder import record_sim_dataset
 
         record_sim_dataset(out / "episodes", episodes, size, seed=0, progress=False)
     else:

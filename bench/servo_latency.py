@@ -27,8 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hardware.arms import ServoArm, get_profile
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.motors.bus import MotorBus
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
 
 BAUD = 1_000_000
 

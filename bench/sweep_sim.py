@@ -44,7 +44,7 @@ def load_episode_files(dirs, cameras, image_size, state_dim, action_dim):
     import numpy as np
 
     from act_jax.data import EpisodeData
-    from hardware.episodes import list_episodes, read_episode
+    from hardware.recording.episodes import list_episodes, read_episode
 
     episodes = []
     for d in dirs:

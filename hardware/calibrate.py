@@ -25,15 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.calibration import (
+from hardware.arms.calibration import (
     ArmCalibration,
     JointCalibration,
     check_range,
     half_turn_offset,
 )
+from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.conventions import JOINT_NAMES
+from hardware.emulation.emulated_arm import emulate_arm
 from hardware.motors.bus import MotorBus
-from hardware.motors.profiles import PROFILES, ArmProfile, get_profile
 
 
 def default_path(robot: str) -> Path:
@@ -172,8 +173,6 @@ def main(argv=None) -> int:
     out = args.out or default_path(profile.name)
     emu = None
     if args.emulate:
-        from hardware.motors.emulated_arm import emulate_arm
-
         emu = emulate_arm(profile).start()
         port = emu.port
         user = ScriptedUser(emu, profile, seed=args.seed)

@@ -42,17 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
-from hardware.calibration import ArmCalibration
+from hardware.arms.calibration import ArmCalibration
+from hardware.arms.servo_arm import park_at_start
 from hardware.cameras import CameraError, close_cameras, open_cameras
 from hardware.control_loop import LoopStats, run_loop
+from hardware.emulation.follower import EmulatedFollower
 from hardware.motors.bus import MotorBusError
-from hardware.setup_arms import (
-    ArgumentError,
-    EmulatedFollower,
-    load_calibration,
-    park_at_start,
-    parse_cameras,
-)
+from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 
 EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_INTERRUPT = 0, 2, 3, 130
 

@@ -1,5 +1,5 @@
 r"""Records demonstrations: a robot and a teleoperator through the control loop, one episode file
-at a time (`hardware.episodes`), for the TFDS builder in `datasets/episodes`.
+at a time (`hardware.recording.episodes`), for the TFDS builder in `datasets/episodes`.
 
     python -m hardware.record --robot sim --teleop expert --episodes 50 \
         --out data/episodes/sim_demos --image-size 96x128 --seed 0
@@ -10,8 +10,8 @@ both camera images, the state and the action actually sent, and the timestamp; p
 cube's start pose, its location id, success, fps and robot type (`EpisodeMeta`).
 
 A real arm is recorded by teleoperation: a person moves a leader arm and the follower follows
-(`hardware.teleop_rig`). The state is the follower's joint positions, the action the leader's
-pose as sent to the follower (after its safety guard), the frames the cameras':
+(`hardware.recording.teleop_rig`). The state is the follower's joint positions, the action the
+leader's pose as sent to the follower (after its safety guard), the frames the cameras':
 
     python -m hardware.record --robot so101 --teleop leader --episodes 50 \
         --out data/episodes/so101_demos --port /dev/ttyACM0 --calibration so101.json \
@@ -49,85 +49,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import subprocess
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-from tqdm import tqdm
 
 from hardware.arms import ProtectiveStop
 from hardware.cameras import CameraError
-from hardware.control_loop import run_loop
 from hardware.conventions import parse_image_size
-from hardware.episodes import (
-    EpisodeMeta,
-    encode_png,
-    list_episodes,
-    next_episode_index,
-    read_episode,
-    write_episode,
-)
 from hardware.motors.bus import MotorBusError
-
-DEFAULT_MAX_STEPS = 400  # a guard; the expert's episodes end by themselves after ~170 ticks
-
-
-def episode_seed(seed: int, index: int) -> int:
-    """The reset seed of episode `index` of a recording started with `seed` (31-bit)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
-
-
-def record_episode(robot, teleop, *, max_steps: int, realtime: bool,
-                   on_tick: Callable[[], None] | None = None) -> dict:
-    """Runs one episode from the robot's current (just reset) state.
-
-    `on_tick` runs after each recorded tick (an emulated rig advances its virtual clock there).
-
-    Returns:
-      dict(state (T, 6), action (T, 6), timestamp (T,), png {camera: T PNG bytes}, stats,
-      success_step: first tick after which `robot.success()` held, or -1 / None if unknown).
-    """
-    states, actions, stamps = [], [], []
-    png = {cam: [] for cam in robot.cameras}
-    has_success = callable(getattr(robot, "success", None))
-    success_step = -1
-    start = time.perf_counter()
-
-    def on_step(t, observation, action, sent):
-        nonlocal success_step
-        states.append(np.asarray(observation["state"], np.float32))
-        actions.append(np.asarray(sent, np.float32))
-        # Simulated episodes use sim time, so that they are bit-for-bit reproducible.
-        stamps.append(t / robot.fps if not realtime else time.perf_counter() - start)
-        for cam in robot.cameras:
-            png[cam].append(encode_png(observation["images"][cam]))
-        if has_success and success_step < 0 and robot.success():
-            success_step = t
-        if on_tick is not None:
-            on_tick()
-        return None
-
-    stats = run_loop(
-        robot, teleop, fps=robot.fps, max_steps=max_steps, realtime=realtime,
-        on_step=on_step, stop=lambda: teleop.done,
-    )
-    return dict(
-        state=np.stack(states), action=np.stack(actions), timestamp=np.asarray(stamps),
-        png=png, stats=stats, success_step=success_step if has_success else None,
-    )
+from hardware.recording.episodes import list_episodes
+from hardware.recording.recorder import DEFAULT_MAX_STEPS, record
+from hardware.recording.teleop_rig import LEADER_PROFILE, TeleopRig, TeleopSettings
+from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
+from hardware.sim.expert import ScriptedExpert
+from hardware.sim.robot import SimRobot
 
 
 def _make_sim(args) -> object:
-    from hardware.sim import SimRobot
-
     return SimRobot(image_size=args.image_size, distribution=args.distribution, seed=args.seed)
 
 
 def _make_expert(robot, args) -> object:
-    from hardware.sim.expert import ScriptedExpert
-
     if robot.robot_type != "sim_so101":
         raise ValueError("--teleop expert drives only the simulated arm (--robot sim)")
     return ScriptedExpert(robot, seed=args.seed)
@@ -157,145 +99,61 @@ def register_teleop(name: str, factory: Callable) -> None:
     TELEOPS[name] = factory
 
 
-def _check_resume(out: Path, settings: dict) -> None:
-    """Refuses to append to a recording made with different settings (it would mix datasets)."""
-    paths = list_episodes(out)
-    if not paths:
-        return
-    first = read_episode(paths[0]).meta.extra.get("recording", {})
-    diff = {k: (first.get(k), v) for k, v in settings.items() if first.get(k) != v}
-    if diff:
-        details = ", ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{out} holds a recording with other settings ({details}); "
-                         "use another --out or the same settings to resume")
+def check_args(args) -> TeleopSettings:
+    """Checks the arguments of a leader -> follower recording; opens nothing.
 
-
-def record(
-    robot,
-    teleop,
-    out_dir: str | Path,
-    episodes: int,
-    *,
-    seed: int = 0,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    realtime: bool | None = None,
-    settings: dict | None = None,
-    progress: bool = True,
-    rig=None,
-) -> list[Path]:
-    """Records episodes until `out_dir` holds `episodes` of them (resuming after the last one).
-
-    Args:
-      robot: a connected Robot; a simulated one (with `reset`) is reset with
-        `episode_seed(seed, i)` before episode i, and for a named/held-out distribution the
-        locations are cycled in order.
-      teleop: the Teleoperator that produces the actions.
-      realtime: run at a fixed rate (default: True for real robots, False in simulation).
-      settings: recording settings stored with each episode and checked on resume.
-      rig: for a servo arm, the `hardware.teleop_rig.TeleopRig`: it runs the time between
-        episodes (`rig.reset`: the scene is reset; it may ask to record the last episode again,
-        or to stop), times emulated ticks (`rig.on_tick`) and says how an episode went
-        (`rig.outcome`). Ctrl-C inside an episode discards that episode only.
-
-    Returns:
-      The paths of the episodes written by this call (not those re-recorded).
+    Raises:
+      ArgumentError: naming the flag (and the file) that is wrong.
     """
-    out = Path(out_dir)
-    is_sim = hasattr(robot, "reset") and hasattr(robot, "cube_start_pose")
-    if rig is not None:
-        realtime = rig.realtime
-    realtime = (not is_sim) if realtime is None else realtime
-    settings = dict(settings or {}, seed=seed, robot_type=robot.robot_type,
-                    cameras=list(robot.cameras))
-    if getattr(robot, "scene_hash", None):
-        settings["scene_hash"] = robot.scene_hash
-    if getattr(teleop, "settings", None):
-        settings["teleop_settings"] = dict(teleop.settings)
-    _check_resume(out, settings)
-    start = next_episode_index(out)
-    written, oks = [], []
-    bar = tqdm(total=episodes, desc="record", unit="ep", disable=not progress or rig is not None,
-               initial=start)
-    i = start
-    while i < episodes:
-        ep_seed = episode_seed(seed, i)
-        location_id, cube_pose = -1, (float("nan"),) * 7
-        if rig is not None:
-            choice = rig.reset(i, ep_seed, robot, teleop, can_redo=bool(written))
-            if choice == "quit":
-                break
-            if choice == "redo":
-                i -= 1
-                ep_seed = episode_seed(seed, i)
-                written.pop().unlink()
-                oks.pop()
-                print(f"episode {i} deleted: recording it again", flush=True)
-        if rig is not None:
-            print(f"recording episode {i}", flush=True)
-        if is_sim:
-            n_loc = robot.num_locations
-            robot.reset(seed=ep_seed, location=(i % n_loc) if n_loc else None)
-        teleop.reset()
-        ep = record_episode(robot, teleop, max_steps=max_steps, realtime=realtime,
-                            on_tick=rig.on_tick if rig is not None else None)
-        success = False
-        extra = {"recording": settings}
-        if realtime or rig is not None:  # wall-clock timing is worth keeping, not reproducible
-            extra["loop"] = ep["stats"].summary()
-        if is_sim:
-            success = bool(robot.success())
-            location_id = int(robot.location_id)
-            cube_pose = tuple(float(v) for v in robot.cube_start_pose)
-            extra.update(box_pose=robot.box_pose().tolist(), success_step=ep["success_step"],
-                         cube_end_pose=robot.cube_pose().tolist())
-            plan = getattr(teleop, "plan", None)
-            if plan is not None:
-                extra["phase_starts"] = plan.phase_starts
-        outcome = rig.outcome(ep_seed) if rig is not None else {}
-        success = outcome.get("success", success)
-        extra.update(outcome.get("extra", {}))
-        meta = EpisodeMeta(
-            episode_index=i, fps=float(robot.fps), robot_type=robot.robot_type, success=success,
-            cube_start_pose=outcome.get("cube_start_pose", cube_pose), location_id=location_id,
-            seed=outcome.get("seed", ep_seed if is_sim else -1), cameras=tuple(robot.cameras),
-            extra=extra,
-        )
-        written.append(write_episode(out, state=ep["state"], action=ep["action"],
-                                     timestamp=ep["timestamp"], png=ep["png"], meta=meta))
-        oks.append(success)
-        if rig is not None:
-            verdict = {True: "success", False: "no success"}[success]
-            print(f"episode {i}: {ep['stats'].summary()}; {verdict} "
-                  f"({outcome['extra']['success_by']})", flush=True)
-        bar.update(1)
-        bar.set_postfix(success=f"{sum(oks)}/{len(written)}", steps=len(ep["state"]))
-        i += 1
-    bar.close()
-    return written
+    if args.robot not in LEADER_PROFILE:
+        raise ArgumentError(f"--teleop leader drives a servo arm: --robot one of "
+                            f"{sorted(LEADER_PROFILE)}, not {args.robot!r}")
+    if args.reset_time is not None and args.reset_time < 0:
+        raise ArgumentError(f"--reset-time must be >= 0 seconds, got {args.reset_time}")
+    if args.max_steps < 1:
+        raise ArgumentError(f"--max-steps must be >= 1, got {args.max_steps}")
+    leader = LEADER_PROFILE[args.robot]
+    if args.emulate:
+        given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
+        if given:
+            raise ArgumentError(f"--{given[0].replace('_', '-')} is not used with --emulate (the "
+                                "emulators make the ports; the sim renders the cameras)")
+    else:
+        missing = [f"--{f.replace('_', '-')}" for f in
+                   ("port", "calibration", "cameras", "leader_port", "leader_calibration")
+                   if not getattr(args, f)]
+        if missing:
+            raise ArgumentError(f"{', '.join(missing)} required to record with a leader arm "
+                                "(or use --emulate)")
+        if args.port == args.leader_port:
+            raise ArgumentError(f"--port and --leader-port are both {args.port}: the follower "
+                                "and the leader are two buses")
+    calib = lcalib = None
+    if args.calibration:
+        calib = load_calibration(args.calibration, args.robot)
+    if args.leader_calibration:
+        if args.calibration and str(args.calibration) == str(args.leader_calibration):
+            raise ArgumentError(f"--calibration and --leader-calibration are the same file "
+                                f"({args.calibration}): calibrate each arm and pass its own file")
+        lcalib = load_calibration(args.leader_calibration, leader, "--leader-calibration")
+    cameras = parse_cameras(args.cameras) if args.cameras else None
+    return TeleopSettings(args.robot, leader, calib, lcalib, args.port, args.leader_port,
+                          cameras, tuple(args.image_size), args.reset_time, bool(args.emulate),
+                          args.seed)
 
 
-def record_sim_dataset(
-    out_dir: str | Path,
-    episodes: int,
-    image_size: tuple[int, int] = (96, 128),
-    seed: int = 0,
-    distribution: str = "uniform",
-    progress: bool = True,
-) -> Path:
-    """Records (or completes) `episodes` scripted-expert demos in simulation. Returns out_dir.
+def build_tfds(episodes: str, data_dir: str, name: str) -> int:
+    """Runs the TFDS builder's own command on the episodes just recorded; returns its status.
 
-    The same arguments always give the same files; an interrupted call is resumed by calling
-    it again.
+    A separate process, not an import: `datasets` reads the episode format that `hardware`
+    writes, so `hardware` must not import `datasets` (that edge would close a package cycle).
+    The builder's command line is the contract, the same one a person runs by hand.
     """
-    from hardware.sim import SimRobot
-    from hardware.sim.expert import ScriptedExpert
-
-    robot = SimRobot(image_size=tuple(image_size), distribution=distribution, seed=seed)
-    expert = ScriptedExpert(robot, seed=seed)
-    settings = {"image_size": list(image_size), "distribution": distribution, "teleop": "expert"}
-    with robot:
-        record(robot, expert, out_dir, episodes, seed=seed, settings=settings, progress=progress)
-    return Path(out_dir)
+    cmd = [sys.executable, "-m", "act_jax_datasets.episodes", "--episodes", str(episodes),
+           "--data-dir", str(data_dir), "--name", name]
+    done = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True)
+    print(done.stdout, end="", flush=True)  # "built PATH", through this process's stdout
+    return done.returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,9 +217,6 @@ def main(argv=None) -> int:
     arm_flags = [f for f in ("port", "calibration", "cameras", "leader_port",
                              "leader_calibration", "reset_time", "emulate") if getattr(args, f)]
     if args.robot in ARMS or args.teleop == "leader":
-        from hardware.setup_arms import ArgumentError
-        from hardware.teleop_rig import TeleopRig, check_args
-
         try:
             rig_settings = check_args(args)  # before any port or camera opens
         except ArgumentError as e:
@@ -403,9 +258,7 @@ def main(argv=None) -> int:
     n = len(list_episodes(args.out))
     print(f"wrote {len(written)} episodes; {args.out} now holds {n}")
     if args.build_tfds:
-        from act_jax_datasets.episodes import build  # datasets reads what hardware writes
-
-        print(f"built {build(args.out, args.build_tfds, args.name)}")
+        return build_tfds(args.out, args.build_tfds, args.name)
     return EXIT_OK
 
 

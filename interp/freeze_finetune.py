@@ -197,12 +197,13 @@ def main(argv=None) -> int:
           f"parameters trainable ({' | '.join(trainable)})")
 
     # ---- Before, fine-tune, after.
-    from act_jax import train
+    from act_jax import sim_demos, train
 
     ev = dict(locations=args.locations, base_distribution=base_distribution,
               episodes=args.eval_episodes, seed=args.eval_seed, max_steps=args.max_steps)
     workdir.mkdir(parents=True, exist_ok=True)
     before = evaluate_both(base, "before", **ev)
+    sim_demos.record_missing_demos(config.data, config.model.image_size)
     result_state = train.train_and_evaluate(config, workdir)
     after = evaluate_both(workdir, "after", **ev)
 

@@ -1,7 +1,8 @@
 """Tiny synthetic episode datasets for the data, training and checkpoint tests.
 
-Episodes go through the real path: `hardware.episodes.write_episode` writes episode files and
-`act_jax_datasets.episodes.build` builds the TFDS (array_record) dataset that the trainer reads.
+Episodes go through the real path: `hardware.recording.episodes.write_episode` writes episode
+files and `act_jax_datasets.episodes.build` builds the TFDS (array_record) dataset that the
+trainer reads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax
 import numpy as np
 
 from act_jax_datasets.episodes import build
-from hardware.episodes import EpisodeMeta, encode_png, write_episode
+from hardware.recording.episodes import EpisodeMeta, encode_png, write_episode
 
 CAMERAS = ("top", "lateral")
 

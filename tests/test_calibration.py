@@ -14,17 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware.arms import ServoArm, get_profile
-from hardware.calibrate import ScriptedUser, calibrate, main
-from hardware.calibration import (
+from hardware.arms.calibration import (
     ArmCalibration,
     CalibrationError,
     JointCalibration,
     check_range,
     half_turn_offset,
 )
+from hardware.calibrate import ScriptedUser, calibrate, main
 from hardware.conventions import JOINT_NAMES
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.motors.bus import MotorBus
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,7 +88,7 @@ def test_save_load_and_clear_errors(tmp_path):
 
 _KILLER = r"""
 import os, signal, sys
-from hardware.calibration import ArmCalibration, JointCalibration
+from hardware.arms.calibration import ArmCalibration, JointCalibration
 from hardware.conventions import JOINT_NAMES
 path, mode = sys.argv[1], sys.argv[2]
 def make(v):

@@ -31,7 +31,7 @@ def test_episodes_decode_to_the_recorded_values(dataset):
     episodes = load(dataset_dir)
     assert [e.episode_index for e in episodes] == [0, 1, 2]
     assert [len(e) for e in episodes] == [10, 11, 12]
-    from hardware.episodes import decode_png
+    from hardware.recording.episodes import decode_png
 
     for ep, rec in zip(episodes, recorded, strict=True):
         np.testing.assert_array_equal(ep.state, rec["state"])
@@ -180,24 +180,31 @@ def test_normalisation_statistics():
 
 
 def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
+    from act_jax import sim_demos
     from configs import tiny
 
     config = tiny.get_config().data
     config.tfds_data_dir = str(tmp_path / "tfds")
     config.episodes_dir = str(tmp_path / "episodes")
     config.record_episodes = 2
+    # The trainer only builds: with no episodes it says what is missing, and records nothing.
+    with pytest.raises(FileNotFoundError, match=r"record_episodes > 0 to have `python -m"):
+        data.ensure_dataset(config, (32, 32))
+    assert sim_demos.record_missing_demos(config, (32, 32))  # the train command's step
     dataset_dir = data.ensure_dataset(config, (32, 32))
     assert dataset_dir == tmp_path / "tfds" / "act_episodes" / "tiny" / "1.0.0"
     episodes = load(dataset_dir, image_size=(32, 32))
     assert len(episodes) == 2 and all(len(e) > 10 for e in episodes)
     # Present now: used as is, nothing re-recorded.
     stamp = (dataset_dir / "dataset_info.json").stat().st_mtime_ns
+    assert not sim_demos.record_missing_demos(config, (32, 32))
     assert data.ensure_dataset(config, (32, 32)) == dataset_dir
     assert (dataset_dir / "dataset_info.json").stat().st_mtime_ns == stamp
     config.record_episodes = 0
     config.name = "other"
     (tmp_path / "empty").mkdir()
     config.episodes_dir = str(tmp_path / "empty")
+    assert not sim_demos.record_missing_demos(config, (32, 32))
     with pytest.raises(FileNotFoundError, match=r"no dataset at .*other.* no episode files in"):
         data.ensure_dataset(config, (32, 32))
 
@@ -211,7 +218,7 @@ def test_lazy_batches_are_the_memory_batches(dataset):
     assert isinstance(memory[0].images["top"], np.ndarray)
     frames = lazy[0].images["top"]
     assert isinstance(frames, data.PngFrames) and frames.shape == (10, 24, 32, 3)
-    from hardware.episodes import decode_png
+    from hardware.recording.episodes import decode_png
 
     np.testing.assert_array_equal(lazy[2].images["lateral"][11],
                                   decode_png(recorded[2]["png"]["lateral"][11]))
@@ -277,7 +284,7 @@ def test_a_corrupt_frame_is_named_when_decoded():
 def write_rendered_like_episodes(episodes_dir, num_episodes, steps, image_size):
     """Episodes whose frames compress like rendered ones (smooth shading, a moving square), which
     the noisy frames of `helpers_data` do not."""
-    from hardware.episodes import EpisodeMeta, encode_png, write_episode
+    from hardware.recording.episodes import EpisodeMeta, encode_png, write_episode
 
     h, w = image_size
     yy, xx = np.mgrid[:h, :w]

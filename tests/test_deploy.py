@@ -17,9 +17,9 @@ from act_jax import train
 from act_jax.policy import Policy
 from configs import tiny
 from hardware import deploy
+from hardware.arms.safety import SafetyConfig
 from hardware.cameras import CameraError, OpenCVCamera, parse_camera_spec
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
-from hardware.safety import SafetyConfig
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.sim.robot import HOME
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,13 +5,13 @@ import time
 import pytest
 import serial
 
+from hardware.emulation.emulator import Faults, ServoEmulator, VirtualClock
+from hardware.emulation.physics import FirstOrderServo
 from hardware.motors.bus import Motor, MotorBus
 from hardware.motors.dynamixel import DYNAMIXEL, crc16
-from hardware.motors.emulator import Faults, ServoEmulator, VirtualClock
 from hardware.motors.feetech import FEETECH
 from hardware.motors.packets import Outcome
 from hardware.motors.parser import classify
-from hardware.motors.physics import FirstOrderServo
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -151,8 +151,8 @@ def test_wire_drives_the_simulated_arm():
     import numpy as np
 
     from hardware.arms import get_profile
-    from hardware.motors.emulated_arm import default_calibration, emulate_arm
-    from hardware.motors.sim_physics import SimArmPhysics
+    from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+    from hardware.emulation.sim_physics import SimArmPhysics
     from hardware.sim.robot import SimRobot
 
     calib = default_calibration("so101")
@@ -189,7 +189,7 @@ def test_wire_drives_the_simulated_arm():
 
 def test_firmware_without_a_pty():
     # The firmware model is pure: instruction in, status packets out.
-    from hardware.motors.firmware import ServoFirmware
+    from hardware.emulation.firmware import ServoFirmware
 
     fw = ServoFirmware("dynamixel", {1: "xl430-w250", 2: "xl430-w250"}, None, lambda: 0.0)
     assert fw.handle(DYNAMIXEL.write(1, 64, b"\x01"))[0].error == 0  # torque on
@@ -205,8 +205,8 @@ def test_calibrating_the_simulated_arm_by_hand():
     # move_by_hand on the MuJoCo arm: the calibration procedure runs on the simulated arm too.
     import numpy as np
 
-    from hardware.motors.emulated_arm import default_calibration, emulate_arm
-    from hardware.motors.sim_physics import SimArmPhysics
+    from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+    from hardware.emulation.sim_physics import SimArmPhysics
     from hardware.sim.robot import SimRobot
 
     calib = default_calibration("so101")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from act_jax_datasets.episodes import build, load
-from hardware.episodes import (
+from hardware.recording.episodes import (
     EpisodeMeta,
     encode_png,
     list_episodes,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers_data import fast_compiles
 
-from act_jax import train
+from act_jax import sim_demos, train
 from configs import tiny
 from interp import freeze_finetune
 from interp import params as P
@@ -30,6 +30,7 @@ def base_run(tmp_path_factory):
     config.data.val_fraction = 0.0
     config.train.num_steps = 2
     config.eval.every_steps = 0
+    sim_demos.record_missing_demos(config.data, config.model.image_size)
     train.train_and_evaluate(config, root / "run")
     return root / "run"
 

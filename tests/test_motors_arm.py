@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from hardware.arms import ProtectiveStop, ServoArm
+from hardware.arms.safety import SafetyConfig
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.emulator import Faults, VirtualClock
 from hardware.motors.bus import MotorNotFoundError
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
-from hardware.motors.emulator import Faults, VirtualClock
-from hardware.safety import SafetyConfig
 
 pytestmark = pytest.mark.timeout(120)
 ROBOTS = pytest.mark.parametrize("robot", ["koch", "so101"])
@@ -209,8 +209,8 @@ _CHILD = r"""
 import json, sys, time
 import numpy as np
 from hardware.arms import ServoArm
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
-from hardware.safety import SafetyConfig
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.arms.safety import SafetyConfig
 robot, out = sys.argv[1], sys.argv[2]
 emu = emulate_arm(robot).start()
 park = (0.0, -40.0, 40.0, 30.0, 0.0, 10.0)
@@ -298,8 +298,8 @@ def test_leader_arm_teleoperates_a_follower():
 
 
 def test_late_action_holds_and_unplug_is_a_clear_error():
+    from hardware.arms.safety import Status
     from hardware.motors.bus import MotorBusError
-    from hardware.safety import Status
 
     clock, emu, arm = rig("so101", safety=SafetyConfig(max_action_age_s=0.1))
     try:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from hardware.emulation.emulator import Faults, ServoEmulator, VirtualClock
 from hardware.motors.bus import (
     Motor,
     MotorBus,
@@ -9,7 +10,6 @@ from hardware.motors.bus import (
     MotorInstructionError,
     MotorNotFoundError,
 )
-from hardware.motors.emulator import Faults, ServoEmulator, VirtualClock
 from hardware.motors.packets import Outcome
 
 pytestmark = pytest.mark.timeout(60)

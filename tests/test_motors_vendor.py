@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from hardware.emulation.emulator import ServoEmulator
 from hardware.motors.dynamixel import DYNAMIXEL
-from hardware.motors.emulator import ServoEmulator
 from hardware.motors.feetech import FEETECH
 
 pytestmark = pytest.mark.timeout(60)

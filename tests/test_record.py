@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from act_jax_datasets.episodes import build, load
-from hardware.episodes import list_episodes, read_episode
-from hardware.record import episode_seed, main, record_sim_dataset
+from hardware.record import main
+from hardware.recording.episodes import list_episodes, read_episode
+from hardware.recording.recorder import episode_seed, record_sim_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (24, 32)
@@ -128,7 +129,7 @@ def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
 
 
 def test_resuming_with_another_expert_is_refused(two_episodes):
-    from hardware.record import record
+    from hardware.recording.recorder import record
     from hardware.sim import ScriptedExpert, SimRobot
 
     settings = {"image_size": list(SIZE), "distribution": "uniform", "teleop": "expert"}

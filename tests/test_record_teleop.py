@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hardware.episodes import list_episodes, read_episode
-from hardware.motors.emulated_arm import default_calibration, emulate_arm
-from hardware.record import EXIT_INTERRUPT, EXIT_OK, episode_seed, main
-from hardware.safety import SafetyConfig
+from hardware.arms.safety import SafetyConfig
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.record import EXIT_INTERRUPT, EXIT_OK, main
+from hardware.recording.episodes import list_episodes, read_episode
+from hardware.recording.recorder import episode_seed
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hardware.safety import (
+from hardware.arms.safety import (
     Level,
     SafetyConfig,
     SafetyGuard,

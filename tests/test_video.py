@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hardware.episodes import EpisodeMeta, encode_png, write_episode
-from hardware.video import main, side_by_side, write_video
+from hardware.recording.episodes import EpisodeMeta, encode_png, write_episode
+from hardware.recording.video import main, side_by_side, write_video
 
 
 def frames(t=12, h=24, w=32, seed=0):

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from hardware.episodes import list_episodes, read_episode
+from hardware.recording.episodes import list_episodes, read_episode
 
 _STATE_DOC = "Measured joint positions at each step: degrees; gripper 0 (closed)..100 (open)."
 _ACTION_DOC = "Commanded joint targets at each step, in the units of `state`."

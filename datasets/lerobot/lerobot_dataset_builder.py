@@ -41,7 +41,7 @@ from tqdm import tqdm
 from act_jax_datasets.episodes import ActEpisodes, make_example
 from act_jax_datasets.lerobot.lerobot_format import LerobotSource
 from hardware.conventions import FPS, GRIPPER_RANGE
-from hardware.episodes import EpisodeMeta, encode_png
+from hardware.recording.episodes import EpisodeMeta, encode_png
 
 
 def parse_camera_map(items: Sequence[str]) -> dict[str, str] | None:

@@ -1,17 +1,13 @@
-"""Servo stack: Dynamixel Protocol 2.0 and Feetech SCS/STS over pyserial.
+"""Servo drivers: Dynamixel Protocol 2.0 and Feetech SCS/STS over pyserial.
 
 - `tables`: control tables and servo models as data.
 - `packets`, `dynamixel`, `feetech`: pure packet encoding, checksums, value encodings.
 - `parser`: streaming parser that classifies each reply as ok / corrupt / timeout.
 - `bus`: `MotorBus`, the real serial bus (exclusive open, timeouts from baud, bounded retries).
-- `firmware`: `ServoFirmware`, the servos' control tables and instruction semantics (pure).
-- `emulator`: `ServoEmulator`, that firmware on a pseudo-terminal, with fault knobs.
-- `physics`: the `JointPhysics` interface and `FirstOrderServo`; `sim_physics`: `SimArmPhysics`,
-  the MuJoCo arm behind the emulator.
-- `emulated_arm`: a whole Koch or SO-101 arm on a pty (`emulate_arm`, `default_calibration`).
 
-The robot built on these (`ServoArm`, profiles) is in `hardware.arms`; calibration in
-`hardware.calibration` and `python -m hardware.calibrate`; safety in `hardware.safety`.
+The bottom layer of `hardware`: it imports nothing from the layers above it (only
+`hardware.conventions`). The byte-exact servo emulator is in `hardware.emulation`; the robot
+built on these drivers (`ServoArm`, profiles, calibration, safety) is in `hardware.arms`.
 """
 
 from hardware.motors.dynamixel import DYNAMIXEL

@@ -39,6 +39,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from hardware.control_loop import run_loop
 from hardware.sim.arm import from_lerobot_units
 from hardware.sim.kinematics import top_down
 from hardware.sim.robot import HOME, SimRobot
@@ -232,8 +233,6 @@ def evaluate(
     episodes: int, seed: int = 0, distribution: str = "uniform", progress: bool = True
 ) -> dict:
     """Runs the expert from `episodes` random starts (no rendering). Returns a summary."""
-    from hardware.control_loop import run_loop
-
     robot = SimRobot(cameras=(), distribution=distribution)
     expert = ScriptedExpert(robot)
     failures, lengths = [], []

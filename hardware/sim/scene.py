@@ -14,14 +14,13 @@ anti-aliases more cheaply by rendering at twice the size and averaging down), a 
 table, and saturated colours so that the cube stays a clear blob of red even at 48x64 pixels.
 The offscreen buffer is 640x480, the largest size the cameras render at.
 
-`build_scene_xml(SceneConfig())` returns the MJCF text; `python -m hardware.sim.scene --out
+`build_scene_xml(SceneConfig())` returns the MJCF text; `python -m hardware.sim.snapshot --out
 scene.xml` writes it for inspection in MuJoCo's viewer, `--snapshot scene.png` saves what the
-two cameras see at a reset.
+two cameras see at a reset (a command apart from this module, which `SimRobot` imports).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -151,32 +150,3 @@ def build_scene_xml(cfg: SceneConfig | None = None) -> str:
   </actuator>
 </mujoco>
 """
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(
-        description="Write the sim scene's MJCF, or a picture of both cameras at a reset."
-    )
-    p.add_argument("--out", default=None, help="path of the .xml to write")
-    p.add_argument("--snapshot", default=None, help="path of a .png of top | lateral")
-    p.add_argument("--seed", type=int, default=0, help="reset seed for --snapshot")
-    args = p.parse_args(argv)
-    if not (args.out or args.snapshot):
-        p.error("nothing to do: give --out and/or --snapshot")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(build_scene_xml())
-        print(f"wrote {args.out}")
-    if args.snapshot:
-        import cv2
-
-        from hardware.sim.robot import SimRobot
-
-        with SimRobot() as robot:
-            images = robot.reset(seed=args.seed)["images"]
-        cv2.imwrite(args.snapshot, np.concatenate(list(images.values()), axis=1)[..., ::-1])
-        print(f"wrote {args.snapshot}")
-
-
-if __name__ == "__main__":
-    main()

@@ -264,3 +264,13 @@ def check_servos(calib: ArmCalibration, bus, margin_ticks: int = 0) -> None:
             + "\n  ".join(problems)
             + "\nRecalibrate with `python -m hardware.calibrate`, or move the joint into range."
         )
+
+
+def calibration_for(robot: str, calibration, mismatch: str) -> ArmCalibration:
+    """Loads `calibration` (a file or an ArmCalibration) and checks it belongs to a `robot` arm
+    (a profile name), before any port is opened. `mismatch` ends the error message."""
+    if not isinstance(calibration, ArmCalibration):
+        calibration = ArmCalibration.load(calibration)
+    if calibration.robot != robot:
+        raise CalibrationError(f"calibration is for a {calibration.robot!r} arm, {mismatch}")
+    return calibration

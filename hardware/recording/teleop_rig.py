@@ -5,8 +5,8 @@ goes where the leader is, through its `SafetyGuard`; the recorder stores the fol
 positions as the state, the targets sent as the action and the cameras' frames. This module
 holds what is particular to that set-up:
 
-- `check_args`: every argument checked before any port or camera opens (ports given,
-  calibration files that exist and belong to the follower / the leader, the camera spec).
+- `TeleopSettings`: the checked arguments (checked before any port or camera opens by
+  `hardware.record.check_args`).
 - `TeleopRig`: opens what the arms need (cameras, or the emulators), builds the follower and
   the leader, and runs the time between episodes: the follower keeps following the leader,
   unrecorded, while the person puts the arm back and resets the scene, until Enter (record the
@@ -33,17 +33,15 @@ import time
 import numpy as np
 
 from hardware.arms import LeaderArm, ServoArm
-from hardware.calibration import ArmCalibration
+from hardware.arms.calibration import ArmCalibration
+from hardware.arms.servo_arm import park_at_start
 from hardware.cameras import close_cameras, open_cameras
 from hardware.control_loop import run_loop
 from hardware.conventions import CAMERA_NAMES, FPS, JOINT_NAMES
-from hardware.setup_arms import (
-    ArgumentError,
-    EmulatedFollower,
-    load_calibration,
-    park_at_start,
-    parse_cameras,
-)
+from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.follower import EmulatedFollower
+from hardware.sim.expert import ScriptedExpert, min_jerk
+from hardware.sim.robot import HOME
 from hardware.teleop import Teleoperator
 
 # The leader that goes with each follower (an SO-101 leader is an SO-101 with other gearing).
@@ -68,49 +66,6 @@ class TeleopSettings:
     seed: int = 0
 
 
-def check_args(args) -> TeleopSettings:
-    """Checks the arguments of a leader -> follower recording; opens nothing.
-
-    Raises:
-      ArgumentError: naming the flag (and the file) that is wrong.
-    """
-    if args.robot not in LEADER_PROFILE:
-        raise ArgumentError(f"--teleop leader drives a servo arm: --robot one of "
-                            f"{sorted(LEADER_PROFILE)}, not {args.robot!r}")
-    if args.reset_time is not None and args.reset_time < 0:
-        raise ArgumentError(f"--reset-time must be >= 0 seconds, got {args.reset_time}")
-    if args.max_steps < 1:
-        raise ArgumentError(f"--max-steps must be >= 1, got {args.max_steps}")
-    leader = LEADER_PROFILE[args.robot]
-    if args.emulate:
-        given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
-        if given:
-            raise ArgumentError(f"--{given[0].replace('_', '-')} is not used with --emulate (the "
-                                "emulators make the ports; the sim renders the cameras)")
-    else:
-        missing = [f"--{f.replace('_', '-')}" for f in
-                   ("port", "calibration", "cameras", "leader_port", "leader_calibration")
-                   if not getattr(args, f)]
-        if missing:
-            raise ArgumentError(f"{', '.join(missing)} required to record with a leader arm "
-                                "(or use --emulate)")
-        if args.port == args.leader_port:
-            raise ArgumentError(f"--port and --leader-port are both {args.port}: the follower "
-                                "and the leader are two buses")
-    calib = lcalib = None
-    if args.calibration:
-        calib = load_calibration(args.calibration, args.robot)
-    if args.leader_calibration:
-        if args.calibration and str(args.calibration) == str(args.leader_calibration):
-            raise ArgumentError(f"--calibration and --leader-calibration are the same file "
-                                f"({args.calibration}): calibrate each arm and pass its own file")
-        lcalib = load_calibration(args.leader_calibration, leader, "--leader-calibration")
-    cameras = parse_cameras(args.cameras) if args.cameras else None
-    return TeleopSettings(args.robot, leader, calib, lcalib, args.port, args.leader_port,
-                          cameras, tuple(args.image_size), args.reset_time, bool(args.emulate),
-                          args.seed)
-
-
 class FollowerArm(ServoArm):
     """A `ServoArm` that, when it lets go (end, Ctrl-C), parks where it connected, then turns
     torque off."""
@@ -124,8 +79,6 @@ class FollowerArm(ServoArm):
 
 def min_jerk_path(start, end, ticks: int) -> np.ndarray:
     """(ticks, 6) poses from `start` to `end` with zero speed at both ends."""
-    from hardware.sim.expert import min_jerk
-
     s = min_jerk(np.arange(1, ticks + 1) / ticks)
     start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
     return start + s[:, None] * (end - start)
@@ -148,8 +101,6 @@ class ScriptedHand(Teleoperator):
     name = "leader"
 
     def __init__(self, leader: LeaderArm, emu, follower: EmulatedFollower, seed: int = 0):
-        from hardware.sim.expert import ScriptedExpert
-
         self.leader, self.emu, self.follower = leader, emu, follower
         self.expert = ScriptedExpert(follower.scene, seed=seed)
         self.path = np.zeros((0, 6))
@@ -174,8 +125,6 @@ class ScriptedHand(Teleoperator):
 
     def go_home(self, ticks: int) -> None:
         """The hand's next `ticks` moves take the leader back to the rest pose."""
-        from hardware.sim.robot import HOME
-
         self.path, self.k = min_jerk_path(self.pose, HOME, max(1, ticks)), 0
 
     @property
@@ -245,9 +194,6 @@ class TeleopRig:
         s = self.s
         try:
             if s.emulate:
-                from hardware.motors.emulated_arm import default_calibration, emulate_arm
-                from hardware.sim.robot import HOME
-
                 self.emulated = EmulatedFollower(s.robot, s.calibration, image_size=s.image_size,
                                                  cameras=CAMERA_NAMES, fps=self.fps).start()
                 self._stack.callback(self.emulated.stop)

@@ -1,4 +1,4 @@
-"""Cameras for real robots: a camera is a callable returning the newest (H, W, 3) uint8 RGB frame.
+"""OpenCV cameras for real robots, and the `NAME=SOURCE,...` camera spec of the CLIs.
 
     cams = open_cameras(parse_camera_spec("top=0,lateral=/dev/video2"), 640, 480, 30)
     arm = ServoArm("so101", port, calibration, cameras=cams)      # each tick calls cams[name]()
@@ -10,24 +10,17 @@ only the newest frame, so a control tick never waits for the camera's own frame 
 reads a frame queued seconds ago in the driver's buffer. A frame older than `stale_ms` is an
 error naming the camera: a policy must not act on a frozen view. A video file path works too
 (frames paced at the file's rate, looping at its end): a replay camera for dry runs and tests.
-
-`SimCamera` renders a camera of the MuJoCo scene (`hardware.sim.SimRobot.render`), for a
-`ServoArm` driving the simulated arm through the servo emulator (`python -m hardware.deploy
---emulate`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
 import cv2
 import numpy as np
 
-
-class CameraError(RuntimeError):
-    """A camera could not be opened, or stopped delivering frames."""
+from hardware.cameras.camera import Camera, CameraError, close_cameras
 
 
 def parse_camera_spec(spec: str) -> dict[str, int | str]:
@@ -52,7 +45,7 @@ def parse_camera_spec(spec: str) -> dict[str, int | str]:
     return cams
 
 
-class OpenCVCamera:
+class OpenCVCamera(Camera):
     """A USB/V4L camera (or video file) read by a background thread; calling it returns the
     newest frame as (H, W, 3) uint8 RGB.
 
@@ -173,12 +166,6 @@ class OpenCVCamera:
             self._cap = None
         self._frame = None
 
-    def __enter__(self) -> OpenCVCamera:
-        return self.connect()
-
-    def __exit__(self, *exc) -> None:
-        self.disconnect()
-
 
 def open_cameras(
     sources: dict[str, int | str],
@@ -196,36 +183,3 @@ def open_cameras(
         close_cameras(cams)
         raise
     return cams
-
-
-def close_cameras(cameras: dict) -> None:
-    """Disconnects every camera that has a `disconnect` (sim cameras have none)."""
-    for cam in cameras.values():
-        if hasattr(cam, "disconnect"):
-            cam.disconnect()
-
-
-class SimCamera:
-    """One camera of a `SimRobot` scene as a camera callable.
-
-    Args:
-      robot: a connected `hardware.sim.SimRobot` that renders `name`.
-      name: "top" or "lateral".
-      lock: held while rendering, e.g. the servo emulator's lock, so the emulator's thread does
-        not step the physics in the middle of a frame.
-    """
-
-    def __init__(self, robot, name: str, lock=None):
-        if name not in robot.cameras:
-            raise CameraError(f"sim camera {name!r}: the scene renders {list(robot.cameras)}")
-        self.robot, self.name = robot, name
-        self.lock = lock if lock is not None else contextlib.nullcontext()
-
-    def __call__(self) -> np.ndarray:
-        with self.lock:
-            return self.robot.render(self.name)
-
-
-def sim_cameras(robot, lock=None) -> dict[str, SimCamera]:
-    """{name: SimCamera} for every camera `robot` renders."""
-    return {name: SimCamera(robot, name, lock) for name in robot.cameras}

@@ -17,9 +17,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from hardware.calibration import ArmCalibration
+from hardware.arms.calibration import ArmCalibration
 from hardware.conventions import JOINT_NAMES
-from hardware.motors.physics import JointReading
+from hardware.emulation.physics import JointReading
 from hardware.sim.arm import from_lerobot_units
 from hardware.sim.robot import SimRobot
 

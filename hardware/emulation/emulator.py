@@ -8,7 +8,7 @@ from a `JointPhysics` (first-order servos, or the MuJoCo arm): goals written ove
 joints, present positions read over the wire come from the physics.
 
 The servos' behaviour (control tables, access rules, homing, thermal shutdown) is
-`hardware.motors.firmware.ServoFirmware`; this module adds the pty, the thread, faults and logs.
+`hardware.emulation.firmware.ServoFirmware`; this module adds the pty, the thread, faults and logs.
 
 Fault knobs (`Faults`), all drawn from one seeded RNG so a run is reproducible: drop, delay,
 corrupt a byte, truncate, split across writes, garbage before the reply, reply from a wrong id,
@@ -29,10 +29,10 @@ import time
 import tty
 from collections.abc import Callable
 
-from hardware.motors.firmware import ServoFirmware, write_targets
+from hardware.emulation.firmware import ServoFirmware, write_targets
+from hardware.emulation.physics import JointPhysics
 from hardware.motors.packets import InstructionPacket, Outcome, StatusPacket
 from hardware.motors.parser import StreamParser
-from hardware.motors.physics import JointPhysics
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,12 @@ class ServoEmulator:
         self._thread: threading.Thread | None = None
         self._running = False
         self.port = ""
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the emulator's thread answers a packet or steps the physics: hold it to see
+        (or render) a still world."""
+        return self._lock
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> ServoEmulator:

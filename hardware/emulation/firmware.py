@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hardware.emulation.physics import FirstOrderServo, JointPhysics
 from hardware.motors import get_protocol
 from hardware.motors.packets import Instruction, InstructionPacket, Protocol, StatusPacket
-from hardware.motors.physics import FirstOrderServo, JointPhysics
 from hardware.motors.tables import EEPROM, ModelSpec, Register, get_model
 
 # Dynamixel error numbers (low 7 bits of the status error byte).

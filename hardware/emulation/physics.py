@@ -7,7 +7,7 @@ ticks (before the servo applies its homing offset), so the emulator owns all reg
 - `FirstOrderServo`: a position servo with a time constant, a speed limit, obstacles that stall a
   joint, a load estimate and a thermal model (heats with load squared, cools towards ambient).
   Always available and fast: the unit tests use it.
-- `SimArmPhysics` (in `hardware.motors.sim_physics`) drives the MuJoCo arm instead.
+- `SimArmPhysics` (in `hardware.emulation.sim_physics`) drives the MuJoCo arm instead.
 """
 
 from __future__ import annotations

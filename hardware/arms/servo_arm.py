@@ -1,4 +1,4 @@
-"""Real arms (Koch v1.1, SO-100/SO-101): `ServoArm`, the `Robot` that drives one, and `LeaderArm`.
+"""Real arms (Koch v1.1, SO-100/SO-101): `ServoArm`, the `Robot` that drives one.
 
 `ServoArm` joins a `MotorBus`, an `ArmCalibration` and the host-side safety layer:
 
@@ -19,8 +19,9 @@
 After a protective stop `get_observation` and `send_action` raise `ProtectiveStop`; the control loop
 ends and its `finally`/context manager calls `disconnect`.
 
-`LeaderArm` is the other half of teleoperation: a leader arm read as a `Teleoperator`.
-Robot profiles (ids, models, setup writes) are in `hardware.motors.profiles`.
+The other half of teleoperation, a leader arm read as a `Teleoperator`, is
+`hardware.arms.leader_arm.LeaderArm`; robot profiles (ids, models, setup writes) are in
+`hardware.arms.profiles`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.calibration import ArmCalibration, CalibrationError, check_servos
-from hardware.conventions import FPS, JOINT_NAMES
-from hardware.motors.bus import MotorBus, MotorBusError, MotorCommError
-from hardware.motors.profiles import PROFILES, ArmProfile, get_profile  # noqa: F401 (re-export)
-from hardware.robot import Robot
-from hardware.safety import (
+from hardware.arms.calibration import ArmCalibration, calibration_for, check_servos
+from hardware.arms.profiles import ArmProfile, get_profile
+from hardware.arms.safety import (
     Level,
     SafetyConfig,
     SafetyGuard,
@@ -46,7 +44,10 @@ from hardware.safety import (
     ThermalMonitor,
     deferred_sigint,
 )
-from hardware.teleop import Teleoperator
+from hardware.cameras.camera import Camera
+from hardware.conventions import FPS, JOINT_NAMES
+from hardware.motors.bus import MotorBus, MotorBusError, MotorCommError
+from hardware.robot import Robot
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,6 @@ class ReadReport:
 _FEETECH_FATAL = (1 << 2) | (1 << 3) | (1 << 5)
 
 
-def _calibration_for(profile: ArmProfile, calibration, mismatch: str) -> ArmCalibration:
-    """Loads `calibration` (a file or an ArmCalibration) and checks it belongs to `profile`'s arm,
-    before any port is opened. `mismatch` ends the error message."""
-    if not isinstance(calibration, ArmCalibration):
-        calibration = ArmCalibration.load(calibration)
-    if calibration.robot != profile.name:
-        raise CalibrationError(f"calibration is for a {calibration.robot!r} arm, {mismatch}")
-    return calibration
-
-
 class ServoArm(Robot):
     """A Koch or SO-100/SO-101 arm on one serial bus.
 
@@ -86,7 +77,8 @@ class ServoArm(Robot):
         port: serial device.
         calibration: an `ArmCalibration` or the path of its JSON file.
         safety: `SafetyConfig` (defaults are on; there is no way to turn the guard off).
-        cameras: camera name -> callable returning an (H, W, 3) uint8 RGB frame.
+        cameras: camera name -> `hardware.cameras.Camera` (connected by the caller); any
+          callable returning an (H, W, 3) uint8 RGB frame works.
         clock: object with `monotonic()` and `sleep(s)` (the `time` module, or a virtual clock).
         bus_options: extra `MotorBus` arguments (latency_s, max_retries, budget_s).
         read_budget_s: time budget for the position read of one tick, retries included.
@@ -100,16 +92,16 @@ class ServoArm(Robot):
         port: str,
         calibration: ArmCalibration | str | Path,
         safety: SafetyConfig | None = None,
-        cameras: dict[str, Callable[[], np.ndarray]] | None = None,
+        cameras: dict[str, Camera | Callable[[], np.ndarray]] | None = None,
         clock=time,
         bus_options: dict | None = None,
         read_budget_s: float = 0.015,
     ):
         self.profile = get_profile(profile)
         self.robot_type = self.profile.name
-        self.calibration = calibration = _calibration_for(
-            self.profile, calibration, f"this is a {self.profile.name!r} (on {port}); pass that "
-            "arm's calibration file")
+        self.calibration = calibration = calibration_for(
+            self.profile.name, calibration,
+            f"this is a {self.profile.name!r} (on {port}); pass that arm's calibration file")
         self.safety = safety or SafetyConfig()
         self._cameras = dict(cameras or {})
         self.cameras = tuple(self._cameras)
@@ -325,61 +317,8 @@ class ServoArm(Robot):
         return cmd.goal.astype(np.float32)
 
 
-class LeaderArm(Teleoperator):
-    """A leader arm (e.g. `koch_leader`, or an SO-101 leader) as a teleoperator: a person moves
-    it, and its joint positions, in calibrated LeRobot units, are the follower's actions.
-
-    Torque is never enabled. A joint whose reading fails keeps its last value (the follower's
-    `SafetyGuard` still rate limits whatever comes through).
-
-    Args:
-        profile: the leader's profile.
-        port: its serial port.
-        calibration: its `ArmCalibration` (or JSON path), checked against its EEPROM at connect.
-        bus_options: extra `MotorBus` arguments.
-    """
-
-    name = "leader"
-
-    def __init__(
-        self,
-        profile: str | ArmProfile,
-        port: str,
-        calibration: ArmCalibration | str | Path,
-        bus_options: dict | None = None,
-    ):
-        self.profile = get_profile(profile)
-        self.calibration = calibration = _calibration_for(
-            self.profile, calibration, f"this leader is a {self.profile.name!r} (on {port})")
-        self.bus = MotorBus(
-            port,
-            self.profile.motors(),
-            self.profile.protocol,
-            self.profile.baudrate,
-            **(bus_options or {}),
-        )
-        self._ticks = np.zeros(6, np.int64)
-
-    def connect(self) -> None:
-        self.bus.connect()
-        try:
-            self.bus.disable_torque()
-            # Present positions may sit anywhere: the leader is moved by hand, readings clip.
-            check_servos(self.calibration, self.bus, margin_ticks=-(10**6))
-            present = self.bus.read_all("Present_Position")
-            self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
-        except BaseException:
-            self.bus.disconnect()
-            raise
-
-    def disconnect(self) -> None:
-        self.bus.disconnect()
-
-    def get_action(self, observation: dict | None = None) -> np.ndarray:
-        """(6,) float32 leader pose in LeRobot units (clipped to the calibrated ranges)."""
-        result = self.bus.sync_read("Present_Position", budget_s=0.01)
-        for i, name in enumerate(JOINT_NAMES):
-            if name in result.values:
-                self._ticks[i] = result.values[name]
-        lo, hi = self.calibration.limits()
-        return np.clip(self.calibration.to_units(self._ticks), lo, hi).astype(np.float32)
+def park_at_start(arm: ServoArm, park_pose: tuple[float, ...] | None = None) -> None:
+    """On disconnect, park `arm` at `park_pose` (default: the pose it connected at), then torque
+    off. Call right after `connect`."""
+    start = tuple(float(v) for v in arm.guard.last)
+    arm.safety = dataclasses.replace(arm.safety, exit_mode="park", park_pose=park_pose or start)

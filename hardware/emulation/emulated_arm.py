@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from hardware.calibration import ArmCalibration, JointCalibration
+from hardware.arms.calibration import ArmCalibration, JointCalibration
+from hardware.arms.profiles import ArmProfile, get_profile
 from hardware.conventions import JOINT_NAMES
-from hardware.motors.emulator import Faults, ServoEmulator
-from hardware.motors.physics import FirstOrderServo, JointPhysics
-from hardware.motors.profiles import ArmProfile, get_profile
+from hardware.emulation.emulator import Faults, ServoEmulator
+from hardware.emulation.physics import FirstOrderServo, JointPhysics
 
 # Typical half-ranges in ticks around mid-turn (2047) for a freshly calibrated arm: about
 # +-110 deg pan, +-100 deg lift, +-97 deg elbow, +-95 deg wrist flex; wrist roll is a full turn.

@@ -1,0 +1,13 @@
+"""Emulated servos and arms: the real driver stack runs against them with no hardware.
+
+    firmware.py      ServoFirmware: the servos' control tables and instruction semantics (pure)
+    emulator.py      ServoEmulator: that firmware on a pseudo-terminal, with fault knobs;
+                     VirtualClock
+    physics.py       the JointPhysics interface and FirstOrderServo
+    sim_physics.py   SimArmPhysics: the MuJoCo arm (`hardware.sim`) behind the emulator
+    emulated_arm.py  a whole Koch or SO-101 arm on a pty (`emulate_arm`, `default_calibration`)
+    follower.py      EmulatedFollower: the MuJoCo scene behind the emulator, a `ServoArm` on it
+
+Above `hardware.motors`, `hardware.arms` and `hardware.sim` (an emulated arm has a profile and a
+calibration; its physics may be the sim), below recording and the apps.
+"""
