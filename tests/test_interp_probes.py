@@ -1,6 +1,7 @@
 """Probes: planted signals are found, nulls stay null, and no split leaks an episode or location."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -152,3 +153,75 @@ def test_time_only_baseline_and_phase_accuracy():
         P.probe(noise, phase, kind="classification", **meta)["splits"]["episode"]["score"]
         < c["chance"] + 0.1
     )
+
+
+def fake_collection(path, seed=0, signal=True, episodes=12, steps=20):
+    """A collection written through ShardWriter: backbone/top is a fixed linear map of the cube
+    start (x, y) and the arm state (when `signal`), decoder/out is noise."""
+    from interp.shards import ShardWriter
+
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(8, 16))
+    writer = ShardWriter(path, shard_frames=50)
+    for e in range(episodes):
+        cube = np.array([rng.uniform(0.1, 0.3), rng.uniform(-0.1, 0.1), 0.01, 1, 0, 0, 0])
+        state = rng.normal(size=(steps, 6)).cumsum(axis=0)
+        code = np.column_stack([np.tile(30 * cube[:2], (steps, 1)), state])  # similar scales
+        top = (code @ mixing if signal else 0) + 0.01 * rng.normal(size=(steps, 16))
+        writer.add(
+            {"backbone/top": top, "decoder/out": rng.normal(size=(steps, 16))},
+            {
+                "episode": np.full(steps, e),
+                "frame": np.arange(steps),
+                "episode_length": np.full(steps, steps),
+                "location_id": np.full(steps, -1),
+                "cube_start_pose": np.tile(cube, (steps, 1)),
+                "state": state,
+                "phase": np.digitize(np.arange(steps), [steps // 2, 3 * steps // 4]),
+                "gt_actions": state[:, None, :].repeat(2, axis=1),
+                "pred_actions": state[:, None],
+            },
+        )
+    writer.close({"cameras": ["top"], "network": {"seed": seed}})
+
+
+def test_claims_probe_the_collected_features_with_the_random_init_control(tmp_path):
+    from interp import claims
+
+    fake_collection(tmp_path / "trained")
+    fake_collection(tmp_path / "random", seed=1, signal=False)
+    out = claims.run_claims(tmp_path / "trained", tmp_path / "random", progress=False)
+    json.dumps(out, allow_nan=False)
+    top = out["claim_1"]["backbone/top"]
+    assert set(top) == {"cube_xy", "arm_state", "gt_chunk", "phase"}
+    assert set(out["claim_2"]["decoder/out"]) == {"cube_xy", "arm_state", "phase"}
+    cube = top["cube_xy"]
+    assert cube["n_frames"] == 12 * 10  # approach frames only
+    ep = cube["splits"]["episode"]
+    assert ep["score"] > 0.95 and ep["controls"]["random_init"]["score"] < 0.1
+    assert cube["control_types"] == "cube_cell_4x4" and "location" not in cube["splits"]
+    assert top["arm_state"]["splits"]["episode"]["score"] > 0.95
+    assert out["claim_2"]["decoder/out"]["arm_state"]["splits"]["episode"]["score"] < 0.1
+    assert any(
+        re.match(
+            r"claim_1: cube_xy from backbone/top: episode-held-out r2 (0\.9\d|1\.00) "
+            r"\(folds .*random-init -?0\.\d\d",
+            s,
+        )
+        for s in out["summary"]
+    )
+
+
+def test_the_tautological_probe_is_refused(tmp_path):
+    from interp import claims
+
+    fake_collection(tmp_path / "c", episodes=3, steps=6)
+    coll = claims.Collection(tmp_path / "c")
+    for source in ("decoder/out", "actions"):
+        with pytest.raises(claims.TautologicalProbe, match="linear map.*by construction"):
+            claims.run_probe(coll, source, "pred_chunk")
+    with pytest.raises(KeyError, match="targets: cube_xy"):
+        claims.check_probe("backbone/top", "cube_z")
+    fake_collection(tmp_path / "other", episodes=3, steps=7)
+    with pytest.raises(ValueError, match="holds other frames"):
+        claims.run_claims(tmp_path / "c", tmp_path / "other", progress=False)
