@@ -17,7 +17,8 @@ Reductions (per name, recorded in the manifest):
               over the chunk queries. Attention weights and `actions` have no pooling rule.
     --pca K   after pooling (if any), project each name on its top K principal components. The
               PCA is fitted on a first pass over every `--pca-stride`-th frame of each episode
-              (the frames t = 0, s, 2s, ...) and stored in `pca/<name>.npz`.
+              (the frames t = 0, s, 2s, ...) and stored in `pca/<name>.npz`. That pass holds
+              its frames' features in memory (frames / s rows per name, before projection).
 
 Labels per frame are those of `interp.labels` (episode, frame, location id, the cube's start
 pose, arm state, task phase, ground-truth chunk), plus `pred_actions`, the network's chunk in
@@ -25,7 +26,8 @@ dataset units.
 
 A randomly initialised network of the same architecture (`--random-init SEED`) keeps the
 checkpoint's config and normalisation and draws fresh weights the way `act_jax.train` does: the
-seed `config.train.seed` reproduces the trained network's own initial weights.
+seed `config.train.seed` reproduces the trained network's own initial weights (to float
+rounding: `init_variables` compiles without XLA's optimisations).
 """
 
 from __future__ import annotations
