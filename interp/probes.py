@@ -79,21 +79,23 @@ def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ridge_solver(x: np.ndarray, y: np.ndarray):
-    """Standardises on these (training) rows and returns (alpha, x_new) -> predictions."""
+    """Standardises on these (training) rows; returns (alphas, x_new) -> (len(alphas), n, k)."""
     xm, xs = _scale(x)
     ym, ys = _scale(y)
     xz, yz = (x - xm) / xs, (y - ym) / ys
     if xz.shape[1] <= xz.shape[0]:  # primal: eigh of the (d, d) Gram matrix
         lam, v = np.linalg.eigh(xz.T @ xz)
         proj = v.T @ (xz.T @ yz)
-        weights = lambda a: v @ (proj / (np.maximum(lam, 0) + a)[:, None])
+        basis = lambda z: z @ v
     else:  # dual: eigh of the (n, n) kernel, w = X^T (K + a I)^-1 Y
         lam, u = np.linalg.eigh(xz @ xz.T)
         proj = u.T @ yz
-        weights = lambda a: xz.T @ (u @ (proj / (np.maximum(lam, 0) + a)[:, None]))
+        basis = lambda z: (z @ xz.T) @ u
+    lam = np.maximum(lam, 0)
 
-    def predict(alpha: float, x_new: np.ndarray) -> np.ndarray:
-        return ((x_new - xm) / xs) @ weights(alpha) * ys + ym
+    def predict(alphas: Sequence[float], x_new: np.ndarray) -> np.ndarray:
+        zb = basis((x_new - xm) / xs)  # the new rows in the eigenbasis, once for every alpha
+        return np.stack([zb @ (proj / (lam + a)[:, None]) * ys + ym for a in alphas])
 
     return predict
 
@@ -137,9 +139,7 @@ def select_alpha(
     pred = np.zeros((len(alphas), *targets.shape))
     for test in group_folds(groups, inner_folds):
         train = np.setdiff1d(np.arange(len(y)), test)
-        solve = _ridge_solver(x[train], targets[train])
-        for i, a in enumerate(alphas):
-            pred[i, test] = solve(a, x[test])
+        pred[:, test] = _ridge_solver(x[train], targets[train])(alphas, x[test])
     scores = [_score(y, p, kind, classes) for p in pred]
     return float(alphas[int(np.nanargmax(scores))]), scores
 
@@ -182,7 +182,7 @@ def cross_validate(
             inner_folds=inner_folds,
         )
         targets = _as_targets(y[train], kind, classes)
-        pred[test] = _ridge_solver(x[train], targets)(alpha, x[test])
+        pred[test] = _ridge_solver(x[train], targets)([alpha], x[test])[0]
         fold = {
             "test_groups": np.unique(groups[test]).tolist(),
             "frames": len(test),
