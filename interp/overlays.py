@@ -133,8 +133,8 @@ def overlay_figure(
                 ax.set_yticks([])
                 if j == 0 and k == 0:
                     ax.set_ylabel(
-                        f"{row.label}\nlatent {100 * values[tokens.latent]:.0f}%, "
-                        f"state {100 * values[tokens.state]:.0f}%",
+                        f"{row.label}\nlatent {100 * values[tokens.latent]:.1f}%, "
+                        f"state {100 * values[tokens.state]:.1f}%",
                         fontsize=9,
                     )
         cols = axes[:, k * len(cams) : (k + 1) * len(cams)]
@@ -254,7 +254,7 @@ def per_query_figure(
         ax0.plot(np.asarray(c["k90"]) / n_keys, style, label=kind)
         for i, g in enumerate(groups):
             ax1.plot(c[g], style, color=f"C{i}", label=f"{g[6:]} ({kind})")
-    ax0.axhline(baseline["k90"]["fraction"], color="crimson", ls="--", label="uniform")
+    ax0.axhline(baseline["k90"]["fraction"], color="crimson", ls="--", label="uniform", zorder=1)
     ax0.set(
         xlabel="chunk step (decoder query)",
         ylabel="fraction of tokens for 90% of mass",

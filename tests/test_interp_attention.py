@@ -249,3 +249,52 @@ def test_gripper_phases_follow_the_close_and_open_commands():
     gripper = np.array([45, 45, 30, 10, 0, 0, 20, 30, 40, 45])  # shut below 22.5
     assert gripper_phases(gripper) == ["reach"] * 3 + ["carry"] * 4 + ["release"] * 3
     assert gripper_phases(np.full(4, 45.0)) == ["reach"] * 4
+
+
+def test_cli_on_a_checkpoint_and_dataset_writes_json_and_pngs(tmp_path):
+    import json
+
+    import jax.numpy as jnp
+    from helpers_data import build_dataset
+
+    from act_jax import checkpoints, normalization, train
+    from configs import tiny
+    from interp.attention_analysis import main
+
+    dataset = build_dataset(tmp_path / "data", num_episodes=2, steps=6)
+    config = tiny.get_config()
+    _, shapes = checkpoints._abstract_variables(config, None)
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+    opt_state = train.make_optimizer(config.train).init(variables["params"])
+    stats = normalization.NormStats(
+        np.zeros(6, np.float32),
+        np.ones(6, np.float32),
+        np.zeros(6, np.float32),
+        np.ones(6, np.float32),
+    )
+    state = {"step": jnp.int32(1), **variables, "opt_state": opt_state}
+    checkpoints.save(tmp_path / "run", 1, state, config, stats)
+    out = tmp_path / "out"
+    args = [
+        "--checkpoint",
+        str(tmp_path / "run"),
+        "--out",
+        str(out),
+        "--frames",
+        "5",
+        "--dataset",
+        str(dataset),
+        "--batch-size",
+        "4",
+    ]
+    assert main(args) == 0
+    summary = json.loads((out / "attention.json").read_text())
+    assert summary["n_frames"] == 5 and summary["n_tokens"] == 4  # 32x32 images: one cell each
+    assert sum(summary["phases"].values()) == 5 and len(summary["frames"]["phase"]) == 5
+    assert summary["frames"]["episode"][0] == 0 and summary["frames"]["step"][-1] == 6
+    assert summary["command"].startswith("python -m interp.attention_analysis --checkpoint")
+    for name in ("attention_summary", "decoder_queries", "overlay_phases", "overlay_frames"):
+        decode_png((out / f"{name}.png").read_bytes())
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path / "none"), "--out", str(out)])
