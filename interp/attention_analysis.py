@@ -51,17 +51,19 @@ def _collect(model, variables, batch, tokens, batch_size):
     """Runs the model in mini-batches; per-frame statistics, rollouts and maps, concatenated."""
     enc, dec = attention_sites(model.config)
     n = len(batch["state"])
+    size = min(batch_size, n)
     parts: list[dict] = []
-    for start in range(0, n, batch_size):
+    for start in range(0, n, size):
+        # The last mini-batch is padded with its final frame to the same size, so the model is
+        # compiled once (a minute for the seed architecture), and the padding cut off after.
+        rows = np.minimum(np.arange(start, start + size), n - 1)
         sub = {
-            "images": {
-                c: np.asarray(v[start : start + batch_size]) for c, v in batch["images"].items()
-            },
-            "state": np.asarray(batch["state"][start : start + batch_size]),
+            "images": {c: np.asarray(v)[rows] for c, v in batch["images"].items()},
+            "state": np.asarray(batch["state"])[rows],
         }
-        cache = {
-            k: np.asarray(v) for k, v in im.run_with_cache(model, variables, sub, enc + dec).items()
-        }
+        keep = min(size, n - start)
+        captured = im.run_with_cache(model, variables, sub, enc + dec)
+        cache = {k: np.asarray(v)[:keep] for k, v in captured.items()}
         rollout = A.encoder_rollout([cache[s] for s in enc])  # (b, N, N)
         part = {s: A.site_stats(cache[s], tokens) for s in enc + dec}
         part["state_into_pixels"] = A.state_into_pixels(rollout, tokens)
@@ -174,10 +176,10 @@ def analyse_attention(
         pngs maps file names to PNG bytes.
     """
     n_frames = len(batch["state"])
-    if tokens.n_tokens != 2 + len(model.config.cameras) * tokens.pixels_per_camera or (
-        tokens.cameras != tuple(model.config.cameras)
-    ):
-        raise ValueError(f"tokens {tokens} do not describe this model's cameras")
+    if tokens != TokenIndex.for_config(model.config):
+        raise ValueError(
+            f"tokens {tokens} do not describe this model ({TokenIndex.for_config(model.config)})"
+        )
     labels = np.array([ALL] * n_frames if phases is None else [str(p) for p in phases])
     if labels.shape != (n_frames,):
         raise ValueError(f"phases has {len(labels)} labels for {n_frames} frames")
