@@ -12,7 +12,8 @@ Data flow:
     `pos_embed_1d`; encoder over the N tokens; decoder with C zero queries; `action_head`.
     Training with the VAE: z ~ q(z | state, actions) from `vae_encoder`; otherwise z = 0.
 
-Every analyst-facing activation is sown under a name documented in `act_jax/intermediates.py`.
+Every analyst-facing activation is a hook point (recorded, and replaceable by a patch) under a
+name documented in `act_jax/intermediates.py`.
 
 Numerics: with weights converted from LeRobot's ACT (post- and pre-norm, two cameras, padded
 chunks) the action chunk, the layer4 maps and the VAE posterior agree to < 1e-6 (float32, CPU).
@@ -254,9 +255,7 @@ class ACT(nn.Module):
             jnp.asarray(action_is_pad, bool),
             deterministic=not train,
         )
-        im.sow(self, "vae/mu", mu)
-        im.sow(self, "vae/logvar", logvar)
-        return mu, logvar
+        return im.hook(self, "vae/mu", mu), im.hook(self, "vae/logvar", logvar)
 
     def encode(self, images, state, latent=None, *, train: bool):
         """Backbone + token assembly + transformer encoder.
@@ -277,9 +276,11 @@ class ACT(nn.Module):
         x = (x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         feats = self.backbone(x)  # (K*B, h, w, C_b)
         k, (h, w) = len(cfg.cameras), feats.shape[1:3]
-        if self.is_mutable_collection(im.COLLECTION):  # skip even the slicing otherwise
-            for i, cam in enumerate(cfg.cameras):
-                im.sow(self, f"backbone/{cam}", feats[i * b : (i + 1) * b])
+        names = [f"backbone/{cam}" for cam in cfg.cameras]
+        if self.is_mutable_collection(im.COLLECTION) or im.any_patched(self, names):
+            # Only then slice per camera (and re-join, when one of them is patched).
+            parts = [im.hook(self, n, feats[i * b : (i + 1) * b]) for i, n in enumerate(names)]
+            feats = jnp.concatenate(parts, axis=0) if im.any_patched(self, names) else feats
         pix = self.input_proj(feats)  # (K*B, h, w, D)
         pix = pix.reshape(k, b, h * w, d).transpose(1, 0, 2, 3).reshape(b, k * h * w, d)
         pix_pos = np.tile(sine_table_2d(h, w, d), (k, 1))  # (K*h*w, D), same grid per camera
@@ -287,14 +288,14 @@ class ACT(nn.Module):
         tokens = [self.latent_proj(latent)[:, None], state_tok[:, None], pix]
         tokens = jnp.concatenate(tokens, axis=1).astype(dt)  # (B, N, D)
         pos = jnp.concatenate([self.pos_embed_1d, jnp.asarray(pix_pos)], axis=0)[None]
+        # Hooked here, not in the encoder, so a patch reaches the decoder's cross-attention keys.
+        pos = im.hook(self, "encoder/pos_embed", pos)
         return self.encoder(tokens, pos, deterministic=not train), pos
 
     def decode(self, memory, pos, *, train: bool):
         """Decoder + action head: memory (B, N, D), pos (1, N, D) -> actions (B, C, A) float32."""
         out = self.decoder(memory, pos, deterministic=not train)
-        actions = self.action_head(out).astype(jnp.float32)
-        im.sow(self, "actions", actions)
-        return actions
+        return im.hook(self, "actions", self.action_head(out).astype(jnp.float32))
 
     def _check_inputs(self, images, state, actions, action_is_pad, train) -> int:
         """Validates shapes against the config (at trace time) and returns the batch size."""

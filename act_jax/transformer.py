@@ -18,6 +18,7 @@ H heads, F feed-forward dim. All tensors are batch-first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -31,6 +32,14 @@ xavier_uniform = nn.initializers.xavier_uniform()
 # PyTorch initialises q, k and v as ONE (3D, D) matrix; Xavier on that shape has limit
 # sqrt(6 / (D + 3D)), which is variance_scaling(0.5, fan_avg) on each (D, D) block.
 xavier_uniform_qkv = nn.initializers.variance_scaling(0.5, "fan_avg", "uniform")
+
+
+# A sub-layer's hook point callback, `hook(kind, x) -> x`; its parent layer names the points.
+Hook = Callable[[str, jax.Array], jax.Array] | None
+
+
+def _no_hook(kind, x):
+    return x
 
 
 def sine_table_1d(length: int, dim: int) -> np.ndarray:
@@ -93,7 +102,9 @@ class Attention(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, query, key, value, key_padding_mask=None, *, deterministic: bool):
+    def __call__(
+        self, query, key, value, key_padding_mask=None, *, deterministic: bool, hook: Hook = None
+    ):
         """Attends `query` tokens over `key`/`value` tokens.
 
         Args:
@@ -102,10 +113,14 @@ class Attention(nn.Module):
             value: (B, K, D) values (never carry a position embedding).
             key_padding_mask: optional (B, K) bool, True for keys to ignore.
             deterministic: disables dropout.
+            hook: `hook(kind, x) -> x`, called with "logits" (B, H, Q, K) float32 after the
+                key-padding mask, "weights" (B, H, Q, K) after the softmax and "probs" after
+                dropout (what multiplies V); the parent layer names and patches them.
 
         Returns:
             out (B, Q, D) and weights (B, H, Q, K) (after masking, before dropout).
         """
+        hook = hook or _no_hook
         b, q_len, _ = query.shape
         k_len = key.shape[1]
         h, dh = self.n_heads, self.dim // self.n_heads
@@ -121,8 +136,9 @@ class Attention(nn.Module):
         if key_padding_mask is not None:
             keep = ~key_padding_mask[:, None, None, :]  # (B, 1, 1, K)
             logits = jnp.where(keep, logits, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(logits, axis=-1)  # (B, H, Q, K)
-        probs = nn.Dropout(self.dropout)(weights, deterministic=deterministic)
+        logits = hook("logits", logits)
+        weights = hook("weights", jax.nn.softmax(logits, axis=-1))  # (B, H, Q, K)
+        probs = hook("probs", nn.Dropout(self.dropout)(weights, deterministic=deterministic))
         out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
         out = out.reshape(b, q_len, self.dim)
         out = nn.Dense(self.dim, dtype=self.dtype, kernel_init=xavier_uniform, name="out_proj")(out)
@@ -133,8 +149,8 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """Position-wise MLP: linear1 -> ReLU -> dropout -> linear2 (PyTorch's layer FFN).
 
-    Returns both the output and the post-ReLU hidden activations so that the decoder layer can
-    sow them under its documented names (`mlp_hidden`) without a second code path.
+    The post-ReLU hidden activations go through the parent's `hook` ("hidden"), so the decoder
+    layer names, records and patches them as `mlp_hidden`; they are returned too.
     """
 
     dim: int
@@ -143,10 +159,14 @@ class FeedForward(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, *, deterministic: bool):
-        """Args: x (B, T, D). Returns: out (B, T, D), hidden (B, T, F) after the ReLU."""
+    def __call__(self, x, *, deterministic: bool, hook: Hook = None):
+        """Args: x (B, T, D); hook(kind, x) -> x, called with "hidden".
+
+        Returns: out (B, T, D), hidden (B, T, F) after the ReLU (and the hook).
+        """
         dense = dict(dtype=self.dtype, kernel_init=xavier_uniform)
         hidden = nn.relu(nn.Dense(self.hidden_dim, name="linear1", **dense)(x))
+        hidden = (hook or _no_hook)("hidden", hidden)
         y = nn.Dropout(self.dropout)(hidden, deterministic=deterministic)
         return nn.Dense(self.dim, name="linear2", **dense)(y), hidden
 
@@ -158,8 +178,8 @@ def _with_pos(x, pos):
 class EncoderLayer(nn.Module):
     """Self-attention + FFN block of the ACT encoder (also used by the VAE encoder).
 
-    Sows `attn_weights` (B, H, N, N) and `out` (B, N, D) under its own path, e.g.
-    `encoder/layer_0/attn_weights`.
+    Hook points (under its own path, e.g. `encoder/layer_0/`): `attn_logits`, `attn_weights`,
+    `attn_probs` (B, H, N, N) and `out` (B, N, D).
     """
 
     dim: int
@@ -180,8 +200,9 @@ class EncoderLayer(nn.Module):
 
         h = norm1(x) if self.pre_norm else x
         qk = _with_pos(h, pos)
-        a, weights = attn(qk, qk, h, key_padding_mask, deterministic=deterministic)
-        im.sow(self, "attn_weights", weights)
+        a, _ = attn(
+            qk, qk, h, key_padding_mask, deterministic=deterministic, hook=im.hooks(self, "attn_")
+        )
         x = x + drop(a)
         h = norm2(x) if self.pre_norm else norm1(x)
         x = x if self.pre_norm else h
@@ -189,16 +210,15 @@ class EncoderLayer(nn.Module):
         x = x + drop(f)
         if not self.pre_norm:
             x = norm2(x)
-        im.sow(self, "out", x)
-        return x
+        return im.hook(self, "out", x)
 
 
 class DecoderLayer(nn.Module):
     """Self-attention over the action queries, cross-attention to the encoder, then the FFN.
 
-    Sows (under e.g. `decoder/layer_0/`): `self_attn_weights` (B, H, C, C),
-    `cross_attn_weights` (B, H, C, N), `mlp_in` (B, C, D), `mlp_hidden` (B, C, F),
-    `mlp_out` (B, C, D) and `out` (B, C, D).
+    Hook points (under e.g. `decoder/layer_0/`): `self_attn_{logits,weights,probs}` (B, H, C, C),
+    `cross_attn_{logits,weights,probs}` (B, H, C, N), `mlp_in` (B, C, D), `mlp_hidden`
+    (B, C, F), `mlp_out` (B, C, D) and `out` (B, C, D).
     """
 
     dim: int
@@ -231,41 +251,39 @@ class DecoderLayer(nn.Module):
         # Pre-norm normalises each sub-layer's input; post-norm normalises after each residual.
         h = norms[0](x) if self.pre_norm else x
         qk = _with_pos(h, query_pos)
-        a, w_self = self_attn(qk, qk, h, deterministic=deterministic)
-        im.sow(self, "self_attn_weights", w_self)
+        a, _ = self_attn(qk, qk, h, deterministic=deterministic, hook=im.hooks(self, "self_attn_"))
         x = x + drop(a)
         if self.pre_norm:
             h = norms[1](x)
         else:
             x = h = norms[0](x)
-        a, w_cross = cross_attn(
+        a, _ = cross_attn(
             _with_pos(h, query_pos),
             _with_pos(memory, memory_pos),
             memory,
             deterministic=deterministic,
+            hook=im.hooks(self, "cross_attn_"),
         )
-        im.sow(self, "cross_attn_weights", w_cross)
         x = x + drop(a)
         if self.pre_norm:
             h = norms[2](x)
         else:
             x = h = norms[1](x)
-        im.sow(self, "mlp_in", h)
-        f, hidden = mlp(h, deterministic=deterministic)
-        im.sow(self, "mlp_hidden", hidden)
-        im.sow(self, "mlp_out", f)
+        h = im.hook(self, "mlp_in", h)
+        f, _ = mlp(h, deterministic=deterministic, hook=im.hooks(self, "mlp_"))
+        f = im.hook(self, "mlp_out", f)
         x = x + drop(f)
         if not self.pre_norm:
             x = norms[2](x)
-        im.sow(self, "out", x)
-        return x
+        return im.hook(self, "out", x)
 
 
 class Encoder(nn.Module):
     """The ACT transformer encoder over [latent, state, pixel tokens].
 
-    Sows `input_tokens` (B, N, D), `pos_embed` (1, N, D) and `out` (B, N, D); each layer sows
-    under `layer_{i}/`. A final LayerNorm (`norm`) exists only in pre-norm, as in DETR/LeRobot.
+    Hook points `input_tokens` (B, N, D) and `out` (B, N, D); each layer's under `layer_{i}/`.
+    (`encoder/pos_embed` is hooked by `ACT.encode`, because the decoder's cross-attention keys
+    use it too.) A final LayerNorm (`norm`) exists only in pre-norm, as in DETR/LeRobot.
     """
 
     n_layers: int
@@ -279,9 +297,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, tokens, pos, *, deterministic: bool):
         """Args: tokens (B, N, D); pos (1, N, D). Returns: memory (B, N, D)."""
-        im.sow(self, "input_tokens", tokens)
-        im.sow(self, "pos_embed", pos)
-        x = tokens
+        x = im.hook(self, "input_tokens", tokens)
         for i in range(self.n_layers):
             x = EncoderLayer(
                 self.dim,
@@ -294,14 +310,13 @@ class Encoder(nn.Module):
             )(x, pos, deterministic=deterministic)
         if self.pre_norm:
             x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name="norm")(x)
-        im.sow(self, "out", x)
-        return x
+        return im.hook(self, "out", x)
 
 
 class Decoder(nn.Module):
     """The ACT decoder: `chunk` zero queries with learned position embeddings (`query_pos_embed`).
 
-    Sows `out` (B, C, D), the normed output that `action_head` reads (the "action vector").
+    Hook point `out` (B, C, D), the normed output that `action_head` reads (the "action vector").
     """
 
     n_layers: int
@@ -331,5 +346,4 @@ class Decoder(nn.Module):
                 name=f"layer_{i}",
             )(x, memory, query_pos, memory_pos, deterministic=deterministic)
         x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name="norm")(x)
-        im.sow(self, "out", x)
-        return x
+        return im.hook(self, "out", x)
