@@ -15,7 +15,7 @@ from act_jax.data import load_episodes
 from act_jax.model import ACT, ACTConfig, init_variables
 from act_jax_datasets.episodes import build
 from configs import tiny
-from hardware.episodes import write_episode
+from hardware.recording.episodes import write_episode
 from interp import collect as C
 from interp.labels import task_phase
 from interp.shards import Collection, ShardWriter
