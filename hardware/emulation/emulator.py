@@ -159,6 +159,10 @@ class ServoEmulator:
         return self
 
     def stop(self) -> None:
+        self._shut_down(ignore_close_errors=True)
+
+    def _shut_down(self, *, ignore_close_errors: bool) -> None:
+        """Stops the serving thread and closes both pty ends."""
         self._running = False
         if self._thread is not None:
             self._thread.join(timeout=2.0)
@@ -168,7 +172,8 @@ class ServoEmulator:
                 try:
                     os.close(fd)
                 except OSError:
-                    pass
+                    if not ignore_close_errors:
+                        raise
         self._master = self._slave = -1
 
     def __enter__(self) -> ServoEmulator:
@@ -179,14 +184,7 @@ class ServoEmulator:
 
     def unplug(self) -> None:
         """Pull the USB cable: close both pty ends, so the host's next read or write fails."""
-        self._running = False
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._master = self._slave = -1
+        self._shut_down(ignore_close_errors=False)
 
     # -- state access for tests and tools --------------------------------------------------------
     def get(self, motor_id: int, register: str) -> int:
