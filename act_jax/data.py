@@ -184,7 +184,7 @@ def held_image_bytes(episodes: Sequence[EpisodeData]) -> int:
     return sum(f.nbytes for ep in episodes for f in ep.images.values())
 
 
-def _png_source(dataset_dir: str | os.PathLike):
+def png_source(dataset_dir: str | os.PathLike):
     """The dataset's random-access source, with camera frames handed over as PNG bytes."""
     import tensorflow_datasets as tfds  # TFDS import is slow; only pay it when reading.
 
@@ -227,7 +227,7 @@ def load_episodes(
     """
     _checked_decode(decode, memory_budget_gb)
     threads = decode_threads or default_decode_threads()
-    source = _png_source(dataset_dir)
+    source = png_source(dataset_dir)
     if len(source) == 0:
         raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
     expected = (int(image_size[0]), int(image_size[1]), 3)

@@ -65,9 +65,9 @@ def make_dataset(root: Path, shape: str, frames: str) -> Path:
 
 def record_read_ms(dataset_dir: Path) -> float:
     """Mean time to read and parse one episode record (PNG bytes kept, nothing decoded)."""
-    from act_jax.data import _png_source
+    from act_jax.data import png_source
 
-    source = _png_source(dataset_dir)
+    source = png_source(dataset_dir)
     t = time.perf_counter()
     for i in range(len(source)):
         source[i]

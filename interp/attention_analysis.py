@@ -4,7 +4,7 @@ r"""The attention analysis of a checkpoint on a set of frames: numbers (JSON-rea
         --frames 96
 
 reads evenly spaced frames of the checkpoint's `act_episodes` dataset (or `--dataset DIR`), labels
-each with a rough task phase from the demo's commanded gripper (`gripper_phases`), and writes
+each with its task phase (`interp.labels.task_phase`, from the demo's commanded gripper), and writes
 `attention.json` and the PNGs of `analyse_attention` to `--out`. The statistics and the rollout
 are defined in `interp.attention`; the figures in `interp.overlays`.
 
@@ -26,18 +26,19 @@ import numpy as np
 from act_jax import intermediates as im
 from interp import attention as A
 from interp import overlays
+from interp.ablation import attention_sites
 from interp.tokens import TokenIndex
 
 ALL = "all frames"
 
 
-def attention_sites(model_config) -> tuple[list[str], list[str]]:
-    """(encoder self-attention names, decoder cross-attention names), in layer order."""
-    names = im.expected(model_config, 1)
-    enc = [f"encoder/layer_{i}/attn_weights" for i in range(model_config.n_encoder_layers)]
-    dec = [f"decoder/layer_{i}/cross_attn_weights" for i in range(model_config.n_decoder_layers)]
-    assert all(n in names for n in enc + dec)  # the documented names, not a second spelling
-    return enc, dec
+def weight_sites(model_config) -> tuple[list[str], list[str]]:
+    """(encoder self-attention, decoder cross-attention) weight names, in layer order: the
+    sites of `interp.ablation.attention_sites` with their `*_weights` hook points."""
+    weights = lambda which: [
+        s.removesuffix("_logits") + "_weights" for s in attention_sites(model_config, which)
+    ]
+    return weights("encoder"), weights("cross")
 
 
 def short_name(site: str) -> str:
@@ -49,7 +50,7 @@ def short_name(site: str) -> str:
 
 def _collect(model, variables, batch, tokens, batch_size):
     """Runs the model in mini-batches; per-frame statistics, rollouts and maps, concatenated."""
-    enc, dec = attention_sites(model.config)
+    enc, dec = weight_sites(model.config)
     n = len(batch["state"])
     size = min(batch_size, n)
     parts: list[dict] = []
@@ -221,36 +222,17 @@ def analyse_attention(
     return result, _figures(data, enc, dec, batch, tokens, labels, order, result)
 
 
-def gripper_phases(gripper: np.ndarray, closed_below: float | None = None) -> list[str]:
-    """A rough task phase per step from one demo's commanded gripper (T,), LeRobot units.
-
-    "reach" until the gripper is first commanded shut (below `closed_below`), "carry" while it
-    stays shut, "release" once it opens again. A stand-in for a proper phase labeller: the
-    boundaries are the expert's close and open commands, not contact events.
-    """
-    if closed_below is None:
-        from hardware.sim.expert import GRIPPER_CLOSED, GRIPPER_OPEN
-
-        closed_below = (GRIPPER_OPEN + GRIPPER_CLOSED) / 2
-    shut = np.asarray(gripper) < closed_below
-    labels, state = [], "reach"
-    for s in shut:
-        if state == "reach" and s:
-            state = "carry"
-        elif state == "carry" and not s:
-            state = "release"
-        labels.append(state)
-    return labels
-
-
 def frames_from_dataset(dataset_dir, config, norm_stats, n_frames: int):
     """`n_frames` evenly spaced frames of an `act_episodes` dataset, with their phase labels.
 
     Returns:
         (batch, meta): batch as `analyse_attention` takes it (state normalised with
-        `norm_stats`); meta {"episode", "step", "phase"}, one entry per frame.
+        `norm_stats`) plus the recorded chunks ("actions", normalised, and "action_is_pad");
+        meta {"episode", "step", "phase"}, one entry per frame, the phase a name of
+        `interp.labels.PHASES`.
     """
     from act_jax.data import ChunkSampler, load_episodes
+    from interp.labels import GRIPPER, PHASES, task_phase
 
     m = config.model
     episodes = load_episodes(
@@ -262,13 +244,16 @@ def frames_from_dataset(dataset_dir, config, norm_stats, n_frames: int):
     frames = np.linspace(0, lengths.sum() - 1, n_frames).round().astype(np.int64)
     sampler = ChunkSampler(episodes, norm_stats, m.chunk_size, n_frames, seed=0)
     batch = sampler.gather(frames)
-    phase_of = {e: gripper_phases(episodes[e].action[:, -1]) for e in set(ep_of[frames])}
+    phase_of = {e: task_phase(episodes[e].action[:, GRIPPER]) for e in set(ep_of[frames])}
     meta = {
         "episode": [int(episodes[e].episode_index) for e in ep_of[frames]],
         "step": t_of[frames].tolist(),
-        "phase": [phase_of[e][t] for e, t in zip(ep_of[frames], t_of[frames], strict=True)],
+        "phase": [
+            PHASES[phase_of[e][t]] for e, t in zip(ep_of[frames], t_of[frames], strict=True)
+        ],
     }
-    return {"images": batch["images"], "state": batch["state"]}, meta
+    keep = ("images", "state", "actions", "action_is_pad")
+    return {k: batch[k] for k in keep}, meta
 
 
 def main(argv=None) -> int:

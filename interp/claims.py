@@ -122,15 +122,19 @@ def run_probe(
     *,
     random: Collection | None = None,
     cache: dict | None = None,
+    features_of=feature_matrix,
     **kwargs,
 ) -> dict:
-    """One probe of `target` from `feature` with every control (see the module docstring)."""
+    """One probe of `target` from `feature` with every control (see the module docstring).
+
+    `features_of(collection, feature)` gives the (frames, d) matrix (default: `feature_matrix`;
+    `interp.absorption` passes one that keeps the pixel tokens only)."""
     check_probe(feature, target)
     index = _frame_index(coll)
     y, rows, note = _target(coll, index, target)
     types, type_name = control_types(index)
-    x = feature_matrix(coll, feature)[rows]
-    xr = None if random is None else feature_matrix(random, feature)[rows]
+    x = features_of(coll, feature)[rows]
+    xr = None if random is None else features_of(random, feature)[rows]
     result = probes.probe(
         x,
         y[rows],

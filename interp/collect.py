@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from act_jax import intermediates as im
-from act_jax.data import PngFrames, _png_source
+from act_jax.data import PngFrames, png_source
 from act_jax.normalization import NormStats
 from interp.labels import LABELS, PHASES, episode_labels
 from interp.shards import ShardWriter, file_name
@@ -177,9 +177,12 @@ def fit_pca(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
     }
 
 
-def check_names(network: Network, names: Sequence[str], *, pooled: bool) -> tuple[str, ...]:
+def check_names(
+    network: Network, names: Sequence[str], *, pooled: bool | Sequence[str]
+) -> tuple[str, ...]:
     """The requested names, validated before any work: unknown names (KeyError listing the valid
-    ones) and names without a pooling rule when `pooled` (ValueError) fail here."""
+    ones) and pooled names without a pooling rule (ValueError) fail here. `pooled`: True for
+    every name, or the names to pool."""
     if isinstance(names, str) or not names:
         raise ValueError(f"names must be a non-empty list of intermediate names, got {names!r}")
     shapes = im.expected(network.model.config, 1)
@@ -189,10 +192,13 @@ def check_names(network: Network, names: Sequence[str], *, pooled: bool) -> tupl
             f"unknown intermediate name(s) {unknown}; valid names for this model: "
             + ", ".join(sorted(shapes))
         )
-    if pooled:
-        tokens = TokenIndex.for_config(network.model.config)
-        for n in names:
-            pool(n, np.zeros(shapes[n], np.float32), tokens)
+    to_pool = names if pooled is True else [n for n in (pooled or ()) if n]
+    stray = [n for n in to_pool if n not in names]
+    if stray:
+        raise ValueError(f"pooled names {stray} are not among the collected names {list(names)}")
+    tokens = TokenIndex.for_config(network.model.config)
+    for n in to_pool:
+        pool(n, np.zeros(shapes[n], np.float32), tokens)
     return tuple(dict.fromkeys(names))
 
 
@@ -221,9 +227,10 @@ def collect(
     names: Sequence[str],
     out_dir: str | Path,
     *,
-    pooled: bool = False,
+    pooled: bool | Sequence[str] = False,
     pca: int | None = None,
     pca_stride: int = 10,
+    frame_stride: int = 1,
     batch_size: int = 32,
     shard_frames: int = 2048,
     max_episodes: int | None = None,
@@ -236,17 +243,22 @@ def collect(
         network: from `load_network` (or built directly, e.g. in tests).
         dataset_dir: a built `act_episodes` dataset whose frames have the model's image size.
         names: intermediate names (`act_jax.intermediates`).
-        pooled, pca, pca_stride: the reductions of the module docstring.
+        pooled, pca, pca_stride: the reductions of the module docstring; `pooled` may also
+            name the intermediates to pool (the others are kept raw).
+        frame_stride: collect every s-th frame of each episode (frames 0, s, 2s, ...).
         batch_size: frames per forward pass; shard_frames: frames per shard on disk.
         max_episodes: only the first episodes (a smoke run).
 
     Returns:
         The manifest (also written to `out_dir/manifest.json`).
     """
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     names = check_names(network, names, pooled=pooled)
+    pooled_names = set(names if pooled is True else (pooled or ()))
     tokens = TokenIndex.for_config(network.model.config)
     mc = network.model.config
-    source = _png_source(dataset_dir)
+    source = png_source(dataset_dir)
     if len(source) == 0:
         raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
     writer = ShardWriter(out_dir, shard_frames)  # fails now if out_dir is already a collection
@@ -262,7 +274,7 @@ def collect(
         where=str(dataset_dir),
         progress=show,
     )
-    reduce = lambda n, v: pool(n, v, tokens) if pooled else np.asarray(v, np.float32)
+    reduce = lambda n, v: pool(n, v, tokens) if n in pooled_names else np.asarray(v, np.float32)
 
     pcas = {}
     if pca:
@@ -283,12 +295,12 @@ def collect(
         p = pcas[n]
         return (v.reshape(len(v), -1) - p["mean"]) @ p["components"].T
 
-    for batch in stream(1, progress):
+    for batch in stream(frame_stride, progress):
         cache, pred = run(batch)
         writer.add(
             {n: transform(n, cache[n]) for n in names}, {**batch["labels"], "pred_actions": pred}
         )
-    how = ("pool" if pooled else "raw") + (f"+pca{pca}" if pca else "")
+    how = lambda n: ("pool" if n in pooled_names else "raw") + (f"+pca{pca}" if pca else "")
     shapes = im.expected(mc, 1)
     return writer.close(
         {
@@ -296,11 +308,12 @@ def collect(
             "dataset": str(Path(dataset_dir).absolute()),
             "episodes": min(len(source), max_episodes or len(source)),
             "command": command,
-            "features": {n: {"reduce": how, "raw_shape": list(shapes[n][1:])} for n in names},
+            "features": {n: {"reduce": how(n), "raw_shape": list(shapes[n][1:])} for n in names},
             "labels": {k: {"doc": doc} for k, doc in LABELS.items()},
             "phases": list(PHASES),
             "batch_size": batch_size,
             "pca_stride": pca_stride if pca else None,
+            "frame_stride": frame_stride,
             "cameras": list(mc.cameras),
         }
     )
@@ -327,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--shard-frames", type=int, default=2048)
     p.add_argument("--max-episodes", type=int, default=None)
+    p.add_argument("--frame-stride", type=int, default=1, help="every s-th frame of each episode")
     args = p.parse_args(argv)
-    for flag in ("batch_size", "shard_frames", "pca_stride", "pca", "max_episodes"):
+    for flag in ("batch_size", "shard_frames", "pca_stride", "pca", "max_episodes", "frame_stride"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
     try:
@@ -351,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             shard_frames=args.shard_frames,
             max_episodes=args.max_episodes,
+            frame_stride=args.frame_stride,
             command=command,
         )
     except (KeyError, ValueError, FileNotFoundError, FileExistsError) as e:

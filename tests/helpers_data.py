@@ -62,6 +62,25 @@ def build_dataset(root: Path, name: str = "tiny", **kwargs) -> Path:
     return build(root / "episodes", root / "tfds", name)
 
 
+def tiny_sim_run(root: Path, *, episodes: int, distribution: str) -> Path:
+    """The tiny config trained 2 steps on `episodes` scripted sim demos (32x32) recorded with
+    cube starts from `distribution`. Returns the training workdir."""
+    from act_jax import sim_demos, train
+    from configs import tiny
+
+    config = tiny.get_config()
+    config.data.tfds_data_dir = str(root / "tfds")
+    config.data.episodes_dir = str(root / "episodes")
+    config.data.record_episodes = episodes
+    config.data.record_distribution = distribution
+    config.data.val_fraction = 0.0
+    config.train.num_steps = 2
+    config.eval.every_steps = 0
+    sim_demos.record_missing_demos(config.data, config.model.image_size)
+    train.train_and_evaluate(config, root / "run")
+    return root / "run"
+
+
 @contextlib.contextmanager
 def fast_compiles(cache_dir: Path):
     """Cheaper XLA compiles for tests, restored afterwards.

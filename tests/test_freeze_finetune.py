@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from helpers_data import fast_compiles
+from helpers_data import fast_compiles, tiny_sim_run
 
-from act_jax import sim_demos, train
+from act_jax import train
 from configs import tiny
 from interp import freeze_finetune
 from interp import params as P
@@ -21,18 +21,7 @@ def _fast(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     """A tiny policy trained 2 steps on 2 sim demos at the named locations."""
-    root = tmp_path_factory.mktemp("base")
-    config = tiny.get_config()
-    config.data.tfds_data_dir = str(root / "tfds")
-    config.data.episodes_dir = str(root / "episodes")
-    config.data.record_episodes = 2
-    config.data.record_distribution = "named"
-    config.data.val_fraction = 0.0
-    config.train.num_steps = 2
-    config.eval.every_steps = 0
-    sim_demos.record_missing_demos(config.data, config.model.image_size)
-    train.train_and_evaluate(config, root / "run")
-    return root / "run"
+    return tiny_sim_run(tmp_path_factory.mktemp("base"), episodes=2, distribution="named")
 
 
 def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_path):

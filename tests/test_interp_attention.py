@@ -11,7 +11,7 @@ from act_jax import intermediates as im
 from act_jax.model import ACT, ACTConfig, init_variables
 from interp import attention as A
 from interp import overlays
-from interp.attention_analysis import analyse_attention, gripper_phases
+from interp.attention_analysis import analyse_attention
 from interp.tokens import TokenIndex
 
 TINY = ACTConfig(
@@ -243,12 +243,6 @@ def test_analysis_rejects_mismatched_phases_and_tokens(analysis):
     other = TokenIndex(cameras=("top",), grid=(2, 3))
     with pytest.raises(ValueError, match="do not describe"):
         analyse_attention(model, variables, batch, other)
-
-
-def test_gripper_phases_follow_the_close_and_open_commands():
-    gripper = np.array([45, 45, 30, 10, 0, 0, 20, 30, 40, 45])  # shut below 22.5
-    assert gripper_phases(gripper) == ["reach"] * 3 + ["carry"] * 4 + ["release"] * 3
-    assert gripper_phases(np.full(4, 45.0)) == ["reach"] * 4
 
 
 def test_cli_on_a_checkpoint_and_dataset_writes_json_and_pngs(tmp_path):

@@ -145,11 +145,38 @@ def test_pooling_and_pca_reduce_the_direct_capture(tmp_path, dataset, network, d
     assert coll.manifest["features"]["decoder/out"]["reduce"] == "raw+pca3"
 
 
+def test_frame_stride_and_pooling_some_names_only(tmp_path, dataset, network, direct):
+    eps, cache = direct
+    C.collect(
+        network,
+        dataset,
+        NAMES,
+        tmp_path / "s",
+        pooled=["backbone/top"],
+        frame_stride=3,
+        batch_size=8,
+        progress=False,
+    )
+    coll = Collection(tmp_path / "s")
+    # Frames 0, 3, 6, ... of each episode, with their own (unstrided) frame numbers.
+    starts = np.cumsum([0] + [len(e) for e in eps])[:-1]
+    rows = np.concatenate([s + np.arange(0, len(e), 3) for s, e in zip(starts, eps, strict=True)])
+    np.testing.assert_array_equal(coll.labels("frame") % 3, 0)
+    assert len(coll) == len(rows) and coll.manifest["frame_stride"] == 3
+    want = cache["backbone/top"][rows].mean(axis=(1, 2))
+    np.testing.assert_allclose(coll.features("backbone/top"), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(coll.features("decoder/out"), cache["decoder/out"][rows], atol=1e-5)
+    assert coll.manifest["features"]["decoder/out"]["reduce"] == "raw"
+    assert coll.manifest["features"]["backbone/top"]["reduce"] == "pool"
+    with pytest.raises(ValueError, match="not among the collected names"):
+        C.collect(network, dataset, ["decoder/out"], tmp_path / "x", pooled=["encoder/out"])
+
+
 def test_streams_episodes_and_holds_at_most_a_shard_and_a_batch(
     tmp_path, dataset, network, monkeypatch
 ):
     events = []
-    real_source, real_flush = C._png_source, ShardWriter._flush
+    real_source, real_flush = C.png_source, ShardWriter._flush
 
     class Spy:
         def __init__(self, source):
@@ -162,7 +189,7 @@ def test_streams_episodes_and_holds_at_most_a_shard_and_a_batch(
             events.append(("read", i))
             return self.source[i]
 
-    monkeypatch.setattr(C, "_png_source", lambda d: Spy(real_source(d)))
+    monkeypatch.setattr(C, "png_source", lambda d: Spy(real_source(d)))
     monkeypatch.setattr(
         ShardWriter, "_flush", lambda self, n: (events.append(("flush", n)), real_flush(self, n))
     )
