@@ -115,14 +115,19 @@ class KeyKnockout:
     """
 
     keys: Any  # (k,) int indices or (K,) bool mask
+    queries: Any = None  # the query rows it applies to (indices or (Q,) mask); None: all
 
     def check(self, name: str, shape: tuple) -> None:
         if not name.endswith("_logits") or len(shape) != 4:
             raise ValueError(f"{name}: key knock-out applies to attention logits (*_logits)")
         _check_tokens(name, self.keys, shape[-1], "keys")
+        if self.queries is not None:
+            _check_tokens(name, self.queries, shape[-2], "queries")
 
     def __call__(self, logits):
         drop = _token_mask(self.keys, logits.shape[-1])[None, None, None, :]
+        if self.queries is not None:
+            drop = drop & _token_mask(self.queries, logits.shape[-2])[None, None, :, None]
         return jnp.where(drop, jnp.finfo(logits.dtype).min, logits)
 
 
@@ -186,7 +191,10 @@ def attention_sites(config, which: str = "all") -> list[str]:
 
 
 def knock_out_keys(
-    sites: Iterable[str] | str, tokens: Sequence[int] | np.ndarray
+    sites: Iterable[str] | str,
+    tokens: Sequence[int] | np.ndarray,
+    *,
+    queries: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, KeyKnockout]:
     """Removes `tokens` as keys at each attention site in `sites`, and nowhere else.
 
@@ -194,6 +202,8 @@ def knock_out_keys(
         sites: attention-logit hook points, e.g. "decoder/layer_0/cross_attn_logits"; the
             "_logits" suffix may be left off ("encoder/layer_1/attn").
         tokens: key positions (encoder tokens for encoder and cross sites, via `TokenIndex`).
+        queries: only these query rows lose the keys (e.g. the pixel tokens of encoder
+            self-attention, so that the state token still reads itself); None: every query.
 
     Returns:
         {site logits name: KeyKnockout}.
@@ -206,4 +216,5 @@ def knock_out_keys(
             f"knock_out_keys: {bad} are not attention sites; sites end in "
             f"{sorted(f'{a}_logits' for a in _ATTN)}"
         )
-    return {n: KeyKnockout(_as_tokens(tokens)) for n in names}
+    q = None if queries is None else _as_tokens(queries)
+    return {n: KeyKnockout(_as_tokens(tokens), q) for n in names}

@@ -21,7 +21,12 @@ Two kinds of evidence, each with a control:
     - `state_key_out_cross_attn`: the state token removed as a key of the decoder's
       cross-attention only (the decoder cannot read it directly; the encoder still can);
     - `state_key_out_encoder`: removed as a key of encoder self-attention only (nothing can be
-      absorbed; the decoder still reads the token itself);
+      absorbed; the decoder still reads the token itself, though that token no longer attends
+      to itself either, so its own stream changes too);
+    - `state_key_out_for_pixel_queries_encoder`: removed as a key of encoder self-attention for
+      the pixel-token queries only: the pixels cannot read the state, while the latent and
+      state tokens attend exactly as before (the cleanest test of absorption; added after the
+      first full run, so it is reported beside the verdict, not in its rule);
     - controls of the same size: one seeded random pixel token mean-ablated at the input, and
       the same pixel removed as a key of cross-attention.
 
@@ -120,6 +125,9 @@ def interventions(model_config, tokens: TokenIndex, input_tokens: np.ndarray, se
         "state_key_out_cross_attn": knock_out_keys(cross, [tokens.state]),
         "state_key_out_encoder": knock_out_keys(
             attention_sites(model_config, "encoder"), [tokens.state]
+        ),
+        "state_key_out_for_pixel_queries_encoder": knock_out_keys(
+            attention_sites(model_config, "encoder"), [tokens.state], queries=tokens.pixels()
         ),
         f"control_pixel_{label}_ablated_at_input": ablate(
             "encoder/input_tokens", [pixel], "mean", reference=ref

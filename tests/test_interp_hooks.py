@@ -188,6 +188,24 @@ def test_knock_out_at_one_site_is_the_key_padding_mask_there_only(setup):
         assert np.all(np.asarray(cache[later])[..., t.state] > 0), later
 
 
+def test_knock_out_for_some_queries_leaves_the_other_rows_alone(setup):
+    """Pixel queries lose the state key; the latent and state rows attend exactly as before."""
+    model, variables, batch = setup
+    t = TokenIndex.for_config(CFG)
+    site = "encoder/layer_0/attn_weights"
+    _, clean = run_with_cache(model, variables, batch, [site])
+    patch = knock_out_keys("encoder/layer_0/attn", [t.state], queries=t.pixels())
+    _, cache = run_with_patches(model, variables, batch, patch, [site])
+    w, w0 = np.asarray(cache[site]), np.asarray(clean[site])  # (B, H, Q, K)
+    assert np.all(w[:, :, t.pixels(), t.state] == 0)
+    np.testing.assert_allclose(w[:, :, : t.pixels()[0]], w0[:, :, : t.pixels()[0]], atol=1e-6)
+    assert np.all(w0[:, :, t.pixels(), t.state] > 0)
+    with pytest.raises(ValueError, match="queries"):
+        run_with_patches(
+            model, variables, batch, knock_out_keys("encoder/layer_0/attn", [1], queries=[99])
+        )
+
+
 def test_run_with_patches_traces_once_and_rejects_bad_patches(setup):
     model, variables, batch = setup
     t = TokenIndex.for_config(CFG)

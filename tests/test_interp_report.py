@@ -54,9 +54,12 @@ def test_report_holds_every_claim_with_its_controls_and_verdicts(built):
     sa = n["state_absorption"]
     assert list(sa["probes"]["sites"]) == ["encoder/input_tokens", "encoder/layer_0/out"]
     conds = sa["frames"]["conditions"]
-    assert {"state_ablated_at_input", "state_key_out_cross_attn", "state_key_out_encoder"} <= set(
-        conds
-    )
+    assert {
+        "state_ablated_at_input",
+        "state_key_out_cross_attn",
+        "state_key_out_encoder",
+        "state_key_out_for_pixel_queries_encoder",
+    } <= set(conds)
     assert sum(k.startswith("control_pixel") for k in conds) == 2
     assert conds["state_ablated_at_input"]["mean_abs_change"] > 0
     sim = sa["sim"]["conditions"]
