@@ -99,8 +99,12 @@ class TemporalEnsemble(Executor):
     """
 
     def __init__(self, m: float = 0.01):
-        if not np.isfinite(m):
-            raise ValueError(f"temporal ensemble coefficient must be finite, got {m}")
+        if not np.isfinite(m) or m < 0:
+            raise ValueError(
+                f"temporal ensemble coefficient must be finite and >= 0, got {m} (weights are "
+                "exp(-m * i) with i = 0 the oldest prediction; for the newest chunk only, use "
+                "'receding:1')"
+            )
         self.m = float(m)
         super().__init__()
 

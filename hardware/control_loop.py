@@ -16,13 +16,20 @@ its own clock in `send_action`, so sim time stays exact and wall time is not was
 The loop stops at `max_steps`, when `stop()` returns True (checked before each tick), when
 `on_step` returns True, or on KeyboardInterrupt, which is re-raised after `on_stop` (if given)
 has run, so a recorder can close its episode and a real robot can be left safe.
+
+SIGTERM and SIGHUP (a service manager, `timeout`, a closed terminal, a container stop) take the
+same path as Ctrl-C inside `stop_signals()`: the handler raises `Terminated`, a
+KeyboardInterrupt that remembers its signal, so every `except KeyboardInterrupt` that parks an
+arm or discards a half-written episode runs for them too, and `exit_status` gives 128 + signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -126,8 +133,8 @@ def run_loop(
                 else:
                     stats.overruns += 1
                     next_tick = time.perf_counter()
-    except KeyboardInterrupt:
-        stats.stopped_by = "interrupt"
+    except KeyboardInterrupt as e:
+        stats.stopped_by = signal_name(e)
         raise
     finally:
         stats.wall_s = time.perf_counter() - start
@@ -135,3 +142,47 @@ def run_loop(
         if on_stop is not None:
             on_stop(stats)
     return stats
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, delivered as an interrupt (see the module docstring)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def signal_name(interrupt: BaseException) -> str:
+    """The signal's name ("SIGTERM", "SIGHUP") for a `Terminated`, "interrupt" for Ctrl-C."""
+    if isinstance(interrupt, Terminated):
+        return signal.Signals(interrupt.signum).name
+    return "interrupt"
+
+
+def exit_status(interrupt: BaseException) -> int:
+    """128 + the signal number, as a shell reports a process ended by it (130 for Ctrl-C)."""
+    return 128 + (interrupt.signum if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise `Terminated` in the main thread; the previous
+    handlers come back after. Only one stop is delivered: a second signal while the arm is
+    being made safe is ignored, so a repeated `kill` cannot cut the park short."""
+    delivered = []
+
+    def handler(signum, frame):
+        if delivered:
+            return
+        delivered.append(signum)
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

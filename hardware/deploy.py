@@ -45,7 +45,13 @@ from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
 from hardware.arms.calibration import ArmCalibration
 from hardware.arms.servo_arm import park_at_start
 from hardware.cameras import CameraError, close_cameras, open_cameras
-from hardware.control_loop import LoopStats, run_loop
+from hardware.control_loop import (
+    LoopStats,
+    exit_status,
+    run_loop,
+    signal_name,
+    stop_signals,
+)
 from hardware.emulation.follower import EmulatedFollower
 from hardware.motors.bus import MotorBusError
 from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
@@ -129,6 +135,7 @@ def run_episode(
     box: dict[str, LoopStats] = {}
     stop_reason = None
     with arm:  # connect: torque on at the present pose; exit: park, torque off
+        print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
         park_at_start(arm, park_pose)
         try:
             run_loop(arm, controller, fps=fps, max_steps=max_steps, realtime=realtime,
@@ -136,9 +143,9 @@ def run_episode(
         except ProtectiveStop as e:
             stop_reason = str(e)
             box["stats"].stopped_by = "protective stop"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             done = box["stats"].summary() if "stats" in box else "0 ticks"
-            print(f"interrupted after {done}; parking, then torque off", file=sys.stderr)
+            print(f"{signal_name(e)} after {done}; parking, then torque off", file=sys.stderr)
             raise
     return Episode(box["stats"], stop_reason)
 
@@ -306,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _main(args)
+        with stop_signals():  # SIGTERM and SIGHUP park and turn torque off, as Ctrl-C does
+            return _main(args)
     except ArgumentError as e:
         print(f"deploy: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -376,9 +384,10 @@ def _main(args) -> int:
                 execution=execution, fps=args.fps, max_steps=max_steps, park_pose=park_pose,
                 width=size[0] if size else None, height=size[1] if size else None)
             note = "real (wall clock)"
-    except KeyboardInterrupt:
-        print("interrupted: the arm was left parked with torque off", file=sys.stderr)
-        return EXIT_INTERRUPT
+    except KeyboardInterrupt as e:
+        print(f"stopped by {signal_name(e)}: the arm was left parked with torque off",
+              file=sys.stderr)
+        return exit_status(e)
     except CameraError as e:
         print(f"deploy: camera error: {e}", file=sys.stderr)
         return 1

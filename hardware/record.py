@@ -55,6 +55,7 @@ from collections.abc import Callable
 
 from hardware.arms import ProtectiveStop
 from hardware.cameras import CameraError
+from hardware.control_loop import exit_status, signal_name, stop_signals
 from hardware.conventions import parse_image_size
 from hardware.motors.bus import MotorBusError
 from hardware.recording.episodes import list_episodes
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
                 "koch --teleop leader)")
     else:
         rig = None
-    with contextlib.ExitStack() as stack:
+    with stop_signals(), contextlib.ExitStack() as stack:
         try:
             if rig is not None:
                 args.rig = stack.enter_context(rig)
@@ -238,14 +239,14 @@ def main(argv=None) -> int:
             written = record(robot, teleop, args.out, args.episodes, seed=args.seed,
                              max_steps=args.max_steps, settings=settings,
                              progress=not args.no_progress, rig=rig)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             kept = len(list_episodes(args.out))
-            print(f"interrupted: the episode in progress (if any) was discarded; {args.out} "
-                  f"holds {kept} complete episodes", file=sys.stderr)
+            print(f"stopped by {signal_name(e)}: the episode in progress (if any) was "
+                  f"discarded; {args.out} holds {kept} complete episodes", file=sys.stderr)
             stack.close()  # the follower parks, then torque off
             if rig is not None:
                 print("the follower was left parked with torque off", file=sys.stderr)
-            return EXIT_INTERRUPT
+            return exit_status(e)
         except ProtectiveStop as e:  # the follower already holds or has torque off
             stack.close()
             print(f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",

@@ -12,10 +12,13 @@ replies), never on sleeps; the timeout only bounds a hung browser.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -112,7 +115,10 @@ def open_page(
     browser = find_browser()
     if browser is None:
         raise FileNotFoundError(f"no browser found (looked for {', '.join(BROWSERS)})")
-    with tempfile.TemporaryDirectory() as user_dir:
+    # Chromium's helper processes (renderer, crashpad) outlive a kill of the browser alone and
+    # keep writing its profile: the browser gets its own process group, and the whole group is
+    # killed before the profile directory is removed.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as user_dir:
         proc = subprocess.Popen(
             [
                 browser,
@@ -128,13 +134,15 @@ def open_page(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         try:
             url = _page_websocket(proc, timeout)
             with connect(url, max_size=None, open_timeout=timeout) as ws:
                 return _inspect(_Session(ws, timeout), path, screenshot, width)
         finally:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 

@@ -110,3 +110,26 @@ def test_drives_the_simulated_arm():
 def test_bad_rate_is_rejected():
     with pytest.raises(ValueError, match="fps"):
         run_loop(LogRobot(), lambda o: o["state"], fps=0, max_steps=1)
+
+
+def test_stop_signals_arrive_as_one_interrupt_and_the_old_handlers_return():
+    import os
+    import signal
+
+    from hardware.control_loop import Terminated, exit_status, signal_name, stop_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    caught = []
+    with stop_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next statement
+            raise AssertionError("SIGTERM was not delivered")
+        except KeyboardInterrupt as e:  # what every park-and-torque-off path catches
+            caught.append(e)
+            os.kill(os.getpid(), signal.SIGHUP)  # a second stop while making the arm safe
+    (e,) = caught
+    assert isinstance(e, Terminated) and e.signum == signal.SIGTERM
+    assert signal_name(e) == "SIGTERM" and exit_status(e) == 143
+    ctrl_c = KeyboardInterrupt()
+    assert signal_name(ctrl_c) == "interrupt" and exit_status(ctrl_c) == 130
+    assert signal.getsignal(signal.SIGTERM) == before

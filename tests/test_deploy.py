@@ -160,8 +160,11 @@ def test_wire_log_of_an_emulated_episode(policy):
     assert all(t <= emu.writes("Torque_Enable")[-1][0] for t, *_ in emu.writes("Goal_Position"))
 
 
-def test_ctrl_c_parks_and_turns_torque_off(checkpoint, tmp_path_factory):
-    # A real SIGINT to the CLI mid-run: exit 130, after parking and torque off on every servo.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)
+def test_a_stop_signal_parks_and_turns_torque_off(sig, checkpoint, tmp_path_factory):
+    # A real signal to the CLI once torque is on: it parks, turns torque off on every servo
+    # (read back from the emulator) and exits with 128 + the signal, as a shell reports it.
     env = subprocess_env(tmp_path_factory.getbasetemp() / "jax_cache")
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "hardware.deploy", "--checkpoint", str(checkpoint),
@@ -170,16 +173,19 @@ def test_ctrl_c_parks_and_turns_torque_off(checkpoint, tmp_path_factory):
         # A shell without job control starts background jobs with SIGINT ignored; undo that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        for line in proc.stdout:  # wait until the loop is about to run
-            if line.startswith("emulated so101 on"):
+        for line in proc.stderr:  # torque is on from this line until the arm is made safe
+            if line.startswith("arm connected, torque on"):
                 break
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        else:
+            raise AssertionError(f"deploy never connected: {proc.communicate()}")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == deploy.EXIT_INTERRUPT, err[-2000:]
-    assert "stopped by interrupt" in err and "parking, then torque off" in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    name = "interrupt" if sig == signal.SIGINT else sig.name
+    assert f"{name} after" in err and "parking, then torque off" in err
+    assert f"stopped by {name}: the arm was left parked with torque off" in err
     assert "emulated servos at exit: torque on 0/6" in err
 
 

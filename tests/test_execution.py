@@ -76,7 +76,11 @@ def test_make_executor(spec, name):
     assert make_executor(spec).name == name
 
 
-@pytest.mark.parametrize("spec", ["receding:0", "receding:x", "greedy", "open_loop:3"])
+@pytest.mark.parametrize(
+    "spec",
+    ["receding:0", "receding:x", "greedy", "open_loop:3", "ensemble:-1", "ensemble:-1000",
+     "ensemble:nan", "ensemble:inf"],
+)
 def test_make_executor_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="spec|receding"):
         make_executor(spec)
@@ -85,3 +89,11 @@ def test_make_executor_rejects_bad_specs(spec):
 def test_bad_chunk_shape_is_a_clear_error():
     with pytest.raises(ValueError, match=r"\(C, A\)"):
         OpenLoop().step(lambda: np.zeros(6))
+
+
+def test_a_large_ensemble_coefficient_stays_finite():
+    ex = make_executor("ensemble:1000")  # every weight but the oldest underflows to 0
+    chunks = iter(np.arange(3 * 4 * 2, dtype=float).reshape(3, 4, 2))
+    out = [ex.step(lambda: next(chunks)) for _ in range(3)]
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[2], [4.0, 5.0])  # chunk 0's prediction for tick 2

@@ -19,7 +19,7 @@ import pytest
 
 from hardware.arms.safety import SafetyConfig
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
-from hardware.record import EXIT_INTERRUPT, EXIT_OK, main
+from hardware.record import EXIT_OK, main
 from hardware.recording.episodes import list_episodes, read_episode
 from hardware.recording.recorder import episode_seed
 
@@ -198,7 +198,10 @@ def test_prompt_records_rerecords_and_stops(arms, calibrations, tmp_path):
     assert [v for _, _, v in arms[1].writes("Torque_Enable") if v] == []  # leader stays limp
 
 
-def test_ctrl_c_mid_episode_keeps_earlier_episodes_and_parks(arms, calibrations, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=lambda s: s.name)
+def test_a_stop_signal_mid_episode_keeps_earlier_episodes_and_parks(
+        sig, arms, calibrations, tmp_path):
     follower, leader = arms
     videos = f"top={write_video(tmp_path / 't.mp4')},lateral={write_video(tmp_path / 'l.mp4')}"
     out = tmp_path / "eps"
@@ -215,13 +218,14 @@ def test_ctrl_c_mid_episode_keeps_earlier_episodes_and_parks(arms, calibrations,
         for line in proc.stdout:
             if line.startswith("recording episode 1"):
                 break
-        time.sleep(0.5)  # inside episode 1
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == EXIT_INTERRUPT, err[-2000:]
-    assert "episode in progress (if any) was discarded" in err and "parked with torque off" in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    name = "interrupt" if sig == signal.SIGINT else sig.name
+    assert f"stopped by {name}: the episode in progress (if any) was discarded" in err
+    assert "parked with torque off" in err
     assert [p.name for p in list_episodes(out)] == ["episode_000000.npz"]
     assert [p.name for p in out.iterdir()] == ["episode_000000.npz"]  # no partial file
     ep = read_episode(list_episodes(out)[0])

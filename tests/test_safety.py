@@ -144,8 +144,21 @@ def test_config_validation():
 
 
 def test_deferred_sigint_swallows_ctrl_c():
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN under nohup, else Python's default
     with deferred_sigint() as pressed:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
     assert len(pressed) == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_stop_signal_during_teardown_waits_for_the_teardown():
+    from hardware.control_loop import Terminated, stop_signals
+
+    steps = []
+    with stop_signals(), pytest.raises(Terminated) as e:
+        with deferred_sigint():
+            os.kill(os.getpid(), signal.SIGTERM)  # held back: the park goes on
+            steps.append("parked")
+            steps.append("torque off")
+    assert steps == ["parked", "torque off"] and e.value.signum == signal.SIGTERM

@@ -21,6 +21,8 @@ import threading
 
 import numpy as np
 
+from hardware.control_loop import STOP_SIGNALS
+
 log = logging.getLogger(__name__)
 
 
@@ -261,19 +263,31 @@ class ThermalMonitor:
 def deferred_sigint():
     """Ignore SIGINT (Ctrl-C) inside the block, so teardown cannot be skipped; log each press.
 
+    SIGTERM and SIGHUP are held back the same way, then delivered once the block is done (the
+    arm is safe by then): a stop asked for during a park ends the process after the park.
     Works only in the main thread (where Python delivers signals); elsewhere it is a no-op.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pressed = []
+    held = []
 
     def handler(signum, frame):
         pressed.append(signum)
         log.warning("Ctrl-C during shutdown ignored: the arm is being made safe first")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    def hold(signum, frame):
+        held.append(signum)
+        log.warning("%s during shutdown held back: the arm is being made safe first",
+                    signal.Signals(signum).name)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, handler)}
+    previous.update({s: signal.signal(s, hold) for s in STOP_SIGNALS})
     try:
         yield pressed
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if held:
+            signal.raise_signal(held[0])
