@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # ---- Data.
     config.data = data = ml_collections.ConfigDict()
-    data.dataset_dir = ""  # a built TFDS dataset; empty: <tfds_data_dir>/act_episodes/<name>/1.0.0
+    data.dataset_dir = ""  # a built TFDS dataset; empty: <tfds_data_dir>/act_episodes/<name>/1.1.0
     data.tfds_data_dir = "data/tfds"
     data.name = "sim_demos"
     data.episodes_dir = "data/episodes/sim_demos"  # built into the dataset when it is missing

@@ -192,7 +192,7 @@ def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
         data.ensure_dataset(config, (32, 32))
     assert sim_demos.record_missing_demos(config, (32, 32))  # the train command's step
     dataset_dir = data.ensure_dataset(config, (32, 32))
-    assert dataset_dir == tmp_path / "tfds" / "act_episodes" / "tiny" / "1.0.0"
+    assert dataset_dir == tmp_path / "tfds" / "act_episodes" / "tiny" / "1.1.0"
     episodes = load(dataset_dir, image_size=(32, 32))
     assert len(episodes) == 2 and all(len(e) > 10 for e in episodes)
     # Present now: used as is, nothing re-recorded.

@@ -77,3 +77,14 @@ def test_build_from_empty_directory_is_a_clear_error(tmp_path):
 def test_load_missing_dataset_names_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
         load(tmp_path / "nope")
+
+
+def test_example_i_is_episode_i(tmp_path):
+    # Twelve episodes: with TFDS's hashed-key order the chance of the identity is 1 / 12!.
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        write_episode(tmp_path / "eps", **_fake_episode(rng, i, t=2, h=4, w=4)[0])
+    source = load(build(tmp_path / "eps", tmp_path / "tfds", "order"))
+    assert [int(source[i]["episode_metadata"]["episode_index"]) for i in range(12)] == list(
+        range(12)
+    )

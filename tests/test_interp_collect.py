@@ -89,9 +89,9 @@ def test_shards_concatenate_to_a_direct_capture_with_the_right_labels(
     np.testing.assert_allclose(coll.labels("pred_actions"), pred, rtol=1e-5, atol=1e-5)
 
     lab = {k: coll.labels(k) for k in coll.label_fields}
-    # Collections follow the dataset's order, which TFDS need not keep equal to the recording's.
+    # Collections follow the dataset's order, which is the recording's.
     index = np.array([e.episode_index for e in eps])
-    assert sorted(index) == list(range(5))
+    assert list(index) == list(range(5))
     lengths = [len(e) for e in eps]
     np.testing.assert_array_equal(lab["episode"], np.repeat(index, lengths))
     np.testing.assert_array_equal(lab["episode_position"], np.repeat(range(5), lengths))

@@ -137,7 +137,7 @@ def test_lerobot_dataset_converts_faithfully(tmp_path, version):
     size = (24, 32)
     conv = build(tmp_path / "lr", tmp_path / "tfds", "lr", image_size=size,
                  camera_map={"top": CAMERAS["top"], "lateral": "phone"})
-    assert conv.dataset_dir == tmp_path / "tfds/act_episodes/lr/1.0.0"
+    assert conv.dataset_dir == tmp_path / "tfds/act_episodes/lr/1.1.0"
     assert (conv.episodes, conv.frames) == (2, sum(LENGTHS))
     assert any("reordered" in n for n in conv.notes), conv.notes
     eps = load_episodes(conv.dataset_dir, list(CAMERAS), size, 6, 6)

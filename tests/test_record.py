@@ -122,7 +122,7 @@ def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
     main(["--episodes", "1", "--out", str(tmp_path / "eps"), "--image-size", "24x32",
           "--distribution", "named", "--build-tfds", str(tmp_path / "tfds"), "--name", "one",
           "--no-progress"])
-    source = load(tmp_path / "tfds" / "act_episodes" / "one" / "1.0.0")
+    source = load(tmp_path / "tfds" / "act_episodes" / "one" / "1.1.0")
     assert len(source) == 1
     assert int(source[0]["episode_metadata"]["location_id"]) == 0  # named locations in order
     assert "built" in capsys.readouterr().out

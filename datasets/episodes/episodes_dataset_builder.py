@@ -8,7 +8,7 @@ Build (the config name becomes the dataset's name; the default sim data is `sim_
 Read, without TensorFlow:
 
     from act_jax_datasets.episodes import load
-    source = load("data/tfds/act_episodes/sim_demos/1.0.0")   # random access, len == #episodes
+    source = load("data/tfds/act_episodes/sim_demos/1.1.0")   # random access, len == #episodes
     ep = source[0]; ep["observation"]["top"]  # list of T (H, W, 3) uint8 frames
 
 Files are array_record; frames are stored as PNG, so a dataset reads back exactly what the
@@ -34,9 +34,14 @@ _ACTION_DOC = "Commanded joint targets at each step, in the units of `state`."
 class ActEpisodes(tfds.core.GeneratorBasedBuilder):
     """Episodes recorded by `hardware.record`, from the simulated or a real arm."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Episode format version 1."}
-    # Example i is episode i of the recording: the pipeline splits train/validation by episode.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Episode format version 1.",
+        "1.1.0": "Examples in episode order (1.0.0 wrote them in TFDS's hashed-key order).",
+    }
+    # Example i is the i-th episode by index: the pipeline splits train/validation by position.
+    # TFDS reads this from DatasetInfo (`_info` passes it on); the class attribute alone is
+    # ignored by tensorflow-datasets 4.9.
     disable_shuffling = True
 
     @tfds.core.utils.classproperty
@@ -74,6 +79,7 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
         )
         return tfds.core.DatasetInfo(
             builder=self,
+            disable_shuffling=self.disable_shuffling,
             description=__doc__.split("\n")[0],
             features=tfds.features.FeaturesDict(
                 {

@@ -193,7 +193,7 @@ def build(
     tolerance_s: float = 1e-4,
     keep_joint_order: bool = False,
 ) -> Conversion:
-    """Converts (again, if built before) LeRobot's `src` to `<data_dir>/act_episodes/<name>/1.0.0`.
+    """Converts (again, if built before) LeRobot's `src` to `<data_dir>/act_episodes/<name>/1.1.0`.
 
     Args:
       image_size: (H, W) of the stored frames; None keeps the source size.
