@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from act_jax import checkpoints, data, normalization, sharding, sim_demos
 from act_jax.model import ACT, ACTConfig, act_loss, count_params
+from act_jax.workdir_lock import WorkdirBusy, lock_workdir
 
 
 class TrainState(train_state.TrainState):
@@ -163,15 +164,23 @@ def state_to_dict(state: TrainState) -> dict:
 
 
 class MetricWriter:
-    """Scalars to `<workdir>/metrics.jsonl` and TensorBoard event files (process 0 only)."""
+    """Scalars to `<workdir>/metrics.jsonl` and TensorBoard event files (process 0 only).
 
-    def __init__(self, workdir: Path, enabled: bool = True):
+    On a resume from step `start`, rows logged after `start` by the run that was cut short (the
+    steps after its last checkpoint, which this run trains again) are dropped first, so every
+    step appears once.
+    """
+
+    def __init__(self, workdir: Path, enabled: bool = True, start: int = 0):
         self.enabled = enabled
         if enabled:
             from tensorboardX import SummaryWriter
 
+            path = workdir / "metrics.jsonl"
+            if start > 0 and path.exists():
+                _drop_rows_after(path, start)
             self._tb = SummaryWriter(os.fspath(workdir / "tb"))
-            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+            self._jsonl = open(path, "a")  # noqa: SIM115 - closed in close()
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
@@ -185,6 +194,21 @@ class MetricWriter:
         if self.enabled:
             self._tb.close()
             self._jsonl.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Rewrites metrics.jsonl (atomically) without the rows of steps after `step`."""
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the crash
+        if row_step <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
 
 
 class _StopRequest:
@@ -295,6 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
     # Everything below releases the checkpoint manager (and its threads) however it ends.
     with contextlib.ExitStack() as cleanup:
+        if is_main:  # a second training on this workdir stops here, naming the first
+            cleanup.enter_context(lock_workdir(workdir, f"training to step {tc.num_steps}"))
         ckpt = cleanup.enter_context(contextlib.closing(
             checkpoints.Checkpointer(workdir, tc.keep_checkpoints)))
         resume_step = ckpt.latest_step()
@@ -379,7 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             tqdm.write("config.eval.every_steps > 0 but no eval_fn was given: rollouts are skipped")
 
         start = int(jax.device_get(state.step))
-        writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir, is_main)))
+        writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir, is_main, start)))
         window: list[tuple[int, dict]] = []  # (step, device metrics) since the last fetch
         last_train: dict[str, float] = {}
         last_val: dict[str, float] = {}
@@ -468,6 +494,9 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
+    except WorkdirBusy as e:
+        print(f"train: {e}", file=sys.stderr)
+        sys.exit(1)
     workdir = Path(workdir)
     print(f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
           f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "

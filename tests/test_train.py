@@ -250,3 +250,36 @@ def test_command_line_run_says_where_its_outputs_are(dataset_dir, tmp_path):
     assert f"checkpoint {workdir / 'checkpoints' / '2'}" in last
     assert (workdir / "checkpoints" / "2").is_dir()
     assert f"metrics {workdir / 'metrics.jsonl'}" in last and (workdir / "metrics.jsonl").is_file()
+
+
+def test_a_second_training_on_a_busy_workdir_names_the_first(dataset_dir, tmp_path):
+    from act_jax.workdir_lock import WorkdirBusy, lock_workdir
+
+    with lock_workdir(tmp_path, "the other training"):
+        with pytest.raises(WorkdirBusy, match=rf"pid {os.getpid()} \(the other training\)"):
+            train.train_and_evaluate(tiny_config(dataset_dir), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+    # Released with its holder: the workdir is free again.
+    assert train.train_and_evaluate(tiny_config(dataset_dir, num_steps=2), tmp_path).step == 2
+
+
+def test_metrics_after_a_crash_are_not_repeated_on_resume(straight_run, dataset_dir, tmp_path):
+    straight_dir, _ = straight_run
+
+    def interrupt_at_2(state, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return {"calls": step}
+
+    config = tiny_config(dataset_dir)
+    with pytest.raises(train.TrainingInterrupted):
+        train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
+    # A crash after the step-2 checkpoint: steps 3 and 4 were logged, the last line cut short.
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "train/loss": 9.0}\n{"step": 4, "train/loss": 9.0}\n{"step": 4, "tr')
+    train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["step"], k) for r in rows for k in r if k != "step"]
+    assert len(keys) == len(set(keys))  # each step's metric once
+    comparable = lambda m: {k: v for k, v in m.items() if k[1] != "train/steps_per_s"}
+    assert comparable(read_metrics(tmp_path)) == comparable(read_metrics(straight_dir))
