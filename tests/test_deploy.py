@@ -184,7 +184,8 @@ def test_a_stop_signal_parks_and_turns_torque_off(sig, checkpoint, tmp_path_fact
         proc.kill()
     assert proc.returncode == 128 + sig, err[-2000:]
     name = "interrupt" if sig == signal.SIGINT else sig.name
-    assert f"{name} after" in err and "parking, then torque off" in err
+    # (The signal may land before the loop's first tick, while the arm moves to its start pose:
+    # then the loop never reports it, and the arm is made safe all the same.)
     assert f"stopped by {name}: the arm was left parked with torque off" in err
     assert "emulated servos at exit: torque on 0/6" in err
 
