@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ def config_from_json(text: str | Mapping) -> ml_collections.ConfigDict:
 
     d = json.loads(text) if isinstance(text, str) else text
     return ml_collections.ConfigDict(tuples(d))
+
+
+class CheckpointDamaged(FileNotFoundError):
+    """A checkpoint step that exists but cannot be read (named with its folder). A kind of
+    FileNotFoundError: to a caller it is as if no usable checkpoint were there, so every CLI
+    that names a missing checkpoint in one line names a damaged one the same way."""
 
 
 class Checkpointer:
@@ -133,6 +140,41 @@ class Checkpointer:
             out.update(got["train"])
         return out
 
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def damaged(
+        self, step: int, error: BaseException, *, fallback: int | None
+    ) -> CheckpointDamaged:
+        """The error for a step that cannot be read: its folder, the cause, and what to do."""
+        what = f"checkpoint {self.step_dir(step)} is damaged ({type(error).__name__}: {error})"
+        if fallback is None:
+            return CheckpointDamaged(f"{what}; no earlier step to fall back to")
+        return CheckpointDamaged(
+            f"{what}; remove that folder to go on from step {fallback} "
+            f"(rm -r {self.step_dir(step)})"
+        )
+
+    def newest_intact(self, load: Callable[[int], Any]) -> tuple[Any, int]:
+        """(load(step), step) for the newest step that loads, newest first. Each damaged step
+        is named on stderr with its cause; `CheckpointDamaged` lists them all if none loads."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+        problems = []
+        for k, step in enumerate(steps):
+            try:
+                out = load(step)
+            except Exception as e:  # noqa: BLE001 - orbax and json raise many types for one cause
+                problems.append(f"{self.step_dir(step)}: {type(e).__name__}: {e}")
+                if k + 1 < len(steps):
+                    print(f"warning: {problems[-1]}\n  falling back to step {steps[k + 1]}",
+                          file=sys.stderr)
+                continue
+            return out, step
+        raise CheckpointDamaged(
+            f"no intact checkpoint in {self.directory}:\n  " + "\n  ".join(problems))
+
     def _resolve(self, step: int | None) -> int:
         step = self.latest_step() if step is None else step
         if step is None:
@@ -193,14 +235,22 @@ def restore_latest(workdir: str | os.PathLike, target: Mapping[str, Any] | None 
 
     Raises:
       FileNotFoundError: naming the directory, when it holds no finished checkpoint.
+      CheckpointDamaged: no step loads (each is named with its cause). A damaged newest step
+        is named on stderr and the next older one is used.
     """
     ckpt = Checkpointer(workdir, read_only=True)
-    try:
-        config, norm_stats, step = ckpt.restore_metadata()
-        if target is None:
-            _, target = _abstract_variables(
+
+    def load(step):
+        config, norm_stats, _ = ckpt.restore_metadata(step)
+        want = target
+        if want is None:
+            _, want = _abstract_variables(
                 config, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-        return ckpt.restore(step, target), config, norm_stats, step
+        return ckpt.restore(step, want), config, norm_stats
+
+    try:
+        (state, config, norm_stats), step = ckpt.newest_intact(load)
+        return state, config, norm_stats, step
     finally:
         ckpt.close()
 
@@ -212,12 +262,7 @@ def load_policy_params(workdir: str | os.PathLike):
       (model, variables, config, norm_stats): the `ACT` module, {"params", "batch_stats"}, the
       experiment ConfigDict and the `NormStats` to normalise states and un-normalise actions.
     """
-    ckpt = Checkpointer(workdir, read_only=True)
-    try:
-        config, norm_stats, step = ckpt.restore_metadata()
-        model, target = _abstract_variables(
-            config, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-        variables = ckpt.restore(step, target)
-    finally:
-        ckpt.close()
-    return model, variables, config, norm_stats
+    from act_jax.model import ACT, ACTConfig
+
+    variables, config, norm_stats, _ = restore_latest(workdir)
+    return ACT(ACTConfig.from_config(config.model)), variables, config, norm_stats

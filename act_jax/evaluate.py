@@ -296,10 +296,21 @@ def main(argv=None):
     p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")
     p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")
     args = p.parse_args(argv)
-    s = evaluate_checkpoint(
-        args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
-        distribution=args.locations, max_steps=args.max_steps, videos=args.videos, out=args.out,
-    )
+    for flag in ("episodes", "max_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.videos < 0:
+        p.error(f"--videos must be >= 0, got {args.videos}")
+    try:
+        s = evaluate_checkpoint(
+            args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
+            distribution=args.locations, max_steps=args.max_steps, videos=args.videos,
+            out=args.out,
+        )
+    except FileNotFoundError as e:  # a missing or damaged checkpoint (CheckpointDamaged)
+        p.error(f"--checkpoint: {e}")
+    except ValueError as e:  # a bad --execution spec, named by make_executor
+        p.error(str(e))
     lo, hi = s["ci95"]
     print(
         f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "

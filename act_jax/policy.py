@@ -63,14 +63,11 @@ class Policy:
     @classmethod
     def from_checkpoint(cls, workdir: str | os.PathLike) -> Policy:
         """Rebuilds the policy from a training workdir (or its checkpoints/ directory) alone."""
-        from act_jax.checkpoints import Checkpointer, load_policy_params
+        from act_jax.checkpoints import restore_latest
+        from act_jax.model import ACT, ACTConfig
 
-        model, variables, config, norm_stats = load_policy_params(workdir)
-        ckpt = Checkpointer(workdir, read_only=True)
-        try:
-            step = ckpt.latest_step()
-        finally:
-            ckpt.close()
+        variables, config, norm_stats, step = restore_latest(workdir)
+        model = ACT(ACTConfig.from_config(config.model))
         return cls(model, variables, config, norm_stats, step=-1 if step is None else step)
 
     def _batch(self, observation: dict) -> tuple[dict, np.ndarray]:

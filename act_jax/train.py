@@ -325,7 +325,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             checkpoints.Checkpointer(workdir, tc.keep_checkpoints)))
         resume_step = ckpt.latest_step()
         if resume_step is not None:
-            saved_config, norm_stats, _ = ckpt.restore_metadata(resume_step)
+            try:
+                saved_config, norm_stats, _ = ckpt.restore_metadata(resume_step)
+            except Exception as e:  # noqa: BLE001 - orbax and json raise many types for one cause
+                # Falling back here would train on past the damaged step's folder: refuse, and
+                # say which folder to remove to resume from the step before it.
+                earlier = [s for s in ckpt.all_steps() if s < resume_step]
+                raise ckpt.damaged(resume_step, e, fallback=max(earlier, default=None)) from e
             _check_same_model(saved_config, config, workdir)
             if resume_step > tc.num_steps:
                 # Its weights, not this run's, would be what an evaluation of the workdir loads.
@@ -494,7 +500,7 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except WorkdirBusy as e:
+    except (WorkdirBusy, checkpoints.CheckpointDamaged) as e:
         print(f"train: {e}", file=sys.stderr)
         sys.exit(1)
     workdir = Path(workdir)

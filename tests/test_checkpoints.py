@@ -101,3 +101,71 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
         checkpoints.restore_latest(tmp_path / "empty")
+
+
+def _two_policy_steps(workdir):
+    """Steps 3 and 5 of one model, with different weights; returns both variable trees."""
+    config = tiny.get_config()
+    _, shapes = checkpoints._abstract_variables(config, None)
+    tx = train.make_optimizer(config.train)
+    saved = {}
+    for step in (3, 5):
+        draw = np.random.default_rng(step).normal
+        v = jax.tree.map(lambda s, draw=draw: jnp.asarray(draw(size=s.shape), s.dtype), shapes)
+        state = {"step": jnp.int32(step), **v, "opt_state": tx.init(v["params"])}
+        checkpoints.save(workdir, step, state, config, stats())
+        saved[step] = v
+    return config, saved
+
+
+@pytest.mark.parametrize("damage", ["truncate_config", "truncate_arrays"])
+def test_a_damaged_newest_step_is_named_and_the_one_before_is_used(damage, tmp_path, capsys):
+    run = tmp_path / "run"
+    _, saved = _two_policy_steps(run)
+    step5 = run / "checkpoints" / "5"
+    if damage == "truncate_config":
+        victims = [p for p in (step5 / "config").rglob("*") if p.is_file()]
+    else:
+        victims = [
+            p for p in (step5 / "variables").rglob("*") if p.is_file() and p.stat().st_size > 100
+        ]
+    assert victims
+    for p in victims:
+        p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3])
+    variables, _, _, step = checkpoints.restore_latest(run)
+    assert step == 3
+    jax.tree.map(np.testing.assert_array_equal, variables["params"], saved[3]["params"])
+    err = capsys.readouterr().err
+    assert str(step5) in err and "falling back to step 3" in err
+    from act_jax.policy import Policy
+
+    assert Policy.from_checkpoint(run).step == 3  # the step of the weights it holds
+
+
+def test_a_damaged_only_step_and_a_damaged_resume_are_refused_with_the_folder(tmp_path):
+    run = tmp_path / "run"
+    config, _ = _two_policy_steps(run)
+    for step in (3, 5):
+        for p in (run / "checkpoints" / str(step) / "config").rglob("*"):
+            if p.is_file():
+                p.write_bytes(b"{")
+    with pytest.raises(checkpoints.CheckpointDamaged) as e:
+        checkpoints.load_policy_params(run)
+    for step in ("3", "5"):
+        assert str(run / "checkpoints" / step) in str(e.value)
+    # Training would go on past a damaged step: it refuses and names the folder to remove.
+    with pytest.raises(checkpoints.CheckpointDamaged, match=r"rm -r .*checkpoints/5\)"):
+        train.train_and_evaluate(config, run)
+
+
+def test_evaluate_cli_names_a_missing_checkpoint_and_bad_counts(tmp_path, capsys):
+    from act_jax import evaluate
+
+    for argv, message in (
+        (["--checkpoint", str(tmp_path / "none")], f"--checkpoint: no checkpoints in {tmp_path}"),
+        (["--checkpoint", str(tmp_path), "--episodes", "0"], "--episodes must be >= 1"),
+        (["--checkpoint", str(tmp_path), "--videos", "-1"], "--videos must be >= 0"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            evaluate.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
