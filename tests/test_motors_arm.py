@@ -242,7 +242,9 @@ def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        assert child.stdout.readline().strip() == "READY"
+        if child.stdout.readline().strip() != "READY":  # the child died: say why
+            child.kill()
+            raise AssertionError(f"the child never got ready: {child.communicate()[1][-3000:]}")
         time.sleep(0.5)
         child.send_signal(signal.SIGINT)  # first Ctrl-C: the loop ends, the park starts
         time.sleep(0.4)
