@@ -41,6 +41,7 @@ import numpy as np
 
 from interp import absorption, claims
 from interp.page import Page
+from interp.probes import clean
 from interp.shards import MANIFEST, Collection
 
 RULE = {"min_score": 0.5, "min_margin": 0.1, "min_selectivity": 0.1, "partial_margin": 0.05}
@@ -323,17 +324,11 @@ def build_report(
     lap("page")
     result = {"command": command, "numbers": numbers, "timing": timing}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(probes_clean(result), indent=1, allow_nan=False))
+    (out / "report.json").write_text(json.dumps(clean(result), indent=1, allow_nan=False))
     page.write(out / "report.html")
     if progress:
         print(headline(attention))
     return result
-
-
-def probes_clean(value):
-    from interp.probes import clean
-
-    return clean(value)
 
 
 def _page(numbers, attention_pngs, frames, meta, model, variables, config, command) -> Page:
