@@ -38,6 +38,9 @@ class MotorBusError(ConnectionError):
     """The port cannot be used (cannot open, unplugged, busy)."""
 
 
+HANDSHAKE_BUDGET_S = 2.0  # seconds per servo to answer the connect-time ping
+
+
 class MotorNotFoundError(MotorBusError):
     """Expected servos did not answer the handshake, or are another model."""
 
@@ -177,7 +180,10 @@ class MotorBus:
         """Ping every expected motor and check its model; raise naming every problem."""
         missing, wrong = [], []
         for name, motor in self.motors.items():
-            number = self.ping(motor.id, budget_s=0.5, retries=max(5, self.max_retries))
+            # 2 s per servo: paid in full only by a servo that never answers, and enough for a
+            # loaded host (or an emulator's first reply after it starts), where 0.5 s was not.
+            retries = max(5, self.max_retries)
+            number = self.ping(motor.id, budget_s=HANDSHAKE_BUDGET_S, retries=retries)
             if number is None:
                 missing.append(f"{name} (id {motor.id})")
                 continue
