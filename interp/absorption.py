@@ -136,7 +136,7 @@ def interventions(model_config, tokens: TokenIndex, input_tokens: np.ndarray, se
     }
 
 
-def _in_batches(fn, batch: Mapping, size: int) -> np.ndarray:
+def in_batches(fn, batch: Mapping, size: int) -> np.ndarray:
     """fn(sub-batch) -> (b, ...) over `batch` in fixed-size pieces (the last one padded)."""
     n = len(batch["state"])
     size = min(size, n)
@@ -166,13 +166,13 @@ def action_changes(
     predict = lambda patches: (
         lambda sub: run_with_patches(model, variables, sub, patches)[0]["actions"]
     )
-    clean = _in_batches(predict({}), batch, batch_size)
+    clean = in_batches(predict({}), batch, batch_size)
     keep = ~np.asarray(batch["action_is_pad"])[..., None]
     err = np.abs(clean - np.asarray(batch["actions"]))
     clean_error = float((err * keep).sum() / (keep.sum() * clean.shape[-1]))
     out = {"clean_error": clean_error, "n_frames": len(clean), "conditions": {}}
     for name, patches in conditions.items():
-        change = np.abs(_in_batches(predict(patches), batch, batch_size) - clean)
+        change = np.abs(in_batches(predict(patches), batch, batch_size) - clean)
         per_frame = change.mean(axis=(1, 2))
         out["conditions"][name] = {
             "mean_abs_change": float(per_frame.mean()),
@@ -283,7 +283,9 @@ def rise_figure(layer_probes: dict) -> bytes:
     from interp.overlays import fig_to_png, plt  # overlays selects the headless backend
 
     sites = list(layer_probes["sites"])
-    get = lambda key: [_score(layer_probes["sites"][s]["splits"]["episode"], key) for s in sites]
+    get = lambda key: [
+        split_score(layer_probes["sites"][s]["splits"]["episode"], key) for s in sites
+    ]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     x = np.arange(len(sites))
     for key, style in (
@@ -304,7 +306,8 @@ def rise_figure(layer_probes: dict) -> bytes:
     return fig_to_png(fig)
 
 
-def _score(split: dict, key: str):
+def split_score(split: dict, key: str):
+    """A probe split's score ("trained") or one control's score; None where it did not run."""
     if key == "trained":
         return split["score"]
     c = split["controls"][key]

@@ -129,7 +129,7 @@ def _probe_figure(rows: list[tuple[str, dict]]) -> bytes:
     for i, key in enumerate(keys):
         vals = []
         for _, s in rows:
-            v = absorption._score(s, key)
+            v = absorption.split_score(s, key)
             vals.append(np.nan if v is None else max(v, -0.5))
         ax.barh(y + i * h - 0.4 + h / 2, vals, height=h, label=key.replace("_", "-"))
     ax.set_yticks(y, [label for label, _ in rows], fontsize=8)
@@ -281,7 +281,7 @@ def build_report(
     attention, attention_pngs = analyse_attention(model, variables, view, tokens, meta["phase"])
     lap("attention")
 
-    ref = absorption._in_batches(
+    ref = absorption.in_batches(
         lambda sub: run_with_cache(model, variables, sub, ["encoder/input_tokens"])[1][
             "encoder/input_tokens"
         ],
