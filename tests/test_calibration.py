@@ -24,6 +24,7 @@ from hardware.arms.calibration import (
 from hardware.calibrate import ScriptedUser, calibrate, main
 from hardware.conventions import JOINT_NAMES
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.emulator import EMULATED_BUS_OPTIONS
 from hardware.motors.bus import MotorBus
 
 pytestmark = pytest.mark.timeout(120)
@@ -162,7 +163,7 @@ def test_one_tick_mismatch_refuses_torque(robot, tamper):
             j = calib.joints["elbow_flex"]
             value = j.homing_offset if tamper == "Homing_Offset" else j.range_min
             emu.set(j.id, tamper, value + 1)
-        arm = ServoArm(robot, emu.port, calib, bus_options={"latency_s": 0.004})
+        arm = ServoArm(robot, emu.port, calib, bus_options=EMULATED_BUS_OPTIONS)
         match = "present position" if tamper == "present" else f"{tamper} is"
         with pytest.raises(CalibrationError, match=rf"elbow_flex \(id 3\): {match}"):
             arm.connect()
@@ -190,7 +191,7 @@ def test_calibration_procedure_on_emulated_arm(robot, tmp_path):
                 assert abs(j.range_max - (2047 + user.half[i])) <= 2
         path = calib.save(tmp_path / f"{robot}.json")
         emu.move_by_hand(3, 2047)
-        with ServoArm(robot, emu.port, path, bus_options={"latency_s": 0.004}) as arm:
+        with ServoArm(robot, emu.port, path, bus_options=EMULATED_BUS_OPTIONS) as arm:
             state = arm.get_observation()["state"]
             assert abs(state[2] - 0.0) < 0.5  # mid-range reads 0 degrees
     finally:

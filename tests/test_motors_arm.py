@@ -13,16 +13,18 @@ import pytest
 from hardware.arms import ProtectiveStop, ServoArm
 from hardware.arms.safety import SafetyConfig
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
-from hardware.emulation.emulator import Faults, VirtualClock
+from hardware.emulation.emulator import (
+    EMULATED_BUS_OPTIONS,
+    EMULATED_READ_BUDGET_S,
+    Faults,
+    VirtualClock,
+)
 from hardware.motors.bus import MotorNotFoundError
 
 pytestmark = pytest.mark.timeout(120)
 ROBOTS = pytest.mark.parametrize("robot", ["koch", "so101"])
-# The emulator is a thread on a shared, often oversubscribed CI machine: a reply allowance of
-# 8 ms and a 30 ms read budget (virtual time runs the loop, so this costs real time only on a
-# drop) keep scheduling stalls from looking like dead servos.
-BUS = {"latency_s": 0.008}
-READ_BUDGET_S = 0.03
+BUS = EMULATED_BUS_OPTIONS  # what every emulated rig uses (see hardware.emulation.emulator)
+READ_BUDGET_S = EMULATED_READ_BUDGET_S
 
 
 def rig(robot, faults=None, seed=0, safety=None, **kw):
@@ -210,11 +212,12 @@ import json, sys, time
 import numpy as np
 from hardware.arms import ServoArm
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.emulator import EMULATED_BUS_OPTIONS
 from hardware.arms.safety import SafetyConfig
 robot, out = sys.argv[1], sys.argv[2]
 emu = emulate_arm(robot).start()
 park = (0.0, -40.0, 40.0, 30.0, 0.0, 10.0)
-arm = ServoArm(robot, emu.port, default_calibration(robot), bus_options={"latency_s": 0.004},
+arm = ServoArm(robot, emu.port, default_calibration(robot), bus_options=EMULATED_BUS_OPTIONS,
                safety=SafetyConfig(exit_mode="park", park_pose=park, max_step=2.0,
                                    park_time_s=5.0, max_action_age_s=1.0))
 try:

@@ -85,6 +85,19 @@ def test_missing_and_wrong_model_at_connect(proto):
 
 
 @BOTH
+def test_connect_waits_out_a_late_first_reply(proto):
+    # Every reply of servo 1 is 100 ms late: far more than the 4 ms a read waits, and more than
+    # six such waits (the handshake's old retry count, which failed in CI on an emulator's first
+    # reply). The handshake keeps trying, each wait twice the last, until its 2 s budget.
+    faults = Faults(delay=1.0, delay_s=0.1, only_ids={1})
+    with ServoEmulator(proto, ARMS[proto], faults=faults) as emu:
+        with make_bus(proto, emu) as bus:
+            assert bus.is_connected
+            assert bus.stats["retries"] > 5
+        assert ["delay"] in [applied for i, applied in emu.fault_log if i == 1]
+
+
+@BOTH
 def test_exclusive_open_and_unplug(proto):
     with ServoEmulator(proto, ARMS[proto]) as emu:
         with make_bus(proto, emu) as bus:

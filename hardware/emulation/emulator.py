@@ -36,6 +36,14 @@ from hardware.motors.parser import StreamParser
 
 log = logging.getLogger(__name__)
 
+# A real servo answers within about a millisecond; an emulator's thread answers when the host
+# schedules it, which on a loaded machine can be tens of milliseconds later (the same thread
+# steps the physics). Whatever drives an emulator gives its bus this reply allowance and its
+# position reads this budget, so that a busy host is not taken for a dead servo. The cost is
+# wall time, and only when a reply is really missing; a virtual clock does not see it.
+EMULATED_BUS_OPTIONS = {"latency_s": 0.02}
+EMULATED_READ_BUDGET_S = 0.06
+
 
 class VirtualClock:
     """A clock that moves only when told: lets a 30 Hz loop and the emulator's physics run faster

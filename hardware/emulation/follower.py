@@ -14,7 +14,7 @@ from hardware.arms.servo_arm import ServoArm
 from hardware.cameras import sim_cameras
 from hardware.conventions import CAMERA_NAMES
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
-from hardware.emulation.emulator import VirtualClock
+from hardware.emulation.emulator import EMULATED_BUS_OPTIONS, EMULATED_READ_BUDGET_S, VirtualClock
 from hardware.emulation.sim_physics import SimArmPhysics
 from hardware.sim.robot import SimRobot
 
@@ -74,17 +74,14 @@ class EmulatedFollower:
 
     def arm(self, cls: type[ServoArm] = ServoArm, **kwargs) -> ServoArm:
         """A `ServoArm` (or subclass `cls`) on the emulated port, not connected."""
-        # The emulator is a thread on a CPU shared with the app (and, here, other jobs): as in
-        # the arm tests, 8 ms to answer and 30 ms a read keep a scheduling stall from looking
-        # like a dead servo. With the virtual clock this costs wall time only.
         return cls(
             self.profile,
             self.emu.port,
             self.calibration,
             cameras=sim_cameras(self.scene, self.lock),
             clock=self.clock,
-            bus_options={"latency_s": 0.008},
-            read_budget_s=0.03,
+            bus_options=EMULATED_BUS_OPTIONS,
+            read_budget_s=EMULATED_READ_BUDGET_S,
             **kwargs,
         )
 

@@ -5,13 +5,17 @@ What it guarantees:
   an error naming the port, instead of interleaving packets.
 - Every transaction has a timeout derived from the baud rate and the bytes on the wire, plus a
   fixed latency allowance (USB latency timer, servo return delay, OS scheduling). If the adapter's
-  `latency_timer` is readable in sysfs, the allowance is raised to cover it.
+  `latency_timer` is readable in sysfs, the allowance is raised to cover it. While the replies
+  of a sync read keep arriving, each next one gets the allowance again from the last, and a
+  reply already waiting when the deadline passes is still read (the process may have been
+  descheduled): a busy host delays replies, it does not lose them.
 - Retries are bounded twice: by a count, and by a time budget (a share of the 33 ms tick), so a
   dead servo costs at most one budget per tick, not seconds.
 - Every status packet's error byte is recorded (`last_errors`, `error_log`), sync reads included;
   nothing is silently dropped.
-- `connect()` pings every expected id and checks its model number; the bus itself never enables
-  torque, and the handshake fails, naming the missing ids and wrong models, before anyone can.
+- `connect()` pings every expected id and checks its model number, each for up to
+  `HANDSHAKE_BUDGET_S` with growing waits; the bus itself never enables torque, and the
+  handshake fails, naming the missing ids and wrong models, before anyone can.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class MotorBusError(ConnectionError):
 
 
 HANDSHAKE_BUDGET_S = 2.0  # seconds per servo to answer the connect-time ping
+PATIENT_WAIT_S = 0.25  # longest single wait for a reply in a patient ping
 
 
 class MotorNotFoundError(MotorBusError):
@@ -180,10 +185,11 @@ class MotorBus:
         """Ping every expected motor and check its model; raise naming every problem."""
         missing, wrong = [], []
         for name, motor in self.motors.items():
-            # 2 s per servo: paid in full only by a servo that never answers, and enough for a
-            # loaded host (or an emulator's first reply after it starts), where 0.5 s was not.
-            retries = max(5, self.max_retries)
-            number = self.ping(motor.id, budget_s=HANDSHAKE_BUDGET_S, retries=retries)
+            # Until 2 s have passed, each wait twice the last: paid in full only by a servo that
+            # never answers. A count of retries would end after a few fast waits and fail on a
+            # reply that is late because the host was busy (seen in CI on an emulator's first
+            # reply, after 6 waits of 4 ms).
+            number = self.ping(motor.id, budget_s=HANDSHAKE_BUDGET_S, patient=True)
             if number is None:
                 missing.append(f"{name} (id {motor.id})")
                 continue
@@ -227,8 +233,11 @@ class MotorBus:
             raise MotorBusError(f"{self.port}: not connected")
         return self._ser
 
-    def _transact(self, packet: InstructionPacket, expected: dict[int, int]) -> dict[int, Reply]:
-        """Send one instruction and collect the replies of `expected` ids (id -> data bytes)."""
+    def _transact(
+        self, packet: InstructionPacket, expected: dict[int, int], wait_s: float | None = None
+    ) -> dict[int, Reply]:
+        """Send one instruction and collect the replies of `expected` ids (id -> data bytes),
+        waiting `wait_s` for them (default `timeout_for` the packet sizes)."""
         ser = self._require()
         data = self.protocol.encode_instruction(packet)
         n_rx = sum(self.protocol.status_size(n) for n in expected.values())
@@ -238,16 +247,25 @@ class MotorBus:
             ser.write(data)
             if not expected:
                 return {}
-            deadline = time.monotonic() + self.timeout_for(len(data), n_rx)
+            wait = self.timeout_for(len(data), n_rx) if wait_s is None else wait_s
+            deadline = time.monotonic() + wait
             collector = ReplyCollector(self.protocol, expected)
             fd = ser.fileno()
             while not collector.done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
+                # Past the deadline, one last look without waiting: if this process was not
+                # scheduled until after it, a reply that came in time is already here.
+                left = max(0.0, deadline - time.monotonic())
                 ready, _, _ = select.select([fd], [], [], left)
                 if ready:
+                    before = len(collector.replies)
                     collector.feed(ser.read(max(1, ser.in_waiting)))
+                    if len(collector.replies) > before:
+                        # Servos answer a sync read one after another: while replies keep
+                        # coming, the next one gets the fixed allowance from the last one, so
+                        # a stall between two replies is not read as a dead servo.
+                        deadline = max(deadline, time.monotonic() + self.latency_s)
+                elif left == 0.0:
+                    break
         except (serial.SerialException, OSError, termios.error) as e:
             raise MotorBusError(f"servo port {self.port} failed: {e} (unplugged?)") from e
         results = collector.results()
@@ -278,15 +296,23 @@ class MotorBus:
 
     # -- single-motor operations ----------------------------------------------------------------
     def ping(
-        self, motor_id: int, budget_s: float | None = None, retries: int | None = None
+        self, motor_id: int, budget_s: float | None = None, patient: bool = False
     ) -> int | None:
-        """Model number of the servo `motor_id`, or None if it does not answer."""
+        """Model number of the servo `motor_id`, or None if it does not answer.
+
+        By default this retries like any read (`max_retries`, within `budget_s`). `patient`
+        keeps trying until `budget_s` is spent, doubling the wait for the reply each time (up to
+        `PATIENT_WAIT_S`), for the connect-time handshake, where time is cheap and a spurious
+        "no reply" is not."""
         deadline = time.monotonic() + (budget_s or self.budget_s)
-        for attempt in range(1 + (self.max_retries if retries is None else retries)):
+        n = self.protocol.ping_reply_size()
+        packet = self.protocol.ping(motor_id)
+        wait = None  # the default wait first
+        attempt = 0
+        while True:
             if attempt:
                 self.stats["retries"] += 1
-            n = self.protocol.ping_reply_size()
-            reply = self._transact(self.protocol.ping(motor_id), {motor_id: n})[motor_id]
+            reply = self._transact(packet, {motor_id: n}, wait)[motor_id]
             if reply.outcome is Outcome.OK:
                 if n:
                     return int.from_bytes(reply.packet.params[:2], "little")
@@ -294,12 +320,17 @@ class MotorBus:
                 r = self._transact(
                     self.protocol.read(motor_id, model_reg.address, model_reg.size),
                     {motor_id: model_reg.size},
+                    wait,
                 )[motor_id]
                 if r.outcome is Outcome.OK:
                     return self.protocol.decode_value(model_reg, r.packet.params)
-            if time.monotonic() >= deadline:
-                break
-        return None
+            attempt += 1
+            left = deadline - time.monotonic()
+            if left <= 0 or (not patient and attempt > self.max_retries):
+                return None
+            if patient:
+                last = wait or self.timeout_for(len(self.protocol.encode_instruction(packet)), n)
+                wait = min(PATIENT_WAIT_S, left, 2 * last)
 
     def read(self, register: str, motor: str, budget_s: float | None = None) -> int:
         """Read one register of one motor; raise `MotorCommError` naming it on failure."""

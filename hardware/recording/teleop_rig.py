@@ -39,6 +39,7 @@ from hardware.cameras import close_cameras, open_cameras
 from hardware.control_loop import run_loop
 from hardware.conventions import CAMERA_NAMES, FPS, JOINT_NAMES
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.emulator import EMULATED_BUS_OPTIONS
 from hardware.emulation.follower import EmulatedFollower
 from hardware.sim.expert import ScriptedExpert, min_jerk
 from hardware.sim.robot import HOME
@@ -226,7 +227,7 @@ class TeleopRig:
         if self.emulated is None:
             return LeaderArm(self.s.leader, self.s.leader_port, self.s.leader_calibration)
         leader = LeaderArm(self.s.leader, self.leader_emu.port, self.s.leader_calibration,
-                           bus_options={"latency_s": 0.008})
+                           bus_options=EMULATED_BUS_OPTIONS)
         self.hand = ScriptedHand(leader, self.leader_emu, self.emulated, seed=self.s.seed)
         return self.hand
 
