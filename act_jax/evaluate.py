@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from act_jax.execution import make_executor
+from hardware.sim.cube import distribution_arg
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -55,6 +56,33 @@ class Rollout:
     cube_start_pose: list[float]
     policy_ms_p50: float  # median latency of a policy call (ms), including chunk queries
     policy_ms_max: float
+    # At the first tick whose gripper command fell below half open
+    # (`hardware.sim.expert.GRASP_COMMAND`), the tool point (m) measured, and the one the
+    # commanded joints put it at (forward kinematics): where the policy chose to grasp, which a
+    # jaw landing on the cube does not move. None: it never closed.
+    grasp_point: list[float] | None = None
+    grasp_target: list[float] | None = None
+
+
+@dataclasses.dataclass
+class Episode:
+    """What `rollout` saw of one episode."""
+
+    success: bool
+    ticks: int
+    time_to_success_s: float | None
+    latencies_s: list[float]
+    grasp_point: np.ndarray | None  # (3,) see `Rollout.grasp_point`
+    grasp_target: np.ndarray | None  # (3,) see `Rollout.grasp_target`
+    frames: dict[str, list[np.ndarray]] | None  # camera -> (H, W, 3) frames, when recorded
+
+
+def path_safe(name: str) -> str:
+    """`name` with the spec characters that some filesystems and shells dislike in paths
+    (`:`, `~`, `,`) replaced: "held_out~3mm,3deg" -> "held_out-3mm-3deg"."""
+    for ch in ":~,":
+        name = name.replace(ch, "-")
+    return name
 
 
 def summarize(rollouts: Sequence[Rollout]) -> dict:
@@ -81,20 +109,21 @@ def summarize(rollouts: Sequence[Rollout]) -> dict:
     return out
 
 
-def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5, record: bool = False):
+def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5,
+            record: bool = False) -> Episode:
     """Runs one episode from the robot's current reset state until success or `max_steps`.
 
-    Success must hold for `settle_steps` consecutive ticks (the cube at rest in the box).
-
-    Returns:
-      (success, ticks, time_to_success_s or None, policy latencies (s), frames or None), where
-      frames maps camera -> list of (H, W, 3) uint8 observations.
+    Success must hold for `settle_steps` consecutive ticks (the cube at rest in the box). With
+    `record`, the camera frames are kept.
     """
     from hardware.control_loop import run_loop
+    from hardware.sim.arm import from_lerobot_units
+    from hardware.sim.expert import GRASP_COMMAND
 
     frames = {cam: [] for cam in robot.cameras} if record else None
     latencies: list[float] = []
     held, t_held = 0, None
+    grasp = target = None
 
     def timed_policy(observation):
         t0 = time.perf_counter()
@@ -103,10 +132,13 @@ def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5, record: boo
         return action
 
     def on_step(t, observation, action, sent):
-        nonlocal held, t_held
+        nonlocal held, t_held, grasp, target
         if frames is not None:
             for cam, img in observation["images"].items():
                 frames[cam].append(img)
+        if grasp is None and sent[5] < GRASP_COMMAND:
+            grasp = robot.tool_point()
+            target = robot.kinematics.fk(from_lerobot_units(sent)[:5])[0]
         if robot.success():
             held += 1
             if held == 1:
@@ -119,7 +151,12 @@ def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5, record: boo
         robot, timed_policy, fps=robot.fps, max_steps=max_steps, realtime=False, on_step=on_step
     )
     success = held >= settle_steps
-    return success, stats.ticks, (t_held if success else None), latencies, frames
+    return Episode(success, stats.ticks, t_held if success else None, latencies, grasp, target,
+                   frames)
+
+
+def _listed(v: np.ndarray | None) -> list[float] | None:
+    return None if v is None else [float(x) for x in v]
 
 
 def run_rollouts(
@@ -154,23 +191,24 @@ def run_rollouts(
     for i in bar:
         location = None if locations is None else int(locations[i % len(locations)])
         robot.reset(seed=seed + i, location=location)
-        success, ticks, t_success, lat, frames = rollout(
+        ep = rollout(
             robot, make_policy(), max_steps=max_steps, settle_steps=settle_steps,
             record=i < videos and video_dir is not None,
         )
-        lat_ms = 1e3 * np.asarray(lat or [0.0])
+        lat_ms = 1e3 * np.asarray(ep.latencies_s or [0.0])
         rollouts.append(
             Rollout(
-                episode=i, seed=seed + i, location_id=robot.location_id, success=success,
-                steps=ticks, time_to_success_s=t_success,
+                episode=i, seed=seed + i, location_id=robot.location_id, success=ep.success,
+                steps=ep.ticks, time_to_success_s=ep.time_to_success_s,
                 cube_start_pose=[float(v) for v in robot.cube_start_pose],
                 policy_ms_p50=float(np.median(lat_ms)), policy_ms_max=float(lat_ms.max()),
+                grasp_point=_listed(ep.grasp_point), grasp_target=_listed(ep.grasp_target),
             )
         )
-        if frames is not None:
+        if ep.frames is not None:
             write_video(
-                video_dir / f"rollout_{i:03d}_{'success' if success else 'failure'}.mp4",
-                {cam: np.stack(f) for cam, f in frames.items()}, fps=robot.fps,
+                video_dir / f"rollout_{i:03d}_{'success' if ep.success else 'failure'}.mp4",
+                {cam: np.stack(f) for cam, f in ep.frames.items()}, fps=robot.fps,
             )
         bar.set_postfix(success=f"{sum(r.success for r in rollouts)}/{len(rollouts)}")
     return rollouts
@@ -190,27 +228,26 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluates a checkpoint directory in simulation and writes results.json (+ videos)."""
     from act_jax.policy import Policy
-    from hardware.sim import SimRobot
+    from hardware.sim import CubeDistribution, SimRobot
 
     policy = Policy.from_checkpoint(checkpoint)
     cfg = policy.config
     execution = execution or cfg.eval.get("execution", "ensemble:0.01")
     distribution = distribution or cfg.eval.get("distribution", "uniform")
     max_steps = max_steps or cfg.eval.get("max_steps", 400)
-    if out is None:  # e.g. eval/uniform_ensemble-0.01 (no ':' in paths, for other filesystems)
-        out = Path(checkpoint) / "eval" / f"{distribution}_{execution.replace(':', '-')}"
+    make_executor(execution)  # validate the specs before anything is written
+    CubeDistribution.make(distribution)
+    if out is None:  # e.g. eval/uniform_ensemble-0.01
+        out = Path(checkpoint) / "eval" / path_safe(f"{distribution}_{execution}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    make_executor(execution)  # validate the spec before any rollout starts
     policy.warmup()
 
     robot = SimRobot(
         image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
         distribution=distribution,
     )
-    locations = None
-    if distribution in ("named", "held_out"):
-        locations = list(range(robot.num_locations))
+    locations = list(range(robot.num_locations)) if robot.num_locations else None
     t0 = time.time()
     with robot:
         rollouts = run_rollouts(
@@ -289,8 +326,9 @@ def main(argv=None):
         help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)",
     )
     p.add_argument(
-        "--locations", default=None, choices=("uniform", "named", "held_out"),
-        help="cube start distribution (default: the checkpoint config's)",
+        "--locations", default=None, metavar="SPEC", type=distribution_arg,
+        help="cube start distribution: uniform | named | held_out | grid:RxC, optionally "
+        "jittered, e.g. held_out~3mm,3deg (default: the checkpoint config's)",
     )
     p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
     p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")

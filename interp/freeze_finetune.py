@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.sim.cube import distribution_arg
 from interp import params as P
 
 EXIT_USAGE = 2
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     p.add_argument("--trainable", nargs="+", default=["decoder_mlp"],
                    help=f"a preset ({', '.join(P.PRESETS)}) or regexes over parameter paths "
                         "(default %(default)s)")
-    p.add_argument("--locations", default="held_out", choices=("uniform", "named", "held_out"),
+    p.add_argument("--locations", default="held_out", type=distribution_arg, metavar="SPEC",
                    help="cube start distribution of the new demos and the 'new' evaluation")
     p.add_argument("--demos", type=int, default=60, help="demos recorded at the new locations")
     p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps")

@@ -1,15 +1,23 @@
-"""Where the cube starts: the three start distributions of the experiments.
+"""Where the cube starts: the start distributions of the experiments.
 
     uniform    x, y uniform over a rectangle in front of the arm (the default; location_id -1)
     named      a fixed set of K = 5 named locations, ids 0..4 (the original project's dataset
-               used 5 cube positions)
+               used 5 cube positions): the corners and the centre of the "named region"
     held_out   new locations, ids 5..10, none of them a named one: four between pairs of named
                locations (interpolation) and two at the region's edges (extrapolation), for
                the memorisation-versus-interpolation experiment
+    grid:RxC   R x C locations evenly over the named region, corners included, ids 100.. in
+               row-major order (x then y): grid:3x3 (K = 9, 4 x 5 cm apart) and grid:5x5
+               (K = 25) cover the same region as the named set with more places
+
+A spec may end in a jitter, `~3mm` or `~3mm,3deg`: each draw then moves the cube uniformly by
+up to that much in x and in y (and in yaw) around its location, from the reset seed. Without
+jitter a location is one pose, so rollouts from it are replicas of one outcome (the sim and the
+policy are deterministic); with it, every seed is an independent start near the location.
 
 All start on the table, flat. The cube's yaw is drawn uniformly from `yaw_range_deg` (0 by
-default, so the cube is square to the table as in ACT's scripted tasks); named and held-out
-locations use the middle of that range. A pose is (7,): x, y, z (m), quaternion w, x, y, z.
+default, so the cube is square to the table as in ACT's scripted tasks); located distributions
+use the middle of that range. A pose is (7,): x, y, z (m), quaternion w, x, y, z.
 """
 
 from __future__ import annotations
@@ -38,7 +46,51 @@ HELD_OUT_LOCATIONS: tuple[tuple[float, float], ...] = (
     (0.145, -0.095),  # 9 outside the named hull, near corner
     (0.255, 0.055),  # 10 outside the named hull, far corner
 )
-DISTRIBUTIONS = ("uniform", "named", "held_out")
+# The region the named locations span (their corners): grids cover the same one.
+NAMED_REGION_X = (0.16, 0.24)
+NAMED_REGION_Y = (-0.07, 0.03)
+GRID_FIRST_ID = 100
+DISTRIBUTIONS = ("uniform", "named", "held_out", "grid")
+SPEC_HELP = "uniform | named | held_out | grid:RxC, optionally with ~MMmm[,DEGdeg] jitter"
+
+
+def grid_locations(rows: int, cols: int) -> tuple[tuple[float, float], ...]:
+    """`rows` x `cols` points evenly over the named region, corners included, row-major."""
+    xs = np.linspace(*NAMED_REGION_X, rows)
+    ys = np.linspace(*NAMED_REGION_Y, cols)
+    return tuple((round(float(x), 6), round(float(y), 6)) for x in xs for y in ys)
+
+
+def distribution_arg(text: str) -> str:
+    """argparse `type=` for a cube distribution spec: the spec, or a one-line error."""
+    import argparse
+
+    try:
+        CubeDistribution.make(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _parse_jitter(text: str, spec: str) -> tuple[float, float]:
+    """"3mm" or "3mm,3deg" -> (metres, degrees)."""
+    metres, degrees = 0.0, 0.0
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if part.endswith("mm"):
+                metres = float(part[:-2]) / 1000
+            elif part.endswith("deg"):
+                degrees = float(part[:-3])
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"cube distribution {spec!r}: jitter {part!r} is not like 3mm or 3deg"
+            ) from None
+    if not (0 <= metres <= 0.02 and 0 <= degrees <= 45):
+        raise ValueError(f"cube distribution {spec!r}: jitter must be 0-20 mm and 0-45 deg")
+    return metres, degrees
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +98,13 @@ class CubeDistribution:
     """A cube start distribution (see the module docstring).
 
     Attributes:
-      kind: "uniform", "named" or "held_out".
+      kind: "uniform", "named", "held_out" or "grid".
       x_range, y_range: the uniform region, metres.
       yaw_range_deg: the cube's yaw is uniform in this range (degrees).
-      locations: (x, y) of the locations of a "named"/"held_out" distribution.
+      locations: (x, y) of the locations of a located distribution.
       first_id: location id of locations[0]; ids are consecutive.
+      jitter_m, jitter_yaw_deg: half-widths of the uniform offset of a located draw.
+      spec: the string it was made from (what recordings and results store).
     """
 
     kind: str = "uniform"
@@ -59,6 +113,9 @@ class CubeDistribution:
     yaw_range_deg: tuple[float, float] = (0.0, 0.0)
     locations: tuple[tuple[float, float], ...] = ()
     first_id: int = 0
+    jitter_m: float = 0.0
+    jitter_yaw_deg: float = 0.0
+    spec: str = ""
 
     def __post_init__(self):
         if self.kind not in DISTRIBUTIONS:
@@ -68,16 +125,31 @@ class CubeDistribution:
 
     @classmethod
     def make(cls, spec: str | CubeDistribution) -> CubeDistribution:
-        """A distribution from its name ("uniform", "named", "held_out") or itself."""
+        """A distribution from its spec (see the module docstring) or itself."""
         if isinstance(spec, CubeDistribution):
             return spec
-        if spec == "uniform":
-            return cls()
-        if spec == "named":
-            return cls(kind="named", locations=NAMED_LOCATIONS, first_id=0)
-        if spec == "held_out":
-            return cls(kind="held_out", locations=HELD_OUT_LOCATIONS, first_id=len(NAMED_LOCATIONS))
-        raise ValueError(f"unknown cube distribution {spec!r}: expected one of {DISTRIBUTIONS}")
+        base, _, jitter = str(spec).partition("~")
+        jitter_m, jitter_deg = _parse_jitter(jitter, spec) if jitter else (0.0, 0.0)
+        if base == "uniform":
+            if jitter:
+                raise ValueError(f"cube distribution {spec!r}: uniform starts take no jitter")
+            return cls(spec=spec)
+        common = dict(jitter_m=jitter_m, jitter_yaw_deg=jitter_deg, spec=spec)
+        if base == "named":
+            return cls(kind="named", locations=NAMED_LOCATIONS, first_id=0, **common)
+        if base == "held_out":
+            return cls(kind="held_out", locations=HELD_OUT_LOCATIONS,
+                       first_id=len(NAMED_LOCATIONS), **common)
+        if base.startswith("grid:"):
+            try:
+                rows, cols = (int(v) for v in base[5:].split("x"))
+            except ValueError:
+                rows = cols = 0
+            if not (2 <= rows <= 20 and 2 <= cols <= 20):
+                raise ValueError(f"cube distribution {spec!r}: expected grid:RxC, 2 <= R, C <= 20")
+            return cls(kind="grid", locations=grid_locations(rows, cols), first_id=GRID_FIRST_ID,
+                       **common)
+        raise ValueError(f"unknown cube distribution {spec!r}: expected {SPEC_HELP}")
 
     @property
     def num_locations(self) -> int:
@@ -90,11 +162,12 @@ class CubeDistribution:
         """Draws a start pose. Returns ((7,) pose, location_id).
 
         Args:
-          location: for named/held_out, the index into `locations` (None: drawn at random).
+          location: for a located distribution, the index into `locations` (None: drawn at
+            random).
         """
         if self.kind == "uniform":
             if location is not None:
-                raise ValueError("location= needs a 'named' or 'held_out' cube distribution")
+                raise ValueError("location= needs a located cube distribution (not uniform)")
             x = rng.uniform(*self.x_range)
             y = rng.uniform(*self.y_range)
             yaw = np.radians(rng.uniform(*self.yaw_range_deg))
@@ -110,6 +183,10 @@ class CubeDistribution:
             x, y = self.locations[location]
             yaw = np.radians(np.mean(self.yaw_range_deg))
             loc_id = self.first_id + location
+            if self.jitter_m or self.jitter_yaw_deg:  # drawn after the location, from one seed
+                dx, dy = rng.uniform(-self.jitter_m, self.jitter_m, size=2)
+                x, y = x + dx, y + dy
+                yaw += np.radians(rng.uniform(-self.jitter_yaw_deg, self.jitter_yaw_deg))
         pose = np.array([x, y, cube_size / 2, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
         return pose, loc_id
 

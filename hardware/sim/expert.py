@@ -41,12 +41,16 @@ from tqdm import tqdm
 
 from hardware.control_loop import run_loop
 from hardware.sim.arm import from_lerobot_units
+from hardware.sim.cube import SPEC_HELP, distribution_arg
 from hardware.sim.kinematics import top_down
 from hardware.sim.robot import HOME, SimRobot
 from hardware.teleop import Teleoperator
 
 GRIPPER_OPEN = 45.0  # LeRobot units: ~39 deg, 5.7 cm between the pads
 GRIPPER_CLOSED = 0.0
+# A grasp happens where the gripper command first falls below half open: the "grasp point" of a
+# rollout (expert or policy) is the tool point at that tick.
+GRASP_COMMAND = GRIPPER_OPEN / 2
 HOVER_Z = 0.065  # tcp height above the cube before descending and while lifting (m)
 CARRY_Z = 0.075  # tcp height while carrying the cube to the box
 RELEASE_Z = 0.06  # tcp height when opening above the box
@@ -271,7 +275,8 @@ def main(argv=None):
     )
     p.add_argument("--episodes", type=int, default=100, help="random starts (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default %(default)s)")
-    p.add_argument("--distribution", default="uniform", choices=("uniform", "named", "held_out"))
+    p.add_argument("--distribution", default="uniform", type=distribution_arg, metavar="SPEC",
+                   help=f"cube start distribution: {SPEC_HELP} (default %(default)s)")
     p.add_argument("--json", default=None, help="also write the summary to this file")
     args = p.parse_args(argv)
     s = evaluate(args.episodes, args.seed, args.distribution)

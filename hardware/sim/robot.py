@@ -105,6 +105,7 @@ class SimRobot(Robot):
         self._cube_v = cube_joint.dofadr[0]
         self._cube_geom = m.geom("cube").id
         self._cube_body = m.body("cube").id
+        self._tcp_site = m.site("tcp").id
         arm_root = m.body("base").id
         self._arm_bodies = {b for b in range(m.nbody) if self._in_subtree(b, arm_root)}
         self.cube_start_pose = np.full(7, np.nan)
@@ -270,6 +271,10 @@ class SimRobot(Robot):
     def cube_pose(self) -> np.ndarray:
         """(7,) the cube's x, y, z (m) and quaternion w, x, y, z."""
         return self.data.qpos[self._cube_q : self._cube_q + 7].copy()
+
+    def tool_point(self) -> np.ndarray:
+        """(3,) where the `tcp` site (midway between the gripper pads) is now, metres."""
+        return self.data.site_xpos[self._tcp_site].copy()
 
     def box_pose(self) -> np.ndarray:
         """(7,) the box's centre on the table and its orientation (fixed)."""

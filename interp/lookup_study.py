@@ -1,0 +1,195 @@
+r"""Lookup table or interpolation: ACT beside a lookup baseline and the physics oracles, on the
+same independent test starts, and a verdict by a rule fixed before the runs.
+
+    python -m interp.lookup_study --checkpoint runs/named_base --test held_out~3mm,3deg \
+        --starts 24 --out bench/reference_results/interp/lookup_named
+
+Policies, each from the same starts (reset seed `seed + i`, location `i % K` of the test spec):
+
+    act          the checkpoint, with its configured chunk execution
+    alt          the action lookup table over the checkpoint's training frames (`interp.alt`),
+                 with the same chunk execution
+    expert, nearest, interpolate
+                 the oracles of `interp.oracles` over the training demos' start poses
+
+Each rollout's grasp point gives alpha (`interp.oracles.alpha`): about 0 for lookup, about 1
+for interpolation. The training poses are the demos' start poses, read from the dataset.
+
+The verdict rule (`verdict`), fixed before any run of this study and not tuned after:
+  - only starts whose nearest training pose is farther than the grasp's tolerance
+    (`TOLERANCE_M`, 1.5 cm, `bench/expert_tolerance.py`) count: nearer ones succeed under
+    either hypothesis. Fewer than `MIN_STARTS` such starts: "undecided (too few starts beyond
+    the tolerance)".
+  - "lookup" if ACT's median alpha there is below 0.25 and ACT's success rate there is within
+    10 points of the nearest-replay oracle's;
+  - "interpolation" if ACT's median alpha there is above 0.75 and ACT succeeds on at least half
+    of the starts there on which the nearest-replay oracle fails;
+  - "partial" otherwise (the numbers say which way it leans).
+The oracles check the instrument: `nearest` must have median alpha below 0.25 and `interpolate`
+above 0.75, or the verdict is "invalid (alpha does not separate the oracles)".
+
+Whether the decoder MLP is the lookup table is a further question (where the behaviour snaps,
+and which parameters a fine-tune needs), not decided here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from interp import oracles as O
+
+TOLERANCE_M = 0.015
+MIN_STARTS = 8
+LOOKUP_ALPHA, INTERP_ALPHA = 0.25, 0.75
+TRACK_POINTS = 0.10
+
+
+def _beyond(block: dict) -> list[dict]:
+    return [s for s in block["per_start"] if s["nearest_train_m"] > TOLERANCE_M]
+
+
+def _median_alpha(starts: list[dict]) -> float | None:
+    a = [s["alpha"] for s in starts if s["alpha"] is not None]
+    return float(np.median(a)) if a else None
+
+
+def verdict(results: dict) -> dict:
+    """The rule of the module docstring, over `results[name]` blocks of
+    `interp.oracles.score_rollouts` for "act", "nearest" and "interpolate" on the same starts."""
+    act, near, interp = (_beyond(results[k]) for k in ("act", "nearest", "interpolate"))
+    n = len(act)
+    numbers = {"starts_beyond_tolerance": n, "tolerance_m": TOLERANCE_M}
+    if n < MIN_STARTS:
+        return {"verdict": "undecided (too few starts beyond the tolerance)", **numbers}
+    a_near, a_interp, a_act = _median_alpha(near), _median_alpha(interp), _median_alpha(act)
+    rate = {k: float(np.mean([s["success"] for s in v]))
+            for k, v in (("act", act), ("nearest", near), ("interpolate", interp))}
+    nearest_fails = [i for i, s in enumerate(near) if not s["success"]]
+    rescued = (float(np.mean([act[i]["success"] for i in nearest_fails]))
+               if nearest_fails else None)
+    numbers.update(alpha_median={"act": a_act, "nearest": a_near, "interpolate": a_interp},
+                   success_rate=rate, act_success_where_nearest_fails=rescued,
+                   nearest_failures=len(nearest_fails))
+    if a_near is None or a_interp is None or not (a_near < LOOKUP_ALPHA < INTERP_ALPHA < a_interp):
+        return {"verdict": "invalid (alpha does not separate the oracles)", **numbers}
+    if a_act is None:
+        return {"verdict": "undecided (ACT never closed the gripper)", **numbers}
+    if a_act < LOOKUP_ALPHA and abs(rate["act"] - rate["nearest"]) <= TRACK_POINTS:
+        return {"verdict": "lookup", **numbers}
+    if a_act > INTERP_ALPHA and rescued is not None and rescued >= 0.5:
+        return {"verdict": "interpolation", **numbers}
+    return {"verdict": "partial", **numbers}
+
+
+def plot(results: dict, path: Path) -> None:
+    """Success with intervals per policy, and alpha against the distance to the nearest
+    training pose, per start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = list(results)
+    rates = [results[k]["success_rate"] for k in names]
+    lo = [r - results[k]["ci95"][0] for k, r in zip(names, rates, strict=True)]
+    hi = [results[k]["ci95"][1] - r for k, r in zip(names, rates, strict=True)]
+    ax1.bar(names, rates, yerr=[lo, hi], capsize=4, color="#88a")
+    ax1.set_ylim(0, 1.05)
+    ax1.set_ylabel("success (95% Wilson CI)")
+    ax1.set_title("same independent starts")
+    for k, marker in zip(names, "os^vD", strict=False):
+        pts = [(s["nearest_train_m"] * 100, s["alpha"]) for s in results[k]["per_start"]
+               if s["alpha"] is not None]
+        if pts:
+            x, y = zip(*pts, strict=True)
+            ax2.scatter(x, y, label=k, marker=marker, alpha=0.7)
+    ax2.axvline(TOLERANCE_M * 100, color="k", lw=0.8, ls=":")
+    for y in (0, 1):
+        ax2.axhline(y, color="gray", lw=0.5)
+    ax2.set_xlabel("distance to the nearest training pose (cm)")
+    ax2.set_ylabel("alpha (0 lookup, 1 interpolation)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    from hardware.sim.cube import SPEC_HELP, distribution_arg
+
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="training workdir of the policy")
+    p.add_argument("--test", required=True, type=distribution_arg, metavar="SPEC",
+                   help=f"test starts: {SPEC_HELP}; jitter makes every start independent")
+    p.add_argument("--starts", type=int, default=24, help="test starts (default %(default)s)")
+    p.add_argument("--seed", type=int, default=7000, help="reset seed of start 0")
+    p.add_argument("--execution", default=None, help="chunk execution (default: the config's)")
+    p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
+    p.add_argument("--dataset", default=None,
+                   help="training dataset (default: the one the checkpoint's config names)")
+    p.add_argument("--out", required=True, help="directory for lookup.json and lookup.png")
+    args = p.parse_args(argv)
+    if args.starts < 1 or (args.max_steps is not None and args.max_steps < 1):
+        p.error("--starts and --max-steps must be >= 1")
+    from act_jax.data import dataset_dir_for
+    from act_jax.execution import make_executor
+    from act_jax.policy import Policy
+    from hardware.sim import SimRobot
+    from interp.alt import ActionLookupTable
+
+    try:
+        policy = Policy.from_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        p.error(f"--checkpoint: {e}")
+    cfg = policy.config
+    execution = args.execution or cfg.eval.get("execution", "ensemble:0.01")
+    try:
+        make_executor(execution)
+    except ValueError as e:
+        p.error(f"--execution: {e}")
+    max_steps = args.max_steps or cfg.eval.get("max_steps", 400)
+    dataset = Path(args.dataset) if args.dataset else dataset_dir_for(cfg.data)
+    if not dataset.exists():
+        p.error(f"--dataset: no dataset at {dataset} (give the training dataset's directory)")
+    t0 = time.time()
+    train, _ = O.train_poses_from(None, str(dataset))
+    alt = ActionLookupTable.from_dataset(dataset, cfg)
+    policy.warmup()
+    robot = SimRobot(image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
+                     distribution=args.test)
+    with robot:
+        oracles = O.Oracles(robot, train)
+        policies = {
+            "act": lambda: policy.as_controller(make_executor(execution)),
+            "alt": lambda: alt.as_controller(make_executor(execution)),
+            **{n: oracles.make_policy(n) for n in O.ORACLES},
+        }
+        results = O.run_study(policies, robot, train, starts=args.starts, seed=args.seed,
+                              max_steps=max_steps)
+    decision = verdict(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out / "lookup.png")
+    doc = {"command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]),
+           "checkpoint": str(args.checkpoint), "step": policy.step, "dataset": str(dataset),
+           "train_poses": len(train), "alt_frames": len(alt), "test": args.test,
+           "starts": args.starts, "seed": args.seed, "execution": execution,
+           "wall_time_s": round(time.time() - t0, 1), "verdict": decision, "results": results}
+    (out / "lookup.json").write_text(json.dumps(doc, indent=2))
+    O.print_table(results)
+    print(f"verdict: {decision['verdict']} ({decision['starts_beyond_tolerance']} starts beyond "
+          f"{100 * TOLERANCE_M:.1f} cm)")
+    print(f"wrote {out / 'lookup.json'} and lookup.png in {doc['wall_time_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
