@@ -13,9 +13,11 @@ The one module of `hardware` that knows about ACT: it joins `act_jax.policy.Poli
 2. Load the policy and compile it (`warmup`) while the arm is still limp.
 3. Open the cameras, connect the arm (torque on, goal := present pose), run the loop in real time.
 4. On the way out, always (end of run, protective stop, Ctrl-C): park at the pose the arm started
-   from (or `--park-pose`), then torque off; `ServoArm.disconnect` defers Ctrl-C while it does.
-   Then print per-tick latencies and the policy's retrace count. A protective stop (a NaN action,
-   a lost servo, overheating) prints its reason and exits with status 3.
+   from (or `--park-pose`), then torque off, read back from every servo; `ServoArm.disconnect`
+   defers Ctrl-C while it does. Then print per-tick latencies and the policy's retrace count. A
+   protective stop (a NaN action, a lost servo, overheating) prints its reason and exits with
+   status 3. A servo that did not read back torque off is named, and the exit status is 4
+   whatever ended the run: the arm may still be energised.
 
 `--emulate` needs no hardware: the byte-exact servo emulator runs on a pseudo-terminal with the
 MuJoCo scene (arm, cube, box) behind it (`SimArmPhysics`), the arm's cameras render that scene,
@@ -27,7 +29,8 @@ clock; `--clock real` runs against the wall clock instead (overruns then show ho
 is from 30 Hz).
 
 Exit status: 0 done, 1 a camera or the servo bus failed, 2 invalid arguments (nothing was opened),
-3 protective stop, 130 Ctrl-C.
+3 protective stop, 4 torque off not confirmed by every servo (they are named; this overrides the
+others), 130 Ctrl-C (128 + the signal for SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 
 from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
 from hardware.arms.calibration import ArmCalibration
-from hardware.arms.servo_arm import park_at_start
+from hardware.arms.servo_arm import park_at_start, torque_off_problem
 from hardware.cameras import CameraError, close_cameras, open_cameras
 from hardware.control_loop import (
     LoopStats,
@@ -56,11 +59,16 @@ from hardware.emulation.follower import EmulatedFollower
 from hardware.motors.bus import MotorBusError
 from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 
-EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_INTERRUPT = 0, 2, 3, 130
+EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 2, 3, 4, 130
 
 
 class DeployError(ArgumentError):
     """An argument is invalid; raised before any port or camera is opened."""
+
+
+class TorqueNotConfirmed(RuntimeError):
+    """The run ended (for the reason in the message) and some servo did not read back torque
+    off; raised by `run_episode` after the arm was disconnected."""
 
 
 @dataclasses.dataclass
@@ -131,22 +139,39 @@ def run_episode(
     """Connects `arm`, runs `controller` on it, and always leaves it parked with torque off.
 
     A protective stop ends the episode with its reason; Ctrl-C is re-raised once the arm is safe.
+
+    Raises:
+      TorqueNotConfirmed: however the episode ended, if a servo did not read back torque off
+        (chained to the exception that ended it, if any).
     """
     box: dict[str, LoopStats] = {}
     stop_reason = None
-    with arm:  # connect: torque on at the present pose; exit: park, torque off
-        print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
-        park_at_start(arm, park_pose)
-        try:
-            run_loop(arm, controller, fps=fps, max_steps=max_steps, realtime=realtime,
-                     on_step=on_step, on_stop=lambda s: box.setdefault("stats", s))
-        except ProtectiveStop as e:
-            stop_reason = str(e)
-            box["stats"].stopped_by = "protective stop"
-        except KeyboardInterrupt as e:
-            done = box["stats"].summary() if "stats" in box else "0 ticks"
-            print(f"{signal_name(e)} after {done}; parking, then torque off", file=sys.stderr)
-            raise
+    try:
+        with arm:  # connect: torque on at the present pose; exit: park, torque off
+            print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
+            park_at_start(arm, park_pose)
+            try:
+                run_loop(arm, controller, fps=fps, max_steps=max_steps, realtime=realtime,
+                         on_step=on_step, on_stop=lambda s: box.setdefault("stats", s))
+            except ProtectiveStop as e:
+                stop_reason = str(e)
+                box["stats"].stopped_by = "protective stop"
+            except KeyboardInterrupt as e:
+                done = box["stats"].summary() if "stats" in box else "0 ticks"
+                print(f"{signal_name(e)} after {done}; parking, then torque off",
+                      file=sys.stderr)
+                raise
+    except BaseException as e:
+        problem = torque_off_problem(arm)
+        if problem:
+            why = (f"stopped by {signal_name(e)}" if isinstance(e, KeyboardInterrupt)
+                   else f"{type(e).__name__}: {e}")
+            raise TorqueNotConfirmed(f"{why}; {problem}") from e
+        raise
+    problem = torque_off_problem(arm)
+    if problem:
+        why = f"PROTECTIVE STOP: {stop_reason}" if stop_reason else "the run ended"
+        raise TorqueNotConfirmed(f"{why}; {problem}")
     return Episode(box["stats"], stop_reason)
 
 
@@ -384,6 +409,9 @@ def _main(args) -> int:
                 execution=execution, fps=args.fps, max_steps=max_steps, park_pose=park_pose,
                 width=size[0] if size else None, height=size[1] if size else None)
             note = "real (wall clock)"
+    except TorqueNotConfirmed as e:
+        print(f"deploy: {e}", file=sys.stderr)
+        return EXIT_TORQUE
     except KeyboardInterrupt as e:
         print(f"stopped by {signal_name(e)}: the arm was left parked with torque off",
               file=sys.stderr)
@@ -397,7 +425,8 @@ def _main(args) -> int:
     print_report(episodes, policy, note)
     stopped = [e.stop_reason for e in episodes if e.stop_reason]
     if stopped:
-        print(f"deploy: PROTECTIVE STOP: {stopped[0]} (torque is off)", file=sys.stderr)
+        print(f"deploy: PROTECTIVE STOP: {stopped[0]} (torque off, read back from every "
+              "servo)", file=sys.stderr)
         return EXIT_STOP
     return EXIT_OK
 

@@ -39,7 +39,9 @@ command gives the same files, whether it ran in one go or was resumed. Simulated
 as fast as it can (no sleeping); a real robot runs at its fixed rate.
 
 Exit status: 0 done, 1 a camera or servo bus failed, 2 invalid arguments (nothing was opened),
-3 protective stop (the episode in progress is discarded), 130 Ctrl-C.
+3 protective stop (the episode in progress is discarded), 4 the follower's torque off was not
+read back from every servo (they are named; this overrides the others), 130 Ctrl-C (128 + the
+signal for SIGTERM, SIGHUP).
 
 New robots and teleoperators plug in with `register_robot(name, factory)` and
 `register_teleop(name, factory)`.
@@ -54,6 +56,7 @@ import sys
 from collections.abc import Callable
 
 from hardware.arms import ProtectiveStop
+from hardware.arms.servo_arm import torque_off_problem
 from hardware.cameras import CameraError
 from hardware.control_loop import exit_status, signal_name, stop_signals
 from hardware.conventions import parse_image_size
@@ -196,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-EXIT_OK, EXIT_ERROR, EXIT_STOP, EXIT_INTERRUPT = 0, 1, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 1, 3, 4, 130
 
 
 def main(argv=None) -> int:
@@ -229,12 +232,14 @@ def main(argv=None) -> int:
                 "koch --teleop leader)")
     else:
         rig = None
+    robot, status = None, None
     with stop_signals(), contextlib.ExitStack() as stack:
         try:
             if rig is not None:
                 args.rig = stack.enter_context(rig)
                 settings.update(rig.settings)
-            robot = stack.enter_context(ROBOTS[args.robot](args))
+            robot = ROBOTS[args.robot](args)
+            stack.enter_context(robot)
             teleop = stack.enter_context(TELEOPS[args.teleop](robot, args))
             written = record(robot, teleop, args.out, args.episodes, seed=args.seed,
                              max_steps=args.max_steps, settings=settings,
@@ -244,20 +249,27 @@ def main(argv=None) -> int:
             print(f"stopped by {signal_name(e)}: the episode in progress (if any) was "
                   f"discarded; {args.out} holds {kept} complete episodes", file=sys.stderr)
             stack.close()  # the follower parks, then torque off
-            if rig is not None:
+            if rig is not None and torque_off_problem(robot) is None:
                 print("the follower was left parked with torque off", file=sys.stderr)
-            return exit_status(e)
+            status = exit_status(e)
         except ProtectiveStop as e:  # the follower already holds or has torque off
             stack.close()
             print(f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",
                   file=sys.stderr)
-            return EXIT_STOP
+            status = EXIT_STOP
         except (CameraError, MotorBusError) as e:
             stack.close()
             print(f"record: {type(e).__name__}: {e}", file=sys.stderr)
-            return EXIT_ERROR
-    n = len(list_episodes(args.out))
-    print(f"wrote {len(written)} episodes; {args.out} now holds {n}")
+            status = EXIT_ERROR
+    if status is None:
+        n = len(list_episodes(args.out))
+        print(f"wrote {len(written)} episodes; {args.out} now holds {n}")
+    problem = torque_off_problem(robot)  # read back when the follower disconnected
+    if problem:
+        print(f"record: {problem}", file=sys.stderr)
+        return EXIT_TORQUE
+    if status is not None:
+        return status
     if args.build_tfds:
         return build_tfds(args.out, args.build_tfds, args.name)
     return EXIT_OK

@@ -223,6 +223,36 @@ def test_nan_policy_stops_the_arm_and_exits_non_zero(checkpoint, nan_policy, mon
     assert torque[-6:] == [(i, 0) for i in range(1, 7)]
 
 
+def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, monkeypatch,
+                                                          capsys):
+    # Once torque is on, every servo reply comes 2 s late: the servos stop answering in time,
+    # a protective stop follows, and torque off cannot be read back. deploy names each servo,
+    # never says the torque is off, and exits 4 (the emulator shows why: torque still on).
+    from hardware.arms import ServoArm
+
+    box = {}
+    real_emulated, real_connect = deploy.deploy_emulated, ServoArm.connect
+
+    def late_after_connect(arm):
+        real_connect(arm)
+        box["emu"].faults.delay, box["emu"].faults.delay_s = 1.0, 2.0
+
+    monkeypatch.setattr(deploy, "load_policy", lambda *a: policy)
+    monkeypatch.setattr(deploy, "deploy_emulated", lambda policy, on_emulator, **kw: real_emulated(
+        policy, **kw, on_emulator=lambda e: box.setdefault("emu", e)))
+    monkeypatch.setattr(ServoArm, "connect", late_after_connect)
+    argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "20"]
+    assert deploy.main(argv) == deploy.EXIT_TORQUE
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("deploy: PROTECTIVE STOP: no position from"), err
+    named = ", ".join(f"{n} (id {i})" for i, n in enumerate(
+        ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"], 1))
+    assert f"TORQUE OFF NOT CONFIRMED by {named}:" in last
+    assert "torque is off" not in err and "read back from every servo" not in err
+    assert "emulated servos at exit: torque on 6/6" in err
+
+
 # -- (d) cameras ------------------------------------------------------------------------------
 def write_test_video(path):
     import cv2

@@ -12,6 +12,7 @@ import pytest
 
 from hardware.arms import ProtectiveStop, ServoArm
 from hardware.arms.safety import SafetyConfig
+from hardware.arms.servo_arm import torque_off_problem
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.emulation.emulator import (
     EMULATED_BUS_OPTIONS,
@@ -95,9 +96,50 @@ def test_dead_id_triggers_protective_stop_and_torque_off(robot):
         assert off == {1, 2, 3, 4, 5, 6}  # the broadcast torque-off reaches every id
         assert {i for i, v in torque_values(emu, t_dead) if v == 1} == set()
         assert emu.get(1, "Torque_Enable") == 0 and emu.get(6, "Torque_Enable") == 0
+        assert arm.torque_unconfirmed == ["elbow_flex (id 3)"]  # read back from the others
         with pytest.raises(ProtectiveStop):
             arm.send_action(np.zeros(6))
         arm.disconnect()
+    finally:
+        emu.stop()
+
+
+@ROBOTS
+def test_late_replies_torque_off_is_read_back_from_every_servo(robot):
+    # Every reply 50 ms late: a write's status misses its wait, yet the patient read-back of
+    # Torque_Enable sees 0 on each servo, and the emulator agrees.
+    clock, emu, arm = rig(robot)
+    try:
+        arm.connect()
+        emu.faults.delay, emu.faults.delay_s = 1.0, 0.05
+        arm.disconnect()
+        assert arm.torque_unconfirmed == []
+        assert [emu.get(i, "Torque_Enable") for i in range(1, 7)] == [0] * 6
+    finally:
+        emu.stop()
+
+
+def test_torque_off_that_is_not_read_back_is_named():
+    # Every reply 2 s late, later than the read-back waits: the protective stop cannot confirm
+    # torque off, and the arm names every servo instead of saying it is off. It is right not to:
+    # the broadcast still waits behind late replies in the emulator, whose servos hold torque.
+    clock, emu, arm = rig("so101")
+    try:
+        arm.connect()
+        emu.faults.delay, emu.faults.delay_s = 1.0, 2.0
+        with pytest.raises(ProtectiveStop, match="no position"):
+            for _ in range(10):
+                arm.get_observation()
+                arm.send_action(np.zeros(6))
+                clock.advance(1 / 30)
+        names = ["shoulder_pan (id 1)", "shoulder_lift (id 2)", "elbow_flex (id 3)",
+                 "wrist_flex (id 4)", "wrist_roll (id 5)", "gripper (id 6)"]
+        assert arm.torque_unconfirmed == names
+        assert [emu.get(i, "Torque_Enable") for i in range(1, 7)] == [1] * 6
+        arm.disconnect()  # tries again, with the same answer
+        assert arm.torque_unconfirmed == names
+        problem = torque_off_problem(arm)
+        assert problem.startswith(f"TORQUE OFF NOT CONFIRMED by {', '.join(names)}:")
     finally:
         emu.stop()
 
@@ -320,6 +362,7 @@ def test_late_action_holds_and_unplug_is_a_clear_error():
             arm.get_observation()
         arm.disconnect()  # logs that torque off failed; never raises
         assert not arm.is_connected
+        assert len(arm.torque_unconfirmed) == 6  # nothing was read back
     finally:
         emu.stop()
 

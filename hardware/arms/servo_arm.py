@@ -16,6 +16,11 @@
     disconnect      hold or park (SafetyConfig.exit_mode), then torque off, with Ctrl-C deferred so
                     a second press cannot skip it.
 
+Torque off (protective stop, disconnect, a failed connect) is confirmed by reading Torque_Enable
+back from every servo (`MotorBus.disable_torque`); the servos that did not read back 0 are in
+`torque_unconfirmed` ("elbow_flex (id 3)", ...; all of them if the bus failed), and an app must
+name them instead of saying the torque is off (`torque_off_problem`).
+
 After a protective stop `get_observation` and `send_action` raise `ProtectiveStop`; the control loop
 ends and its `finally`/context manager calls `disconnect`.
 
@@ -125,6 +130,7 @@ class ServoArm(Robot):
         self._connected = False
         self.stop_reason: str | None = None
         self._torque_cut = False
+        self.torque_unconfirmed: list[str] = []  # after the last torque off: see the docstring
         self.last_read: ReadReport | None = None
         self.last_command = None
 
@@ -136,6 +142,7 @@ class ServoArm(Robot):
     def connect(self) -> None:
         if self._connected:
             return
+        self.torque_unconfirmed = []
         self.bus.connect()  # handshake: every id answers with the right model, or raise
         try:
             self.bus.disable_torque()
@@ -150,10 +157,7 @@ class ServoArm(Robot):
             self.bus.sync_write("Goal_Position", present)  # torque on must not make it jump
             self.bus.enable_torque()
         except BaseException:
-            try:
-                self.bus.disable_torque()
-            except MotorBusError:
-                pass
+            self._torque_off()
             self.bus.disconnect()
             raise
         self._missed[:] = 0
@@ -177,14 +181,22 @@ class ServoArm(Robot):
             except MotorBusError as e:
                 log.error("could not hold/park before torque off: %s", e)
             try:
-                unconfirmed = self.bus.disable_torque()
-                if unconfirmed:
-                    log.error("torque off not confirmed by %s", unconfirmed)
-            except MotorBusError as e:
-                log.error("torque off failed: %s", e)
+                self._torque_off()
             finally:
                 self.bus.disconnect()
                 self._connected = False
+
+    def _torque_off(self) -> None:
+        """Torque off on every servo, read back; sets and logs `torque_unconfirmed`."""
+        try:
+            unconfirmed = self.bus.disable_torque()
+        except MotorBusError as e:
+            log.error("torque off failed: %s", e)
+            unconfirmed = list(self.bus.motors)
+        self.torque_unconfirmed = [self.bus.label(n) for n in unconfirmed]
+        if unconfirmed:
+            log.error("torque off not confirmed by %s: Torque_Enable did not read back 0",
+                      ", ".join(self.torque_unconfirmed))
 
     def _hold(self) -> None:
         result = self.bus.sync_read("Present_Position", budget_s=0.03)
@@ -213,13 +225,13 @@ class ServoArm(Robot):
         self.stop_reason = reason
         self._torque_cut = torque_off
         self.guard.stop(reason)
-        try:
-            if torque_off:
-                self.bus.disable_torque()
-            else:
+        if torque_off:
+            self._torque_off()
+        else:
+            try:
                 self._hold()
-        except MotorBusError as e:
-            log.error("protective stop: bus failed too: %s", e)
+            except MotorBusError as e:
+                log.error("protective stop: bus failed too: %s", e)
         raise ProtectiveStop(reason)
 
     def _check_stopped(self) -> None:
@@ -248,7 +260,7 @@ class ServoArm(Robot):
             names = {n: self.bus.protocol.error_names(result.errors[n]) for n in bad}
             self._protective_stop(f"servo error on {names}", torque_off=True)
         dead = [
-            f"{n} (id {self.bus.motors[n].id})"
+            self.bus.label(n)
             for n, k in zip(JOINT_NAMES, self._missed, strict=True)
             if k >= self.safety.comm_fail_ticks
         ]
@@ -322,3 +334,13 @@ def park_at_start(arm: ServoArm, park_pose: tuple[float, ...] | None = None) -> 
     off. Call right after `connect`."""
     start = tuple(float(v) for v in arm.guard.last)
     arm.safety = dataclasses.replace(arm.safety, exit_mode="park", park_pose=park_pose or start)
+
+
+def torque_off_problem(robot) -> str | None:
+    """None if `robot` is no servo arm or read back torque off from every servo; otherwise what
+    an app must say instead of "torque is off", naming each servo that did not confirm it."""
+    unconfirmed = getattr(robot, "torque_unconfirmed", None)
+    if not unconfirmed:
+        return None
+    return (f"TORQUE OFF NOT CONFIRMED by {', '.join(unconfirmed)}: Torque_Enable did not read "
+            "back 0, so the arm may still be energised; cut its power before touching it")

@@ -16,10 +16,13 @@ What it guarantees:
 - `connect()` pings every expected id and checks its model number, each for up to
   `HANDSHAKE_BUDGET_S` with growing waits; the bus itself never enables torque, and the
   handshake fails, naming the missing ids and wrong models, before anyone can.
+- `disable_torque()` is confirmed by reading Torque_Enable back from every servo (growing waits,
+  `TORQUE_OFF_BUDGET_S` in all) and returns the servos that did not read back 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,6 +47,7 @@ class MotorBusError(ConnectionError):
 
 HANDSHAKE_BUDGET_S = 2.0  # seconds per servo to answer the connect-time ping
 PATIENT_WAIT_S = 0.25  # longest single wait for a reply in a patient ping
+TORQUE_OFF_BUDGET_S = 2.0  # seconds for torque off to be read back from every servo
 
 
 class MotorNotFoundError(MotorBusError):
@@ -491,17 +495,58 @@ class MotorBus:
             if self.protocol.name == "feetech":
                 self.write("Lock", name, 1, budget_s=0.25, retries=max(5, self.max_retries))
 
-    def disable_torque(self, motors: Iterable[str] | None = None) -> list[str]:
-        """Torque off, best effort: a broadcast first (reaches every live servo at once), then a
-        checked write per motor. Returns the motors that did not confirm; never raises for them."""
+    def disable_torque(
+        self, motors: Iterable[str] | None = None, budget_s: float = TORQUE_OFF_BUDGET_S
+    ) -> list[str]:
+        """Torque off, confirmed by reading Torque_Enable back from every servo.
+
+        A broadcast first (it reaches every live servo at once), then each servo's Torque_Enable
+        is read back. A servo that still reads 1 is written 0 again; one whose reply did not
+        come is asked again, each wait twice the last (up to `PATIENT_WAIT_S`), until every servo
+        reads 0 or `budget_s` is spent: at shutdown time is cheap, and a servo reported as still
+        energised must be one that really did not answer. Feetech: then the EEPROM is unlocked.
+
+        Returns:
+          The motors (bus order) that did not read back 0: nobody may say their torque is off.
+          Never raises for them; `MotorBusError` if the port itself fails.
+        """
         names = list(motors) if motors is not None else list(self.motors)
         self.sync_write("Torque_Enable", {n: 0 for n in names})
-        unconfirmed = []
-        for name in names:
-            try:
-                self.write("Torque_Enable", name, 0, budget_s=0.05, retries=3)
-                if self.protocol.name == "feetech":
+        deadline = time.monotonic() + budget_s
+        unconfirmed, wait = names, None
+        while True:
+            values = {n: self._read_once(n, "Torque_Enable", wait) for n in unconfirmed}
+            for name, value in values.items():
+                if value:  # still on: it missed the broadcast; the next read-back decides
+                    with contextlib.suppress(MotorCommError, MotorInstructionError):
+                        self.write("Torque_Enable", name, 0, retries=0)
+            unconfirmed = [n for n, v in values.items() if v != 0]  # None: no reply
+            left = deadline - time.monotonic()
+            if not unconfirmed or left <= 0:
+                break
+            self.stats["retries"] += 1
+            wait = min(PATIENT_WAIT_S, left, 2 * (wait or self.latency_s))
+        if self.protocol.name == "feetech":
+            locked = []
+            for name in (n for n in names if n not in unconfirmed):
+                try:
                     self.write("Lock", name, 0, budget_s=0.05, retries=3)
-            except (MotorCommError, MotorInstructionError):
-                unconfirmed.append(name)
+                except (MotorCommError, MotorInstructionError):
+                    locked.append(self.label(name))
+            if locked:
+                log.warning("%s: EEPROM lock not confirmed open on %s (torque is off)",
+                            self.port, ", ".join(locked))
         return unconfirmed
+
+    def _read_once(self, motor: str, register: str, wait_s: float | None) -> int | None:
+        """One READ of `register` from `motor`: the value, or None without a valid reply."""
+        m, reg = self._name(motor), self.models[motor].register(register)
+        packet = self.protocol.read(m.id, reg.address, reg.size)
+        reply = self._transact(packet, {m.id: reg.size}, wait_s)[m.id]
+        if reply.outcome is not Outcome.OK:
+            return None
+        return self.protocol.decode_value(reg, reply.packet.params)
+
+    def label(self, motor: str) -> str:
+        """How messages name a motor: `"elbow_flex (id 3)"`."""
+        return f"{motor} (id {self.motors[motor].id})"
