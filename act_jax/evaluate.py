@@ -27,6 +27,8 @@ from tqdm import tqdm
 from act_jax.execution import make_executor
 from hardware.sim.cube import distribution_arg
 
+POLICY_KINDS = ("act", "alt")
+
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% for z = 1.96).
@@ -225,23 +227,40 @@ def evaluate_checkpoint(
     videos: int = 3,
     out: str | Path | None = None,
     progress: bool = True,
+    policy_kind: str = "act",
 ) -> dict:
-    """Evaluates a checkpoint directory in simulation and writes results.json (+ videos)."""
+    """Evaluates a checkpoint directory in simulation and writes results.json (+ videos).
+
+    `policy_kind="alt"` evaluates the action lookup table (`interp.alt`) over the checkpoint's
+    training dataset instead of the network, with the same config, execution and starts."""
     from act_jax.policy import Policy
     from hardware.sim import CubeDistribution, SimRobot
 
+    if policy_kind not in POLICY_KINDS:
+        raise ValueError(f"policy kind {policy_kind!r} is not one of {POLICY_KINDS}")
     policy = Policy.from_checkpoint(checkpoint)
     cfg = policy.config
+    step = policy.step
+    if policy_kind == "alt":
+        from act_jax.data import dataset_dir_for
+        from interp.alt import ActionLookupTable
+
+        dataset = dataset_dir_for(cfg.data)
+        if not dataset.exists():
+            raise FileNotFoundError(f"no training dataset at {dataset} for the lookup table")
+        policy = ActionLookupTable.from_dataset(dataset, cfg)
     execution = execution or cfg.eval.get("execution", "ensemble:0.01")
     distribution = distribution or cfg.eval.get("distribution", "uniform")
     max_steps = max_steps or cfg.eval.get("max_steps", 400)
     make_executor(execution)  # validate the specs before anything is written
     CubeDistribution.make(distribution)
     if out is None:  # e.g. eval/uniform_ensemble-0.01
-        out = Path(checkpoint) / "eval" / path_safe(f"{distribution}_{execution}")
+        prefix = "" if policy_kind == "act" else f"{policy_kind}_"
+        out = Path(checkpoint) / "eval" / path_safe(f"{prefix}{distribution}_{execution}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    policy.warmup()
+    if policy_kind == "act":
+        policy.warmup()
 
     robot = SimRobot(
         image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
@@ -257,9 +276,9 @@ def evaluate_checkpoint(
         )
     summary = summarize(rollouts)
     summary.update(
-        checkpoint=str(checkpoint), step=policy.step, execution=execution,
-        distribution=distribution, seed=seed, max_steps=max_steps,
-        wall_time_s=time.time() - t0, policy_retraces_after_warmup=policy.retraces_after_warmup,
+        checkpoint=str(checkpoint), step=step, policy=policy_kind, execution=execution,
+        distribution=distribution, seed=seed, max_steps=max_steps, wall_time_s=time.time() - t0,
+        policy_retraces_after_warmup=getattr(policy, "retraces_after_warmup", None),
         rollouts=[dataclasses.asdict(r) for r in rollouts],
     )
     (out / "results.json").write_text(json.dumps(summary, indent=2))
@@ -330,6 +349,9 @@ def main(argv=None):
         help="cube start distribution: uniform | named | held_out | grid:RxC, optionally "
         "jittered, e.g. held_out~3mm,3deg (default: the checkpoint config's)",
     )
+    p.add_argument("--policy", default="act", choices=POLICY_KINDS,
+                   help="act: the checkpoint's network (default); alt: the action lookup table "
+                   "over its training frames (interp.alt), the lookup baseline")
     p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
     p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")
     p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")
@@ -343,7 +365,7 @@ def main(argv=None):
         s = evaluate_checkpoint(
             args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
             distribution=args.locations, max_steps=args.max_steps, videos=args.videos,
-            out=args.out,
+            out=args.out, policy_kind=args.policy,
         )
     except FileNotFoundError as e:  # a missing or damaged checkpoint (CheckpointDamaged)
         p.error(f"--checkpoint: {e}")
@@ -353,7 +375,8 @@ def main(argv=None):
     print(
         f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
         f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%), {s['distribution']}, {s['execution']}, "
-        f"weights of step {s['step']}"
+        + ("the lookup table over the checkpoint's training frames" if args.policy == "alt"
+           else f"weights of step {s['step']}")
     )
     if s["mean_time_to_success_s"] is not None:
         print(f"mean time to success {s['mean_time_to_success_s']:.2f} s")

@@ -1,6 +1,8 @@
 """The lookup-or-interpolation instruments: start specs, grasp points, oracles, alpha, the
 action lookup table and the verdict rule."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,19 @@ def test_the_verdict_rule():
     # An instrument that does not separate the oracles invalidates the study.
     got = L.verdict({"act": cases["lookup"], "nearest": interp_ok, "interpolate": interp_ok})
     assert got["verdict"].startswith("invalid")
+
+
+def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_start(tmp_path):
+    # At a named location (no jitter) the first frame is a demo's first frame: the table follows
+    # that demo, and the demo succeeded.
+    from helpers_data import fast_compiles, tiny_sim_run
+
+    from act_jax.evaluate import evaluate_checkpoint
+
+    with fast_compiles(tmp_path / "jax_cache"):
+        run = tiny_sim_run(tmp_path, episodes=2, distribution="named")
+        s = evaluate_checkpoint(run, episodes=1, policy_kind="alt", distribution="named",
+                                max_steps=250, videos=0,
+                                execution="open_loop", progress=False)
+    assert s["policy"] == "alt" and Path(s["out_dir"]).name.startswith("alt_named")
+    assert s["successes"] == 1 and s["rollouts"][0]["grasp_target"] is not None
