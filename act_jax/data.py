@@ -524,6 +524,8 @@ def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
 
     Raises:
       FileNotFoundError: naming the paths tried, when there is no dataset and no episodes.
+      EpisodeDamaged: naming a damaged episode file (and the build command that skips it);
+        nothing is built.
     """
     dataset_dir = dataset_dir_for(data_config)
     if (dataset_dir / "dataset_info.json").exists():

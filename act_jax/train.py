@@ -41,6 +41,7 @@ from tqdm import tqdm
 from act_jax import checkpoints, data, normalization, sharding, sim_demos
 from act_jax.model import ACT, ACTConfig, act_loss, count_params
 from act_jax.workdir_lock import WorkdirBusy, lock_workdir
+from hardware.recording.episodes import EpisodeDamaged
 
 
 class TrainState(train_state.TrainState):
@@ -500,7 +501,7 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except (WorkdirBusy, checkpoints.CheckpointDamaged) as e:
+    except (WorkdirBusy, checkpoints.CheckpointDamaged, EpisodeDamaged) as e:
         print(f"train: {e}", file=sys.stderr)
         sys.exit(1)
     workdir = Path(workdir)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
+import zipfile
 from pathlib import Path
 
 import jax
@@ -60,6 +62,31 @@ def build_dataset(root: Path, name: str = "tiny", **kwargs) -> Path:
     dataset directory (what `config.data.dataset_dir` takes)."""
     write_episodes(root / "episodes", **kwargs)
     return build(root / "episodes", root / "tfds", name)
+
+
+DAMAGE = ("truncated", "bit_flipped", "empty")
+
+
+def damage_episode(path: Path, how: str) -> bytes:
+    """Damages an episode file as a disk or a copy would; returns the damaged bytes.
+
+    "truncated": the first half is kept; "empty": 0 bytes; "bit_flipped": one bit flipped in the
+    middle of the state array's data (the archive stays readable: only its CRC-32 tells).
+    """
+    raw = bytearray(path.read_bytes())
+    if how == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif how == "empty":
+        raw = bytearray()
+    elif how == "bit_flipped":
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("state.npy")
+        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:][:4])
+        raw[info.header_offset + 30 + name_len + extra_len + info.compress_size // 2] ^= 0x04
+    else:
+        raise ValueError(f"damage how={how!r}: one of {DAMAGE}")
+    path.write_bytes(bytes(raw))
+    return bytes(raw)
 
 
 def tiny_sim_run(root: Path, *, episodes: int, distribution: str) -> Path:

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from helpers_data import build_dataset, write_episodes
+from helpers_data import build_dataset, damage_episode, write_episodes
 
 from act_jax import data, normalization, sharding
 
@@ -207,6 +207,25 @@ def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
     assert not sim_demos.record_missing_demos(config, (32, 32))
     with pytest.raises(FileNotFoundError, match=r"no dataset at .*other.* no episode files in"):
         data.ensure_dataset(config, (32, 32))
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit_flipped"])
+def test_a_damaged_episode_stops_the_training_data_naming_it(tmp_path, how):
+    # The trainer builds its dataset from the episodes: a damaged one is named with the command
+    # that builds without it, nothing is built, and the episode files are left as they were.
+    from configs import tiny
+    from hardware.recording.episodes import EpisodeDamaged
+
+    config = tiny.get_config().data
+    config.tfds_data_dir = str(tmp_path / "tfds")
+    config.episodes_dir = str(tmp_path / "episodes")
+    write_episodes(tmp_path / "episodes", num_episodes=3, steps=6)
+    bad = tmp_path / "episodes" / "episode_000001.npz"
+    damage_episode(bad, how)
+    with pytest.raises(EpisodeDamaged, match=rf"{bad}: episode 1 is damaged: .* --skip-damaged"):
+        data.ensure_dataset(config, (32, 32))
+    assert not (data.dataset_dir_for(config) / "dataset_info.json").exists()
+    assert len(list((tmp_path / "episodes").iterdir())) == 3
 
 
 # ---- Lazy decoding: PNG bytes held, a batch's frames decoded on a thread pool.

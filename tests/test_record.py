@@ -1,6 +1,7 @@
 """Recording: durable, resumable, deterministic, and readable back through TFDS unchanged."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_data import damage_episode
 
 from act_jax_datasets.episodes import build, load
 from hardware.record import main
@@ -107,6 +109,38 @@ def test_killing_the_recorder_mid_episode_keeps_earlier_episodes(tmp_path):
     fresh = tmp_path / "fresh"
     record_sim_dataset(fresh, 1, SIZE, seed=3, progress=False)
     assert_same_episode(read_episode(kept[0]), read_episode(list_episodes(fresh)[0]))
+
+
+@pytest.mark.parametrize("index, how", [(1, "truncated"), (1, "empty"), (0, "bit_flipped")],
+                         ids=["last_truncated", "last_empty", "first_bit_flipped"])
+def test_resuming_sets_a_damaged_episode_aside_and_records_it_again(two_episodes, tmp_path,
+                                                                    index, how, capsys):
+    # The damaged file moves to damaged/ (named, kept as it was), its index is recorded again:
+    # the same episode, as the sim is deterministic; the other episode is not touched.
+    out = tmp_path / "eps"
+    shutil.copytree(two_episodes, out)
+    bad = out / f"episode_00000{index}.npz"
+    other = out / f"episode_00000{1 - index}.npz"
+    kept = other.read_bytes()
+    damaged = damage_episode(bad, how)
+    record_sim_dataset(out, 2, SIZE, seed=3, progress=False)
+    err = capsys.readouterr().err
+    assert f"record: {bad}: episode {index} is damaged: " in err
+    assert f"moved to {out / 'damaged' / bad.name}; episode {index} is recorded again" in err
+    assert (out / "damaged" / bad.name).read_bytes() == damaged
+    assert [p.name for p in list_episodes(out)] == ["episode_000000.npz", "episode_000001.npz"]
+    assert other.read_bytes() == kept
+    assert_same_episode(read_episode(bad), read_episode(two_episodes / bad.name))
+
+
+def test_resuming_fills_a_gap_left_by_a_deleted_episode(two_episodes, tmp_path):
+    out = tmp_path / "eps"
+    shutil.copytree(two_episodes, out)
+    (out / "episode_000000.npz").unlink()
+    record_sim_dataset(out, 2, SIZE, seed=3, progress=False)
+    for a, b in zip(list_episodes(two_episodes), list_episodes(out), strict=True):
+        assert a.name == b.name
+        assert_same_episode(read_episode(a), read_episode(b))
 
 
 def test_cli_rejects_bad_arguments(capsys):

@@ -5,6 +5,11 @@ Build (the config name becomes the dataset's name; the default sim data is `sim_
     python -m act_jax_datasets.episodes --episodes data/episodes/sim_demos \
         --data-dir data/tfds --name sim_demos
 
+A damaged episode file (truncated, corrupt) stops the build, naming its path, index and what is
+wrong (`EpisodeDamaged`), and nothing is written; `--skip-damaged` (`build(skip_damaged=True)`)
+builds from the other episodes and names each one it left out. Example i is then the i-th good
+episode: `episode_metadata/episode_index` still says which.
+
 Read, without TensorFlow:
 
     from act_jax_datasets.episodes import load
@@ -18,6 +23,7 @@ recorder wrote. Examples keep the recording order (shuffling is the data pipelin
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,7 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from hardware.recording.episodes import list_episodes, read_episode
+from hardware.recording.episodes import EpisodeDamaged, list_episodes, read_episode
 
 _STATE_DOC = "Measured joint positions at each step: degrees; gripper 0 (closed)..100 (open)."
 _ACTION_DOC = "Commanded joint targets at each step, in the units of `state`."
@@ -51,20 +57,38 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
         # top-level package, which fails for `act_jax_datasets` (a folder mapped by setup.cfg).
         return epath.Path(__file__)
 
-    def __init__(self, *, episodes_dir: str | os.PathLike | None = None, **kwargs):
+    def __init__(self, *, episodes_dir: str | os.PathLike | None = None,
+                 skip_damaged: bool = False, **kwargs):
         self._episodes_dir = Path(episodes_dir) if episodes_dir is not None else None
+        self._skip_damaged = skip_damaged
+        self.skipped: list[EpisodeDamaged] = []  # the damaged files left out, with skip_damaged
         super().__init__(**kwargs)
+
+    def _episodes(self, episodes_dir: Path):
+        """The episodes in order; a damaged one raises, or with `skip_damaged` is named on stderr
+        and left out."""
+        for path in list_episodes(episodes_dir):
+            try:
+                ep = read_episode(path)
+            except EpisodeDamaged as e:
+                if not self._skip_damaged:
+                    raise
+                if all(s.path != e.path for s in self.skipped):
+                    self.skipped.append(e)
+                    print(f"skipping {e}", file=sys.stderr, flush=True)
+                continue
+            yield ep
 
     def _first_meta(self):
         if self._episodes_dir is None:
             raise ValueError("ActEpisodes needs episodes_dir= to build")
-        paths = list_episodes(self._episodes_dir)
-        if not paths:
+        first = next(self._episodes(self._episodes_dir), None)
+        if first is None:
             raise FileNotFoundError(
-                f"no episode files (episode_NNNNNN.npz) in {self._episodes_dir}: record some with "
-                "`python -m hardware.record`"
+                f"no {'intact ' if self.skipped else ''}episode files (episode_NNNNNN.npz) in "
+                f"{self._episodes_dir}: record some with `python -m hardware.record`"
             )
-        return read_episode(paths[0]).meta
+        return first.meta
 
     def _info(self) -> tfds.core.DatasetInfo:
         meta = self._first_meta()
@@ -123,8 +147,7 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(self._episodes_dir)}
 
     def _generate_examples(self, episodes_dir: Path):
-        for path in list_episodes(episodes_dir):
-            ep = read_episode(path)
+        for ep in self._episodes(episodes_dir):
             m = ep.meta
             yield m.episode_index, make_example(
                 {cam: ep.png[cam] for cam in m.cameras}, ep.state, ep.action, ep.timestamp,
@@ -156,23 +179,38 @@ def make_example(frames: Mapping[str, Sequence[bytes]], state, action, timestamp
 
 
 def build(
-    episodes_dir: str | os.PathLike, data_dir: str | os.PathLike, name: str = "sim_demos"
+    episodes_dir: str | os.PathLike, data_dir: str | os.PathLike, name: str = "sim_demos",
+    skip_damaged: bool = False,
 ) -> Path:
     """Builds (or rebuilds) the dataset `act_episodes/<name>` from an episode directory.
 
+    Args:
+      skip_damaged: leave damaged episode files out (each is named on stderr) instead of
+        refusing to build.
+
     Returns:
       The dataset directory, to pass to `load`.
+
+    Raises:
+      EpisodeDamaged: without `skip_damaged`, for the first damaged file (path, index, what is
+        wrong, and the command that builds without it); no dataset is written.
     """
     config = tfds.core.BuilderConfig(name=name, description=f"episodes from {episodes_dir}")
-    builder = ActEpisodes(
-        episodes_dir=episodes_dir, data_dir=os.fspath(data_dir), config=config,
-        file_format="array_record",
-    )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+    try:
+        builder = ActEpisodes(
+            episodes_dir=episodes_dir, data_dir=os.fspath(data_dir), config=config,
+            file_format="array_record", skip_damaged=skip_damaged,
         )
-    )
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+            )
+        )
+    except EpisodeDamaged as e:
+        raise EpisodeDamaged(e.path, (
+            f"{e.problem}. No dataset was built; to build one without it: python -m "
+            f"act_jax_datasets.episodes --episodes {episodes_dir} --data-dir {data_dir} "
+            f"--name {name} --skip-damaged")) from e
     return Path(builder.data_dir)
 
 

@@ -13,6 +13,10 @@ in `datasets/episodes` reads one format. An episode file holds (T = number of st
 Frames are PNG (lossless) so that a dataset reads back exactly what was recorded. A file is
 written under a temporary name, flushed to disk and renamed into place: a crash mid-write leaves
 every earlier episode intact and no half-written file under an episode name.
+
+A file damaged afterwards (truncated by a copy, a bit flipped on disk: the archive's CRC-32s
+catch it) raises `EpisodeDamaged`, naming the path, the episode index and what is wrong. Nothing
+here deletes one: `set_aside` moves it into a `damaged/` folder next to it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +37,34 @@ from hardware.conventions import CAMERA_NAMES, FPS, JOINT_NAMES
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^episode_(\d{6})\.npz$")
+DAMAGED_DIR = "damaged"  # where `set_aside` moves damaged files, inside the episode directory
+
+
+class EpisodeDamaged(ValueError):
+    """An episode file that cannot be read back: empty, truncated or corrupt.
+
+    Attributes:
+      path: the file.
+      index: the episode index its name gives (None if the name is not an episode's).
+      problem: what is wrong, in words.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path, self.problem = Path(path), problem
+        self.index = episode_index(self.path)
+        which = "episode file" if self.index is None else f"episode {self.index}"
+        super().__init__(f"{self.path}: {which} is damaged: {problem}")
+
+
+def _problem(path: Path, e: Exception) -> str:
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if isinstance(e, zipfile.BadZipFile) and "CRC" in str(e):
+        return f"corrupt data, a checksum does not match ({e})"
+    if isinstance(e, zipfile.BadZipFile) and "not a zip file" in str(e):
+        return f"not a complete .npz archive, truncated? ({size} bytes)"
+    return f"{type(e).__name__}: {e}"
 
 
 @dataclasses.dataclass
@@ -177,10 +210,11 @@ def write_episode(
 
 
 def read_episode(path: str | os.PathLike) -> Episode:
-    """Reads one episode file.
+    """Reads one episode file (every byte: a damaged one fails its CRC-32 check here).
 
     Raises:
-      ValueError: naming the file, if it is not a readable episode.
+      EpisodeDamaged: naming the file, its index and what is wrong (a ValueError).
+      FileNotFoundError: there is no such file.
     """
     path = Path(path)
     try:
@@ -192,8 +226,43 @@ def read_episode(path: str | os.PathLike) -> Episode:
                 off = z[f"images/{cam}/offsets"]
                 png[cam] = [blob[off[i] : off[i + 1]] for i in range(len(off) - 1)]
             return Episode(z["state"], z["action"], z["timestamp"], png, meta)
-    except (OSError, KeyError, ValueError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable episode file ({e})") from e
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise EpisodeDamaged(path, _problem(path, e)) from e
+
+
+def check_archive(path: str | os.PathLike) -> None:
+    """The cheap check: the archive is complete (its directory at the end of the file reads and
+    lists the episode's arrays). Catches an empty or truncated file, not a flipped bit.
+
+    Raises:
+      EpisodeDamaged: naming the file.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            missing = {"state.npy", "action.npy", "timestamp.npy", "meta.npy"} - set(z.namelist())
+    except FileNotFoundError:
+        raise
+    except (OSError, zipfile.BadZipFile) as e:
+        raise EpisodeDamaged(path, _problem(path, e)) from e
+    if missing:
+        raise EpisodeDamaged(path, f"the archive has no {', '.join(sorted(missing))}")
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Moves a (damaged) episode file into `damaged/` beside it, never over another file.
+    Returns where it went."""
+    path = Path(path)
+    folder = path.parent / DAMAGED_DIR
+    folder.mkdir(exist_ok=True)
+    target, k = folder / path.name, 1
+    while target.exists():
+        k += 1
+        target = folder / f"{path.stem}.{k}{path.suffix}"
+    os.replace(path, target)
+    return target
 
 
 def list_episodes(directory: str | os.PathLike) -> list[Path]:
@@ -207,6 +276,12 @@ def list_episodes(directory: str | os.PathLike) -> list[Path]:
 def iter_episodes(directory: str | os.PathLike) -> Iterator[Episode]:
     for path in list_episodes(directory):
         yield read_episode(path)
+
+
+def episode_index(path: str | os.PathLike) -> int | None:
+    """The index in an episode file's name (`episode_000012.npz` -> 12), None for another name."""
+    m = _NAME.match(Path(path).name)
+    return int(m.group(1)) if m else None
 
 
 def next_episode_index(directory: str | os.PathLike) -> int:

@@ -8,7 +8,8 @@ Per step an episode holds both camera images, the state and the action actually 
 timestamp; per episode the cube's start pose, its location id, success, fps and robot type
 (`EpisodeMeta`). Durable and resumable: each episode is written atomically when it ends, and
 recording again into the same directory appends after the last complete episode (refused if the
-settings differ). Deterministic in simulation: episode i resets the sim with
+settings differ), first recording again any index whose file is damaged or missing, so the
+numbering never has a gap (`_resume`). Deterministic in simulation: episode i resets the sim with
 `episode_seed(seed, i)` and its timestamps are sim time. The command line, with its arguments
 and exit statuses, is `python -m hardware.record`.
 """
@@ -16,6 +17,7 @@ and exit statuses, is `python -m hardware.record`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +27,14 @@ from tqdm import tqdm
 
 from hardware.control_loop import run_loop
 from hardware.recording.episodes import (
+    EpisodeDamaged,
     EpisodeMeta,
+    check_archive,
     encode_png,
+    episode_index,
     list_episodes,
-    next_episode_index,
     read_episode,
+    set_aside,
     write_episode,
 )
 from hardware.sim.expert import ScriptedExpert
@@ -83,17 +88,40 @@ def record_episode(robot, teleop, *, max_steps: int, realtime: bool,
     )
 
 
-def _check_resume(out: Path, settings: dict) -> None:
-    """Refuses to append to a recording made with different settings (it would mix datasets)."""
+def _resume(out: Path, settings: dict, episodes: int) -> list[int]:
+    """The episode indices still to record in `out` for `episodes` in all, in order.
+
+    What is there is checked first: every file's archive is complete (`check_archive`, cheap),
+    and the last file and the first good one are read in full (their CRC-32s; the first gives
+    the settings). A damaged file is moved into `out/damaged/`, named on stderr (no data is
+    deleted), and its index is recorded again, as is an index whose file is missing: the
+    numbering never has a gap. The other indices follow the last good episode.
+
+    Raises:
+      ValueError: the recording there was made with other settings (it would mix datasets).
+    """
     paths = list_episodes(out)
-    if not paths:
-        return
-    first = read_episode(paths[0]).meta.extra.get("recording", {})
-    diff = {k: (first.get(k), v) for k, v in settings.items() if first.get(k) != v}
+    good, damaged, first = set(), [], None
+    for k, path in enumerate(paths):
+        try:
+            if first is None or k == len(paths) - 1:
+                meta = read_episode(path).meta
+                first = meta if first is None else first
+            else:
+                check_archive(path)
+            good.add(episode_index(path))
+        except EpisodeDamaged as e:
+            damaged.append(e)
+    recorded = first.extra.get("recording", {}) if first is not None else settings
+    diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
     if diff:
         details = ", ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{out} holds a recording with other settings ({details}); "
                          "use another --out or the same settings to resume")
+    for e in damaged:
+        again = f"; episode {e.index} is recorded again" if e.index < episodes else ""
+        print(f"record: {e}; moved to {set_aside(e.path)}{again}", file=sys.stderr, flush=True)
+    return [i for i in range(episodes) if i not in good]
 
 
 def record(
@@ -109,7 +137,8 @@ def record(
     progress: bool = True,
     rig=None,
 ) -> list[Path]:
-    """Records episodes until `out_dir` holds `episodes` of them (resuming after the last one).
+    """Records episodes until `out_dir` holds `episodes` of them, indices 0 to `episodes` - 1
+    (resuming: see `_resume`).
 
     Args:
       robot: a connected Robot; a simulated one (with `reset`) is reset with
@@ -137,13 +166,13 @@ def record(
         settings["scene_hash"] = robot.scene_hash
     if getattr(teleop, "settings", None):
         settings["teleop_settings"] = dict(teleop.settings)
-    _check_resume(out, settings)
-    start = next_episode_index(out)
+    todo = _resume(out, settings, episodes)
     written, oks = [], []
     bar = tqdm(total=episodes, desc="record", unit="ep", disable=not progress or rig is not None,
-               initial=start)
-    i = start
-    while i < episodes:
+               initial=episodes - len(todo))
+    k = 0
+    while k < len(todo):
+        i = todo[k]
         ep_seed = episode_seed(seed, i)
         location_id, cube_pose = -1, (float("nan"),) * 7
         if rig is not None:
@@ -151,7 +180,8 @@ def record(
             if choice == "quit":
                 break
             if choice == "redo":
-                i -= 1
+                k -= 1
+                i = todo[k]
                 ep_seed = episode_seed(seed, i)
                 written.pop().unlink()
                 oks.pop()
@@ -195,7 +225,7 @@ def record(
                   f"({outcome['extra']['success_by']})", flush=True)
         bar.update(1)
         bar.set_postfix(success=f"{sum(oks)}/{len(written)}", steps=len(ep["state"]))
-        i += 1
+        k += 1
     bar.close()
     return written
 
