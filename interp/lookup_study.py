@@ -87,9 +87,11 @@ def verdict(results: dict) -> dict:
     return {"verdict": "partial", **numbers}
 
 
-def plot(results: dict, path: Path) -> None:
-    """Success with intervals per policy, and alpha against the distance to the nearest
+def plot(results: dict) -> bytes:
+    """PNG: success with intervals per policy, and alpha against the distance to the nearest
     training pose, per start."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,10 +117,55 @@ def plot(results: dict, path: Path) -> None:
         ax2.axhline(y, color="gray", lw=0.5)
     ax2.set_xlabel("distance to the nearest training pose (cm)")
     ax2.set_ylabel("alpha (0 lookup, 1 interpolation)")
-    ax2.legend(fontsize=8)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no start far enough from a demo for alpha", ha="center",
+                 transform=ax2.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    return buf.getvalue()
+
+
+VERDICT_STATUS = {"lookup": "supported", "interpolation": "not-supported"}
+
+
+def add_section(page, doc: dict, png: bytes) -> None:
+    """The study's section of an HTML `interp.page.Page`: verdict, table, figure, command."""
+    v = doc["verdict"]
+    page.section("Lookup table or interpolation", anchor="lookup")
+    n = v["starts_beyond_tolerance"]
+    numbers = ""
+    if "alpha_median" in v:
+        a, r = v["alpha_median"], v["success_rate"]
+        fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+        numbers = (f" On the {n} starts farther than {100 * TOLERANCE_M:.1f} cm from every "
+                   f"training pose: median alpha {fmt(a['act'])} for ACT ({fmt(a['nearest'])} "
+                   f"nearest-replay, {fmt(a['interpolate'])} interpolation oracle); success "
+                   f"{100 * r['act']:.0f}% ACT, {100 * r['nearest']:.0f}% nearest replay, "
+                   f"{100 * r['interpolate']:.0f}% interpolation.")
+    page.verdict(f"The claim that ACT acts as a lookup table over its demos: {v['verdict']}."
+                 + numbers, VERDICT_STATUS.get(v["verdict"], "partial"))
+    page.paragraph(
+        f"{doc['starts']} independent test starts ({doc['test']}, seeds {doc['seed']}-"
+        f"{doc['seed'] + doc['starts'] - 1}), the same for every policy; {doc['train_poses']} "
+        f"training demos; the lookup table (alt) holds {doc['alt_frames']} training frames. "
+        "alpha = 0: the grasp goes where the nearest demo's did; 1: where the expert's would. "
+        "The rule was fixed before the runs (interp.lookup_study).")
+    rows = []
+    for name, r in doc["results"].items():
+        beyond = _beyond(r)
+        rows.append([name, f"{r['successes']}/{r['starts']}",
+                     f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}",
+                     "" if r["alpha_median"] is None else r["alpha_median"],
+                     f"{sum(s['success'] for s in beyond)}/{len(beyond)}",
+                     "" if _median_alpha(beyond) is None else _median_alpha(beyond)])
+    page.table(["policy", "successes", "95% interval", "median alpha", "successes beyond tol.",
+                "median alpha beyond tol."], rows)
+    page.figure(png, "Success per policy, and alpha against the distance to the nearest demo")
+    page.command(doc["command"])
 
 
 def main(argv=None) -> int:
@@ -135,7 +182,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
     p.add_argument("--dataset", default=None,
                    help="training dataset (default: the one the checkpoint's config names)")
-    p.add_argument("--out", required=True, help="directory for lookup.json and lookup.png")
+    p.add_argument("--out", required=True, help="directory for lookup.json, .png and .html")
     args = p.parse_args(argv)
     if args.starts < 1 or (args.max_steps is not None and args.max_steps < 1):
         p.error("--starts and --max-steps must be >= 1")
@@ -161,6 +208,9 @@ def main(argv=None) -> int:
         p.error(f"--dataset: no dataset at {dataset} (give the training dataset's directory)")
     t0 = time.time()
     train, _ = O.train_poses_from(None, str(dataset))
+    if len(train) < 3:
+        p.error(f"{dataset} has demos from {len(train)} distinct cube poses; the interpolation "
+                "oracle needs at least 3")
     alt = ActionLookupTable.from_dataset(dataset, cfg)
     policy.warmup()
     robot = SimRobot(image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
@@ -177,17 +227,23 @@ def main(argv=None) -> int:
     decision = verdict(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plot(results, out / "lookup.png")
+    png = plot(results)
+    (out / "lookup.png").write_bytes(png)
     doc = {"command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]),
            "checkpoint": str(args.checkpoint), "step": policy.step, "dataset": str(dataset),
            "train_poses": len(train), "alt_frames": len(alt), "test": args.test,
            "starts": args.starts, "seed": args.seed, "execution": execution,
            "wall_time_s": round(time.time() - t0, 1), "verdict": decision, "results": results}
     (out / "lookup.json").write_text(json.dumps(doc, indent=2))
+    from interp.page import Page
+
+    page = Page("Lookup table or interpolation", subtitle=f"{args.checkpoint}, step {policy.step}")
+    add_section(page, doc, png)
+    page.write(out / "lookup.html")
     O.print_table(results)
     print(f"verdict: {decision['verdict']} ({decision['starts_beyond_tolerance']} starts beyond "
           f"{100 * TOLERANCE_M:.1f} cm)")
-    print(f"wrote {out / 'lookup.json'} and lookup.png in {doc['wall_time_s']:.0f} s")
+    print(f"wrote {out}/lookup.json, lookup.png and lookup.html in {doc['wall_time_s']:.0f} s")
     return 0
 
 

@@ -223,7 +223,8 @@ def print_table(results: dict) -> None:
 
 
 def train_poses_from(spec: str | None, dataset: str | None) -> tuple[np.ndarray, str]:
-    """Training poses from a located distribution spec or a dataset's episode metadata."""
+    """Distinct training poses from a located distribution spec, or from a dataset's episode
+    metadata (the demos' start poses)."""
     from hardware.sim.cube import CubeDistribution
     from hardware.sim.scene import SceneConfig
 
@@ -242,7 +243,14 @@ def train_poses_from(spec: str | None, dataset: str | None) -> tuple[np.ndarray,
     source = png_source(dataset)
     poses = [np.asarray(source[i]["episode_metadata"]["cube_start_pose"], np.float64)
              for i in range(len(source))]
-    return np.stack(poses), str(dataset)
+    return distinct(np.stack(poses)), str(dataset)
+
+
+def distinct(poses: np.ndarray) -> np.ndarray:
+    """The poses with repeats removed (same x, y to 0.1 mm), in first-seen order: demos at one
+    named location are one training pose."""
+    _, first = np.unique(np.round(poses[:, :2], 4), axis=0, return_index=True)
+    return poses[np.sort(first)]
 
 
 def run_study(policies: dict[str, Callable[[], Callable]], robot, train_poses: np.ndarray, *,

@@ -199,8 +199,12 @@ def build_report(
     batch_size: int = 32,
     progress: bool = True,
     command: str = "",
+    lookup_study: str | Path | None = None,
 ) -> dict:
-    """Builds the report (module docstring); returns what `report.json` holds."""
+    """Builds the report (module docstring); returns what `report.json` holds.
+
+    `lookup_study`: a directory written by `interp.lookup_study` (lookup.json, lookup.png),
+    whose section the page then carries."""
     from act_jax.data import dataset_dir_for
     from act_jax.policy import Policy
     from interp.attention_analysis import analyse_attention, frames_from_dataset, headline
@@ -320,7 +324,15 @@ def build_report(
         "attention": attention,
         "verdicts": verdicts,
     }
-    page = _page(numbers, attention_pngs, frames, meta, model, variables, config, command)
+    extra = None
+    if lookup_study is not None:
+        from interp import lookup_study as study
+
+        doc = json.loads((Path(lookup_study) / "lookup.json").read_text())
+        png = (Path(lookup_study) / "lookup.png").read_bytes()
+        numbers["lookup_study"] = {"dir": str(lookup_study), "verdict": doc["verdict"]}
+        extra = lambda page: study.add_section(page, doc, png)  # noqa: E731
+    page = _page(numbers, attention_pngs, frames, meta, model, variables, config, command, extra)
     lap("page")
     result = {"command": command, "numbers": numbers, "timing": timing}
     out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +343,8 @@ def build_report(
     return result
 
 
-def _page(numbers, attention_pngs, frames, meta, model, variables, config, command) -> Page:
+def _page(numbers, attention_pngs, frames, meta, model, variables, config, command,
+          extra=None) -> Page:
     from interp.hooks import run_with_cache
 
     ck = numbers["checkpoint"]
@@ -480,6 +493,9 @@ def _page(numbers, attention_pngs, frames, meta, model, variables, config, comma
         "starts the patched policy fails/solves where the clean one does not (exact paired test)",
     )
 
+    if extra is not None:  # sections of other studies (the lookup study)
+        extra(page)
+
     page.section("The parameter tree and one captured cache", anchor="trees")
     page.tree(variables["params"], "Parameters (click to expand)")
     one = {"images": {c: v[:1] for c, v in frames["images"].items()}, "state": frames["state"][:1]}
@@ -525,7 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the network before training)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass")
+    p.add_argument("--lookup-study", metavar="DIR", default=None,
+                   help="add the section of an interp.lookup_study run (its --out directory)")
     args = p.parse_args(argv)
+    if args.lookup_study and not (Path(args.lookup_study) / "lookup.json").is_file():
+        p.error(f"--lookup-study: no lookup.json in {args.lookup_study} (run "
+                "python -m interp.lookup_study --out DIR first)")
     for flag in ("frame_stride", "attention_frames", "sim_starts", "batch_size", "max_steps"):
         v = getattr(args, flag)
         if v is not None and v < 1:
@@ -553,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             random_init_seed=args.random_init_seed,
             batch_size=args.batch_size,
             command=command,
+            lookup_study=args.lookup_study,
         )
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         p.error(str(e))

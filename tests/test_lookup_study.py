@@ -132,17 +132,47 @@ def test_the_verdict_rule():
     assert got["verdict"].startswith("invalid")
 
 
-def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_start(tmp_path):
-    # At a named location (no jitter) the first frame is a demo's first frame: the table follows
-    # that demo, and the demo succeeded.
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory):
+    """The tiny config trained 2 steps on 6 demos drawn from the named locations."""
     from helpers_data import fast_compiles, tiny_sim_run
 
+    root = tmp_path_factory.mktemp("named")
+    with fast_compiles(root / "jax_cache"):
+        yield tiny_sim_run(root, episodes=6, distribution="named")
+
+
+def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_start(named_run):
+    # At a named location (no jitter) the first frame is a demo's first frame: the table follows
+    # that demo, and the demo succeeded.
     from act_jax.evaluate import evaluate_checkpoint
 
-    with fast_compiles(tmp_path / "jax_cache"):
-        run = tiny_sim_run(tmp_path, episodes=2, distribution="named")
-        s = evaluate_checkpoint(run, episodes=1, policy_kind="alt", distribution="named",
-                                max_steps=250, videos=0,
-                                execution="open_loop", progress=False)
+    s = evaluate_checkpoint(named_run, episodes=1, policy_kind="alt", distribution="named",
+                            max_steps=250, videos=0, execution="open_loop", progress=False)
     assert s["policy"] == "alt" and Path(s["out_dir"]).name.startswith("alt_named")
     assert s["successes"] == 1 and s["rollouts"][0]["grasp_target"] is not None
+
+
+def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_path, capsys):
+    import json
+
+    from interp import report
+    from interp.page import Page
+
+    out = tmp_path / "study"
+    assert L.main(["--checkpoint", str(named_run), "--test", "held_out~3mm,3deg", "--starts",
+                   "2", "--max-steps", "40", "--out", str(out)]) == 0
+    doc = json.loads((out / "lookup.json").read_text())
+    assert set(doc["results"]) == {"act", "alt", "expert", "nearest", "interpolate"}
+    assert 3 <= doc["train_poses"] <= 5  # distinct poses, not demos
+    seeds = {name: [s["seed"] for s in r["per_start"]] for name, r in doc["results"].items()}
+    assert len({tuple(v) for v in seeds.values()}) == 1  # every policy met the same starts
+    assert doc["verdict"]["verdict"].startswith("undecided")  # 2 starts decide nothing
+    assert "verdict: undecided" in capsys.readouterr().out
+    page = Page("t")
+    L.add_section(page, doc, (out / "lookup.png").read_bytes())
+    assert page.n_figures == 1 and "Lookup table or interpolation" in page.html()
+    assert "undecided" in (out / "lookup.html").read_text()
+    with pytest.raises(SystemExit):  # the report refuses a directory without a study
+        report.main(["--checkpoint", str(named_run), "--out", str(tmp_path / "r"),
+                     "--lookup-study", str(tmp_path)])
