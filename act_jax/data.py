@@ -4,7 +4,8 @@ ACT learns from single observations paired with the next `chunk_size` actions. T
 
 1. `load_episodes` reads a built `act_episodes` TFDS dataset (array_record through
    `act_jax_datasets.episodes.load`, no TensorFlow), checking cameras and image sizes against the
-   model config. Frames are held one of two ways (`config.data.decode`):
+   model config; a file that cannot be read back is named (`DatasetDamaged`). Frames are held
+   one of two ways (`config.data.decode`):
    - "memory": every frame decoded once into uint8 arrays. The CPU default (100 episodes of ~155
      steps, two 96x128 cameras) takes ~1.1 GB.
    - "lazy": only the PNG bytes are held (16x smaller for sim frames at 96x128, 46x at 480x640)
@@ -184,6 +185,31 @@ def held_image_bytes(episodes: Sequence[EpisodeData]) -> int:
     return sum(f.nbytes for ep in episodes for f in ep.images.values())
 
 
+class DatasetDamaged(ValueError):
+    """A built dataset with a file that cannot be read back (truncated, corrupt)."""
+
+
+def read_example(source, i: int, dataset_dir: str | os.PathLike) -> dict:
+    """`source[i]`, naming what is damaged when it cannot be read: the array_record reader says
+    only "Corrupted Riegeli/records file" (or, truncated, hands TFDS an empty record).
+
+    Raises:
+      DatasetDamaged: naming the dataset directory, the file holding example i, what the reader
+        said, and the command that builds the dataset again.
+    """
+    try:
+        return source[i]
+    except (RuntimeError, ValueError) as e:
+        from act_jax_datasets.episodes import rebuild_hint
+
+        split = source.dataset_info.splits[source.split]
+        shard = int(np.searchsorted(np.cumsum(split.shard_lengths), i, side="right"))
+        said = "no record came back: truncated?" if "NoneType" in str(e) else str(e)
+        raise DatasetDamaged(
+            f"{dataset_dir}: example {i} cannot be read from {Path(split.filepaths[shard]).name}"
+            f", the file is damaged ({said}); {rebuild_hint(dataset_dir)}") from e
+
+
 def png_source(dataset_dir: str | os.PathLike):
     """The dataset's random-access source, with camera frames handed over as PNG bytes."""
     import tensorflow_datasets as tfds  # TFDS import is slow; only pay it when reading.
@@ -221,6 +247,7 @@ def load_episodes(
 
     Raises:
       FileNotFoundError: naming the directory, if no dataset is there.
+      DatasetDamaged: naming the dataset, file and example that cannot be read back.
       ValueError: naming the dataset, episode and field, for an empty dataset, a missing camera,
         frames whose size differs from `image_size`, or state/action of the wrong width; naming
         `config.data.decode` for an unknown mode.
@@ -234,7 +261,7 @@ def load_episodes(
     episodes = []
     for i in tqdm(range(len(source)), desc=f"reading {Path(dataset_dir).parent.name} episodes",
                   unit="ep", leave=False):
-        ex = source[i]
+        ex = read_example(source, i, dataset_dir)
         index = int(ex["episode_metadata"]["episode_index"])
         where = f"{dataset_dir}, episode {index}"
         obs = ex["observation"]

@@ -501,7 +501,8 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except (WorkdirBusy, checkpoints.CheckpointDamaged, EpisodeDamaged) as e:
+    except (WorkdirBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
+            data.DatasetDamaged) as e:
         print(f"train: {e}", file=sys.stderr)
         sys.exit(1)
     workdir = Path(workdir)

@@ -1,5 +1,8 @@
 """The data pipeline: what was recorded is what the model is trained on, chunk by chunk."""
 
+import shlex
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -226,6 +229,36 @@ def test_a_damaged_episode_stops_the_training_data_naming_it(tmp_path, how):
         data.ensure_dataset(config, (32, 32))
     assert not (data.dataset_dir_for(config) / "dataset_info.json").exists()
     assert len(list((tmp_path / "episodes").iterdir())) == 3
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit_flipped"])
+def test_a_damaged_dataset_file_is_named_with_the_command_that_rebuilds_it(tmp_path, how):
+    # The array_record reader alone says "Corrupted Riegeli/records file" (bit flipped) or hands
+    # TFDS an empty record (truncated), naming nothing. The hint's command really rebuilds it.
+    from act_jax_datasets.episodes.__main__ import main as build_main
+
+    dataset_dir = build_dataset(tmp_path, num_episodes=2, steps=6)
+    (shard,) = dataset_dir.glob("*.array_record-*")
+    raw = bytearray(shard.read_bytes())
+    if how == "truncated":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[1000] ^= 0x04  # inside the first chunk's data: its hash no longer matches
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(data.DatasetDamaged) as e:
+        load(dataset_dir, image_size=(32, 32))
+    message = str(e.value)
+    said = "no record came back: truncated?" if how == "truncated" else "Corrupted Riegeli"
+    assert message.startswith(f"{dataset_dir}: example 0 cannot be read from {shard.name}, the "
+                              f"file is damaged ({said}")
+    hint = message.split("; rebuild it: ")[1]
+    remove, command = hint.split(" && ")
+    assert remove == f"rm -r {dataset_dir}"
+    args = shlex.split(command)
+    assert args[:3] == ["python", "-m", "act_jax_datasets.episodes"]
+    shutil.rmtree(dataset_dir)
+    assert build_main(args[3:]) == 0
+    assert [e.episode_index for e in load(dataset_dir, image_size=(32, 32))] == [0, 1]
 
 
 # ---- Lazy decoding: PNG bytes held, a batch's frames decoded on a thread pool.

@@ -5,6 +5,7 @@ from act_jax_datasets.episodes.episodes_dataset_builder import (
     build,
     load,
     make_example,
+    rebuild_hint,
 )
 
-__all__ = ["ActEpisodes", "build", "load", "make_example"]
+__all__ = ["ActEpisodes", "build", "load", "make_example", "rebuild_hint"]

@@ -22,6 +22,7 @@ recorder wrote. Examples keep the recording order (shuffling is the data pipelin
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from etils import epath
 
 from hardware.recording.episodes import EpisodeDamaged, list_episodes, read_episode
 
+_FROM = "episodes from "  # the BuilderConfig description: where the episodes were
 _STATE_DOC = "Measured joint positions at each step: degrees; gripper 0 (closed)..100 (open)."
 _ACTION_DOC = "Commanded joint targets at each step, in the units of `state`."
 
@@ -195,7 +197,7 @@ def build(
       EpisodeDamaged: without `skip_damaged`, for the first damaged file (path, index, what is
         wrong, and the command that builds without it); no dataset is written.
     """
-    config = tfds.core.BuilderConfig(name=name, description=f"episodes from {episodes_dir}")
+    config = tfds.core.BuilderConfig(name=name, description=f"{_FROM}{episodes_dir}")
     try:
         builder = ActEpisodes(
             episodes_dir=episodes_dir, data_dir=os.fspath(data_dir), config=config,
@@ -227,3 +229,18 @@ def load(dataset_dir: str | os.PathLike, split: str = "train"):
             "`python -m act_jax_datasets.episodes`"
         )
     return tfds.builder_from_directory(os.fspath(dataset_dir)).as_data_source()[split]
+
+
+def rebuild_hint(dataset_dir: str | os.PathLike) -> str:
+    """How to build a (damaged) dataset again: for one this builder made, the exact command."""
+    dataset_dir = Path(dataset_dir)
+    try:
+        info = json.loads((dataset_dir / "dataset_info.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    description = info.get("configDescription", "")
+    if info.get("moduleName") != __name__ or not description.startswith(_FROM):
+        return f"remove {dataset_dir} and build it again with the command that made it"
+    return (f"rebuild it: rm -r {dataset_dir} && python -m act_jax_datasets.episodes --episodes "
+            f"{description.removeprefix(_FROM)} --data-dir {dataset_dir.parents[2]} "
+            f"--name {info.get('configName', dataset_dir.parent.name)}")
