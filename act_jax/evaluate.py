@@ -231,8 +231,9 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluates a checkpoint directory in simulation and writes results.json (+ videos).
 
-    `policy_kind="alt"` evaluates the action lookup table (`interp.alt`) over the checkpoint's
-    training dataset instead of the network, with the same config, execution and starts."""
+    `policy_kind="alt"` evaluates the action lookup table (`act_jax.lookup_table`) over the
+    checkpoint's training dataset instead of the network, with the same config, execution and
+    starts."""
     from act_jax.policy import Policy
     from hardware.sim import CubeDistribution, SimRobot
 
@@ -243,7 +244,7 @@ def evaluate_checkpoint(
     step = policy.step
     if policy_kind == "alt":
         from act_jax.data import dataset_dir_for
-        from interp.alt import ActionLookupTable
+        from act_jax.lookup_table import ActionLookupTable
 
         dataset = dataset_dir_for(cfg.data)
         if not dataset.exists():
@@ -351,7 +352,7 @@ def main(argv=None):
     )
     p.add_argument("--policy", default="act", choices=POLICY_KINDS,
                    help="act: the checkpoint's network (default); alt: the action lookup table "
-                   "over its training frames (interp.alt), the lookup baseline")
+                   "over its training frames (act_jax.lookup_table), the lookup baseline")
     p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
     p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")
     p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")

@@ -65,6 +65,7 @@ from hardware.recording.episodes import list_episodes
 from hardware.recording.recorder import DEFAULT_MAX_STEPS, record
 from hardware.recording.teleop_rig import LEADER_PROFILE, TeleopRig, TeleopSettings
 from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
+from hardware.sim.cube import SPEC_HELP, distribution_arg
 from hardware.sim.expert import ScriptedExpert
 from hardware.sim.robot import SimRobot
 
@@ -173,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HEIGHTxWIDTH: rendered (sim, --emulate) or asked of the cameras "
                    "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="recording seed (default %(default)s)")
-    p.add_argument("--distribution", default="uniform", choices=("uniform", "named", "held_out"),
-                   help="cube start distribution (sim; default %(default)s)")
+    p.add_argument("--distribution", default="uniform", type=distribution_arg, metavar="SPEC",
+                   help=f"cube start distribution (sim): {SPEC_HELP} (default %(default)s)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
                    help="ticks before an episode is cut; a leader-arm episode lasts this long "
                    "(default %(default)s = 13.3 s at 30 fps)")

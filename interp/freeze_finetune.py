@@ -43,8 +43,10 @@ EXIT_USAGE = 2
 def build_config(base_config, *, base: Path, trainable: tuple[str, ...], locations: str,
                  demos: int, steps: int, lr: float, seed: int, data_root: str = "data"):
     """The fine-tuning experiment's config: the base's, with data, init and freezing changed."""
+    from act_jax.evaluate import path_safe
+
     config = base_config.copy_and_resolve_references()
-    name = f"sim_{locations}_{demos}"
+    name = path_safe(f"sim_{locations}_{demos}")
     with config.unlocked():
         d, t, e = config.data, config.train, config.eval
         d.dataset_dir = ""
@@ -63,6 +65,18 @@ def build_config(base_config, *, base: Path, trainable: tuple[str, ...], locatio
         t.checkpoint_every = max(1, steps)
         e.every_steps = 0  # evaluated before and after, on more episodes, by this script
     return config
+
+
+def finetune_loss(metrics: Path) -> dict:
+    """The fine-tune's training loss: first and last logged values, and the mean of the last
+    five logs (what the run converged to)."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    loss = [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
+    if not loss:
+        return {}
+    return {"first": {"step": loss[0][0], "loss": loss[0][1]},
+            "last": {"step": loss[-1][0], "loss": loss[-1][1]},
+            "last5_mean": float(np.mean([v for _, v in loss[-5:]]))}
 
 
 def evaluate_both(workdir: Path, tag: str, *, locations: str, base_distribution: str,
@@ -103,6 +117,16 @@ def _bar_svg(rows: list[tuple[str, float, tuple[float, float]]]) -> str:
     return "\n".join(parts + ["</svg>"])
 
 
+def _loss_sentence(result: dict) -> str:
+    loss = result.get("finetune_loss") or {}
+    if not loss:
+        return ""
+    demos = ("new and replayed old" if result.get("replay_old") else "new") + " locations"
+    return (f"Fine-tune loss on the demos ({html.escape(demos)}): {loss['first']['loss']:.4f} at "
+            f"step {loss['first']['step']}, {loss['last']['loss']:.4f} at step "
+            f"{loss['last']['step']}.")
+
+
 def write_report(path: Path, result: dict) -> None:
     rows = []
     for tag in ("before", "after"):
@@ -135,7 +159,7 @@ td,th{{padding:2px 10px;text-align:right}} td:first-child,th:first-child{{text-a
 {result['steps']} steps on {result['demos']} demos at the <b>{html.escape(result['locations'])}</b>
 locations: {result['trainable_params']:,} of {result['total_params']:,} parameters trainable
 ({100 * result['trainable_params'] / result['total_params']:.1f}%). Frozen tensors bit-identical:
-<b>{result['frozen_unchanged']}</b>.</p>
+<b>{result['frozen_unchanged']}</b>. {_loss_sentence(result)}</p>
 {_bar_svg(rows)}
 <h2>Success by cube location</h2>
 <p>Ids as in <code>hardware/sim/cube.py</code>: held-out 5-8 lie between named locations
@@ -158,6 +182,9 @@ def main(argv=None) -> int:
                         "(default %(default)s)")
     p.add_argument("--locations", default="held_out", type=distribution_arg, metavar="SPEC",
                    help="cube start distribution of the new demos and the 'new' evaluation")
+    p.add_argument("--replay-old", action="store_true",
+                   help="record the demos at the new and the base's own locations together "
+                   "(new plus replayed old), not at the new ones only")
     p.add_argument("--demos", type=int, default=60, help="demos recorded at the new locations")
     p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine decay)")
@@ -189,10 +216,18 @@ def main(argv=None) -> int:
     trainable_params = P.count(base_variables["params"], trainable)
     if trainable_params == 0:
         p.error(f"--trainable {args.trainable} matches no parameter of {base}")
-    config = build_config(base_config, base=base, trainable=trainable, locations=args.locations,
+    base_distribution = base_config.data.get("record_distribution", "uniform")
+    demo_locations = args.locations
+    if args.replay_old:
+        demo_locations = f"{base_distribution}+{args.locations}"
+        try:
+            distribution_arg(demo_locations)
+        except argparse.ArgumentTypeError as e:
+            p.error(f"--replay-old: the base's distribution {base_distribution!r} cannot join "
+                    f"--locations {args.locations!r}: {e}")
+    config = build_config(base_config, base=base, trainable=trainable, locations=demo_locations,
                           demos=args.demos, steps=args.steps, lr=args.lr, seed=args.seed,
                           data_root=args.data_root)
-    base_distribution = base_config.data.get("record_distribution", "uniform")
     total_params = P.count(base_variables["params"])
     print(f"freeze_finetune: {trainable_params:,} of {total_params:,} "
           f"parameters trainable ({' | '.join(trainable)})")
@@ -215,6 +250,8 @@ def main(argv=None) -> int:
              and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))]
     result = dict(
         base=str(base), base_step=int(base_step), workdir=str(workdir), locations=args.locations,
+        demo_locations=demo_locations, replay_old=args.replay_old,
+        finetune_loss=finetune_loss(workdir / "metrics.jsonl"),
         base_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
         trainable_name=" ".join(args.trainable), trainable=list(trainable),
         trainable_params=trainable_params, total_params=total_params,
@@ -229,6 +266,9 @@ def main(argv=None) -> int:
           f"{before['old']['successes']}/{before['old']['episodes']} -> "
           f"{after['old']['successes']}/{after['old']['episodes']}; frozen tensors "
           f"{'unchanged' if not moved else f'MOVED: {moved[:3]}'}")
+    if result["finetune_loss"]:
+        print(f"fine-tune loss {result['finetune_loss']['first']['loss']:.4f} -> "
+              f"{result['finetune_loss']['last']['loss']:.4f}")
     print(f"report: {workdir / 'freeze_finetune.html'}")
     return 0 if not moved else 1
 

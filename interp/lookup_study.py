@@ -7,8 +7,8 @@ same independent test starts, and a verdict by a rule fixed before the runs.
 Policies, each from the same starts (reset seed `seed + i`, location `i % K` of the test spec):
 
     act          the checkpoint, with its configured chunk execution
-    alt          the action lookup table over the checkpoint's training frames (`interp.alt`),
-                 with the same chunk execution
+    alt          the action lookup table over the checkpoint's training frames
+                 (`act_jax.lookup_table`), with the same chunk execution
     expert, nearest, interpolate
                  the oracles of `interp.oracles` over the training demos' start poses
 
@@ -188,9 +188,9 @@ def main(argv=None) -> int:
         p.error("--starts and --max-steps must be >= 1")
     from act_jax.data import dataset_dir_for
     from act_jax.execution import make_executor
+    from act_jax.lookup_table import ActionLookupTable
     from act_jax.policy import Policy
     from hardware.sim import SimRobot
-    from interp.alt import ActionLookupTable
 
     try:
         policy = Policy.from_checkpoint(args.checkpoint)

@@ -27,6 +27,10 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "decoder_cross_attn": (r"^decoder/layer_\d+/(cross_attn|norm2)/", r"^action_head/"),
     "decoder": (r"^decoder/", r"^action_head/"),
     "action_head": (r"^action_head/",),
+    # The size-matched control for decoder_mlp: an MLP of the same shape (and the LayerNorm
+    # after it) in the first encoder layer, upstream of everything the decoder reads, plus the
+    # action head. Equal parameter counts whenever the decoder has one layer (every config here).
+    "encoder_mlp": (r"^encoder/layer_0/(mlp|norm2)/", r"^action_head/"),
     "all": (r".",),
 }
 

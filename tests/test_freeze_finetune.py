@@ -33,6 +33,7 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
     assert code == 0
     result = json.loads((workdir / "freeze_finetune.json").read_text())
     assert result["frozen_unchanged"] and result["frozen_moved"] == []
+    assert result["finetune_loss"]["last"]["step"] == 2 and not result["replay_old"]
     moved = {r["module"] for r in result["param_change"] if r["changed"]}
     assert moved == {"action_head", "decoder/layer_0/mlp", "decoder/layer_0/norm3"}
     assert result["before"]["new"]["distribution"] == "held_out"

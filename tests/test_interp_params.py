@@ -69,3 +69,17 @@ def test_compare_reports_which_modules_moved_and_by_how_much():
     assert rows["action_head"]["relative_change"] == 0.0
     with pytest.raises(ValueError, match="differ in paths"):
         P.compare(TREE, {"action_head": TREE["action_head"]})
+
+
+def test_the_size_matched_control_has_as_many_parameters_as_decoder_mlp():
+    from act_jax.model import ACT, ACTConfig, dummy_inputs
+    from configs import sim_default
+
+    config = ACTConfig.from_config(sim_default.get_config().model)
+    model = ACT(config)
+    images, state = dummy_inputs(config)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images, state, train=False))
+    params = shapes["params"]
+    control, dec = (set(P.select(params, P.PRESETS[k])) for k in ("encoder_mlp", "decoder_mlp"))
+    assert P.count(params, P.PRESETS["encoder_mlp"]) == P.count(params, P.PRESETS["decoder_mlp"])
+    assert control & dec == set(P.select(params, P.PRESETS["action_head"]))  # only the head

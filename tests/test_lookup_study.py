@@ -31,8 +31,13 @@ def test_grids_cover_the_named_region_and_jitter_is_reproducible_from_the_seed()
     assert np.abs(poses[:, :2] - centre).max() > 0.002  # the jitter is really there
     yaw = np.degrees(2 * np.arctan2(poses[:, 6], poses[:, 3]))
     assert 2 < np.abs(yaw).max() <= 3.0
+    # A union keeps every part's ids (old and new places together, for a replaying fine-tune).
+    both = CubeDistribution.make("named+grid:3x3")
+    assert both.num_locations == 14 and both.location_ids[4:6] == (4, 100)
+    assert both.sample(np.random.default_rng(0), 0.03, location=5)[1] == 100
     for bad, word in (("grid:1x3", "grid:RxC"), ("named~3cm", "3cm"), ("uniform~3mm", "jitter"),
-                      ("circle", "circle")):
+                      ("circle", "circle"), ("named+uniform", "located"),
+                      ("named+named", "twice")):
         with pytest.raises(ValueError, match=word):
             CubeDistribution.make(bad)
 
@@ -83,7 +88,7 @@ def test_the_lookup_table_returns_the_exact_training_chunk_for_a_training_frame(
 
     from act_jax.data import load_episodes
     from act_jax.execution import make_executor
-    from interp.alt import ActionLookupTable, chunks_of
+    from act_jax.lookup_table import ActionLookupTable, chunks_of
 
     dataset = build_dataset(tmp_path, num_episodes=3, steps=10, image_size=(24, 32))
     episodes = load_episodes(dataset, ("top", "lateral"), (24, 32), 6, 6)

@@ -10,6 +10,9 @@
                row-major order (x then y): grid:3x3 (K = 9, 4 x 5 cm apart) and grid:5x5
                (K = 25) cover the same region as the named set with more places
 
+Located specs join with `+`: `named+held_out` draws from the locations of both, each keeping
+its id (the fine-tune that replays old places beside new ones records from such a union).
+
 A spec may end in a jitter, `~3mm` or `~3mm,3deg`: each draw then moves the cube uniformly by
 up to that much in x and in y (and in yaw) around its location, from the reset seed. Without
 jitter a location is one pose, so rollouts from it are replicas of one outcome (the sim and the
@@ -51,7 +54,8 @@ NAMED_REGION_X = (0.16, 0.24)
 NAMED_REGION_Y = (-0.07, 0.03)
 GRID_FIRST_ID = 100
 DISTRIBUTIONS = ("uniform", "named", "held_out", "grid")
-SPEC_HELP = "uniform | named | held_out | grid:RxC, optionally with ~MMmm[,DEGdeg] jitter"
+SPEC_HELP = ("uniform | named | held_out | grid:RxC, located ones joined with +, optionally "
+             "with ~MMmm[,DEGdeg] jitter")
 
 
 def grid_locations(rows: int, cols: int) -> tuple[tuple[float, float], ...]:
@@ -102,7 +106,8 @@ class CubeDistribution:
       x_range, y_range: the uniform region, metres.
       yaw_range_deg: the cube's yaw is uniform in this range (degrees).
       locations: (x, y) of the locations of a located distribution.
-      first_id: location id of locations[0]; ids are consecutive.
+      first_id: location id of locations[0]; ids are consecutive unless `ids` is given.
+      ids: the id of every location (a union of specs keeps each part's ids).
       jitter_m, jitter_yaw_deg: half-widths of the uniform offset of a located draw.
       spec: the string it was made from (what recordings and results store).
     """
@@ -113,6 +118,7 @@ class CubeDistribution:
     yaw_range_deg: tuple[float, float] = (0.0, 0.0)
     locations: tuple[tuple[float, float], ...] = ()
     first_id: int = 0
+    ids: tuple[int, ...] = ()
     jitter_m: float = 0.0
     jitter_yaw_deg: float = 0.0
     spec: str = ""
@@ -122,6 +128,8 @@ class CubeDistribution:
             raise ValueError(f"cube distribution kind {self.kind!r} is not one of {DISTRIBUTIONS}")
         if self.kind != "uniform" and not self.locations:
             raise ValueError(f"cube distribution {self.kind!r} needs at least one location")
+        if self.ids and len(self.ids) != len(self.locations):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.locations)} locations")
 
     @classmethod
     def make(cls, spec: str | CubeDistribution) -> CubeDistribution:
@@ -130,6 +138,15 @@ class CubeDistribution:
             return spec
         base, _, jitter = str(spec).partition("~")
         jitter_m, jitter_deg = _parse_jitter(jitter, spec) if jitter else (0.0, 0.0)
+        if "+" in base:
+            parts = [cls.make(part) for part in base.split("+")]
+            if any(not d.num_locations for d in parts):
+                raise ValueError(f"cube distribution {spec!r}: only located specs join with +")
+            ids = [i for d in parts for i in d.location_ids]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"cube distribution {spec!r}: a location appears twice")
+            return cls(kind=parts[0].kind, locations=sum((d.locations for d in parts), ()),
+                       ids=tuple(ids), jitter_m=jitter_m, jitter_yaw_deg=jitter_deg, spec=spec)
         if base == "uniform":
             if jitter:
                 raise ValueError(f"cube distribution {spec!r}: uniform starts take no jitter")
@@ -150,6 +167,11 @@ class CubeDistribution:
             return cls(kind="grid", locations=grid_locations(rows, cols), first_id=GRID_FIRST_ID,
                        **common)
         raise ValueError(f"unknown cube distribution {spec!r}: expected {SPEC_HELP}")
+
+    @property
+    def location_ids(self) -> tuple[int, ...]:
+        """The id of every location, in order."""
+        return self.ids or tuple(range(self.first_id, self.first_id + len(self.locations)))
 
     @property
     def num_locations(self) -> int:
@@ -182,7 +204,7 @@ class CubeDistribution:
                 )
             x, y = self.locations[location]
             yaw = np.radians(np.mean(self.yaw_range_deg))
-            loc_id = self.first_id + location
+            loc_id = self.location_ids[location]
             if self.jitter_m or self.jitter_yaw_deg:  # drawn after the location, from one seed
                 dx, dy = rng.uniform(-self.jitter_m, self.jitter_m, size=2)
                 x, y = x + dx, y + dy
