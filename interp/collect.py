@@ -45,7 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from act_jax import intermediates as im
-from act_jax.data import PngFrames, png_source
+from act_jax.data import PngFrames, png_source, read_example
 from act_jax.normalization import NormStats
 from interp.labels import LABELS, PHASES, episode_labels
 from interp.shards import ShardWriter, file_name
@@ -111,7 +111,7 @@ def iter_batches(
     shape = (int(image_size[0]), int(image_size[1]), 3)
     pending: list[tuple[dict, dict, int]] = []
     for pos in tqdm(range(n), desc="collect", unit="ep", disable=not progress):
-        ex = source[pos]
+        ex = read_example(source, pos, where)
         obs = ex["observation"]
         missing = [c for c in cameras if c not in obs]
         if missing:

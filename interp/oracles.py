@@ -238,10 +238,11 @@ def train_poses_from(spec: str | None, dataset: str | None) -> tuple[np.ndarray,
         size = SceneConfig().cube_size
         poses = [np.array([x, y, size / 2, 1.0, 0.0, 0.0, 0.0]) for x, y in dist.locations]
         return np.stack(poses), spec
-    from act_jax.data import png_source
+    from act_jax.data import png_source, read_example
 
     source = png_source(dataset)
-    poses = [np.asarray(source[i]["episode_metadata"]["cube_start_pose"], np.float64)
+    poses = [np.asarray(read_example(source, i, dataset)["episode_metadata"]["cube_start_pose"],
+                        np.float64)
              for i in range(len(source))]
     return distinct(np.stack(poses)), str(dataset)
 
