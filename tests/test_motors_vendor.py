@@ -8,6 +8,7 @@ them. The instruction bytes the SDKs send are compared with our encoder's, byte 
 import time
 
 import pytest
+from helpers_servos import retry
 
 from hardware.emulation.emulator import ServoEmulator
 from hardware.motors.dynamixel import DYNAMIXEL
@@ -24,17 +25,6 @@ def goal_writes(emu, n=6, timeout=1.0):
     while len(emu.writes("Goal_Position")) < n and time.monotonic() < deadline:
         time.sleep(0.005)
     return [v for _, _, v in emu.writes("Goal_Position")][-n:]
-
-
-def retry(sdk, fn, *args):
-    """Call an SDK TxRx function, retrying a timeout (LeRobot's num_retry): the emulator is a
-    thread on a shared machine, and the SDK's own timeout is a fixed 34 ms."""
-    for _ in range(5):
-        result = fn(*args)
-        codes = result if isinstance(result, tuple) else (result,)
-        if sdk.COMM_RX_TIMEOUT not in codes:
-            return result
-    return result
 
 
 def sent_frames(emu, n):
