@@ -414,14 +414,30 @@ class ChunkSampler:
     def gather(self, frames: np.ndarray) -> dict:
         """The batch for the given flat frame indices (no augmentation). frames: (B,) int."""
         eps, ts = self._ep[frames], self._t[frames]
-        steps = np.arange(self.chunk_size)
         return {
             "images": self._gather_images(eps, ts),
             "state": np.stack([self._state[e][t] for e, t in zip(eps, ts, strict=True)]),
+            **self.gather_targets(frames),
+        }
+
+    def gather_targets(self, frames: np.ndarray) -> dict:
+        """{"actions" (B, C, A), "action_is_pad" (B, C)} of the given flat frame indices."""
+        eps, ts = self._ep[frames], self._t[frames]
+        steps = np.arange(self.chunk_size)
+        return {
             "actions": np.stack([self._action[e][t : t + self.chunk_size]
                                  for e, t in zip(eps, ts, strict=True)]),
             "action_is_pad": steps[None, :] >= (self._length[eps] - ts)[:, None],
         }
+
+    def _draw(self, step: int) -> tuple[np.random.Generator, np.ndarray]:
+        """The step's generator, after it drew the global batch's flat frame indices."""
+        rng = np.random.default_rng([self.seed, step])
+        return rng, rng.integers(0, self.num_frames, size=self.batch_size)
+
+    def frames_for(self, step: int) -> np.ndarray:
+        """(B,) the flat frame indices of this process's rows of the global batch for `step`."""
+        return self._draw(step)[1][self._rows]
 
     def _gather_images(self, eps: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         if not self._lazy:
@@ -445,8 +461,7 @@ class ChunkSampler:
 
     def batch(self, step: int) -> dict:
         """This process's rows of the global batch for `step` (a pure function of seed, step)."""
-        rng = np.random.default_rng([self.seed, step])
-        frames = rng.integers(0, self.num_frames, size=self.batch_size)
+        rng, frames = self._draw(step)
         # Augmentation parameters are drawn for the whole global batch, then sliced, so they too
         # are independent of the number of processes.
         n_img = self.batch_size * len(self.cameras)

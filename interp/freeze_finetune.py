@@ -185,6 +185,10 @@ def main(argv=None) -> int:
     p.add_argument("--replay-old", action="store_true",
                    help="record the demos at the new and the base's own locations together "
                    "(new plus replayed old), not at the new ones only")
+    p.add_argument("--cached", action="store_true",
+                   help="train on the frozen encoder's output, computed once per frame "
+                   "(interp.finetune_cache): for decoder and action-head fine-tunes; equal to "
+                   "the normal path with dropout off")
     p.add_argument("--demos", type=int, default=60, help="demos recorded at the new locations")
     p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine decay)")
@@ -208,7 +212,7 @@ def main(argv=None) -> int:
     from act_jax import checkpoints
 
     try:
-        base_variables, base_config, _, base_step = checkpoints.restore_latest(base)
+        base_variables, base_config, base_stats, base_step = checkpoints.restore_latest(base)
     except FileNotFoundError as e:
         p.error(f"--base: {e}")
     if workdir.resolve() == base.resolve():
@@ -228,6 +232,12 @@ def main(argv=None) -> int:
     config = build_config(base_config, base=base, trainable=trainable, locations=demo_locations,
                           demos=args.demos, steps=args.steps, lr=args.lr, seed=args.seed,
                           data_root=args.data_root)
+    if args.cached:
+        from interp.finetune_cache import cache_blocker
+
+        why = cache_blocker(config, trainable, base_variables["params"])
+        if why:
+            p.error(f"--cached: {why}")
     total_params = P.count(base_variables["params"])
     print(f"freeze_finetune: {trainable_params:,} of {total_params:,} "
           f"parameters trainable ({' | '.join(trainable)})")
@@ -240,17 +250,21 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     before = evaluate_both(base, "before", **ev)
     sim_demos.record_missing_demos(config.data, config.model.image_size)
-    result_state = train.train_and_evaluate(config, workdir)
+    if args.cached:
+        from interp.finetune_cache import finetune_cached
+
+        tuned_params = finetune_cached(config, base_variables, base_stats, workdir).params
+    else:
+        tuned_params = train.train_and_evaluate(config, workdir).state.params
     after = evaluate_both(workdir, "after", **ev)
 
-    tuned_params = result_state.state.params
     change = P.compare(base_variables["params"], tuned_params)
     base_flat, tuned_flat = P.flatten(base_variables["params"]), P.flatten(tuned_params)
     moved = [k for k, v in base_flat.items() if not P.matches(k, trainable)
              and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))]
     result = dict(
         base=str(base), base_step=int(base_step), workdir=str(workdir), locations=args.locations,
-        demo_locations=demo_locations, replay_old=args.replay_old,
+        demo_locations=demo_locations, replay_old=args.replay_old, cached=args.cached,
         finetune_loss=finetune_loss(workdir / "metrics.jsonl"),
         base_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
         trainable_name=" ".join(args.trainable), trainable=list(trainable),

@@ -49,6 +49,32 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
             == json.loads((base_run / "norm_stats.json").read_text()))
 
 
+def test_the_cached_path_replaying_old_places_moves_only_the_trainable_set(base_run, tmp_path):
+    workdir = tmp_path / "ft_cached"
+    code = freeze_finetune.main([
+        "--base", str(base_run), "--workdir", str(workdir), "--trainable", "decoder_mlp",
+        "--locations", "held_out", "--replay-old", "--cached", "--demos", "3", "--steps", "3",
+        "--lr", "1e-3", "--eval-episodes", "1", "--max-steps", "10",
+        "--data-root", str(tmp_path / "data")])
+    assert code == 0
+    result = json.loads((workdir / "freeze_finetune.json").read_text())
+    assert result["cached"] and result["replay_old"]
+    assert result["demo_locations"] == "named+held_out"
+    assert result["frozen_unchanged"]
+    moved = {r["module"] for r in result["param_change"] if r["changed"]}
+    assert moved == {"action_head", "decoder/layer_0/mlp", "decoder/layer_0/norm3"}
+    assert result["finetune_loss"]["last"]["step"] == 3
+    assert result["after"]["new"]["episodes"] == 1  # the cached run's checkpoint evaluates
+
+
+def test_the_cached_path_refuses_what_it_cannot_train(base_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        freeze_finetune.main(["--base", str(base_run), "--workdir", str(tmp_path / "x"),
+                              "--trainable", "encoder_mlp", "--cached"])
+    assert e.value.code == 2 and "before the decoder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_trainable_that_matches_nothing_is_refused_before_any_work(base_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         freeze_finetune.main(["--base", str(base_run), "--workdir", str(tmp_path / "x"),
