@@ -118,13 +118,13 @@ def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5,
     Success must hold for `settle_steps` consecutive ticks (the cube at rest in the box). With
     `record`, the camera frames are kept.
     """
-    from hardware.control_loop import run_loop
+    from hardware.control_loop import HeldFor, run_loop
     from hardware.sim.arm import from_lerobot_units
     from hardware.sim.expert import GRASP_COMMAND
 
     frames = {cam: [] for cam in robot.cameras} if record else None
     latencies: list[float] = []
-    held, t_held = 0, None
+    held = HeldFor(settle_steps, robot.fps)
     grasp = target = None
 
     def timed_policy(observation):
@@ -134,27 +134,19 @@ def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5,
         return action
 
     def on_step(t, observation, action, sent):
-        nonlocal held, t_held, grasp, target
+        nonlocal grasp, target
         if frames is not None:
             for cam, img in observation["images"].items():
                 frames[cam].append(img)
         if grasp is None and sent[5] < GRASP_COMMAND:
             grasp = robot.tool_point()
             target = robot.kinematics.fk(from_lerobot_units(sent)[:5])[0]
-        if robot.success():
-            held += 1
-            if held == 1:
-                t_held = (t + 1) / robot.fps  # start of the current run of success ticks
-        else:
-            held = 0
-        return held >= settle_steps
+        return held.update(t, robot.success())
 
     stats = run_loop(
         robot, timed_policy, fps=robot.fps, max_steps=max_steps, realtime=False, on_step=on_step
     )
-    success = held >= settle_steps
-    return Episode(success, stats.ticks, t_held if success else None, latencies, grasp, target,
-                   frames)
+    return Episode(held.done, stats.ticks, held.time_s, latencies, grasp, target, frames)
 
 
 def _listed(v: np.ndarray | None) -> list[float] | None:

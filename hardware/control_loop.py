@@ -147,6 +147,35 @@ def run_loop(
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+class HeldFor:
+    """Whether a condition (the sim's success check) has held for `ticks` consecutive control
+    ticks, and when the current run of it began. Feed it every tick with `update`."""
+
+    def __init__(self, ticks: int, fps: float):
+        if ticks < 1:
+            raise ValueError(f"a condition must hold for at least 1 tick, got {ticks}")
+        self.ticks, self.fps = ticks, fps
+        self.run = 0
+        self.since_s: float | None = None  # start of the current run, seconds from tick 0
+
+    def update(self, t: int, ok: bool) -> bool:
+        """Tick `t` (0-based) saw the condition `ok`; returns whether it has now held long
+        enough."""
+        self.run = self.run + 1 if ok else 0
+        if self.run == 1:
+            self.since_s = (t + 1) / self.fps
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return self.run >= self.ticks
+
+    @property
+    def time_s(self) -> float | None:
+        """When the condition began to hold for good, or None if it has not held long enough."""
+        return self.since_s if self.done else None
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, delivered as an interrupt (see the module docstring)."""
 

@@ -49,6 +49,7 @@ from hardware.arms.calibration import ArmCalibration
 from hardware.arms.servo_arm import park_at_start, torque_off_problem
 from hardware.cameras import CameraError, close_cameras, open_cameras
 from hardware.control_loop import (
+    HeldFor,
     LoopStats,
     exit_status,
     run_loop,
@@ -263,21 +264,16 @@ def deploy_emulated(
         arm = rig.arm()
         for i in range(episodes):
             rig.reset(seed + i)
-            held, t_held = 0, None
+            held = HeldFor(settle_steps, fps)
 
-            def on_step(t, observation, action, sent):
-                nonlocal held, t_held
+            def on_step(t, observation, action, sent, held=held):
                 rig.tick()
-                held = held + 1 if rig.success() else 0
-                if held == 1:
-                    t_held = (t + 1) / fps
-                return held >= settle_steps
+                return held.update(t, rig.success())
 
             ep = run_episode(arm, policy.as_controller(make_executor(execution)), fps=fps,
                              max_steps=max_steps, realtime=rig.vclock is None,
                              park_pose=park_pose, on_step=on_step)
-            ep.seed, ep.success = seed + i, held >= settle_steps
-            ep.time_to_success_s = t_held if ep.success else None
+            ep.seed, ep.success, ep.time_to_success_s = seed + i, held.done, held.time_s
             results.append(ep)
             if ep.stop_reason:
                 break

@@ -133,3 +133,15 @@ def test_stop_signals_arrive_as_one_interrupt_and_the_old_handlers_return():
     ctrl_c = KeyboardInterrupt()
     assert signal_name(ctrl_c) == "interrupt" and exit_status(ctrl_c) == 130
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_held_for_counts_consecutive_ticks_and_dates_the_run_that_lasted():
+    from hardware.control_loop import HeldFor
+
+    held = HeldFor(3, fps=10)
+    seen = [held.update(t, ok) for t, ok in enumerate([1, 1, 0, 1, 1, 1, 1])]
+    assert seen == [False, False, False, False, False, True, True]
+    assert held.time_s == 0.4  # the run that lasted began at tick 3, i.e. after 0.4 s
+    assert HeldFor(2, fps=30).time_s is None
+    with pytest.raises(ValueError, match="at least 1"):
+        HeldFor(0, fps=30)
