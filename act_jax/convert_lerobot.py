@@ -28,6 +28,10 @@ against ours rather than loaded. The module names map as in DESIGN's token layou
 Not convertible (clear errors): an `observation.environment_state` input, a non-ResNet18 backbone,
 dilation in layer4, a non-ReLU FFN, cameras of different sizes, and our backbone_width != 1.0.
 Numerical parity with LeRobot itself is checked by `bench/parity_lerobot.py`.
+
+This module is the weights and the model config only. The normalisation statistics (LeRobot's
+processor files, or v2.x buffers) are `act_jax.lerobot_normalization`, and whole folders to and
+from runnable project checkpoints are `python -m act_jax.convert`.
 """
 
 from __future__ import annotations
@@ -375,7 +379,9 @@ def save_pretrained(directory: str | Path, config: ACTConfig, variables: Mapping
 def load_pretrained(directory: str | Path) -> tuple[ACTConfig, dict]:
     """A LeRobot `pretrained_model` directory (config.json + model.safetensors) -> (config, vars).
 
-    Normalisation stats live beside it in the processor files, not in the weights.
+    Weights only: the normalisation statistics and modes are not applied by these variables;
+    `act_jax.convert.read_lerobot` reads them too (and `python -m act_jax.convert` writes a
+    checkpoint that applies them).
     """
     directory = Path(directory)
     for name in ("config.json", "model.safetensors"):

@@ -1,0 +1,214 @@
+"""`python -m act_jax.convert`: LeRobot ACT folders (0.4.x processor files and v2.x buffers) become
+project checkpoints whose chunks equal LeRobot's pipeline, and bad input is refused in one line.
+
+The folders are written by tests/helpers_lerobot.py in LeRobot's layouts; the reference chunk is
+our network with LeRobot's normaliser arithmetic (transcribed there), since the network itself is
+held to LeRobot's by bench/parity_lerobot.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers_data import fast_compiles
+from helpers_lerobot import lerobot_chunk, lerobot_folder, random_variables, tiny_config
+
+from act_jax import convert
+from act_jax.convert_lerobot import read_safetensors, write_safetensors
+from act_jax.policy import Policy
+
+pytestmark = pytest.mark.timeout(600)
+MEAN_STD = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
+MIN_MAX = {"VISUAL": "MEAN_STD", "STATE": "MIN_MAX", "ACTION": "MIN_MAX"}
+TOL = 1e-4
+PRE_STATS = "policy_preprocessor_step_3_normalizer_processor.safetensors"
+_VARIABLES = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast(tmp_path_factory):
+    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
+        yield
+
+
+def weights(names: tuple[str, ...]):
+    """(config with LeRobot's camera names, variables), one init per camera count."""
+    config = tiny_config(cameras=names)
+    if len(names) not in _VARIABLES:
+        _VARIABLES[len(names)] = random_variables(config)
+    return config, _VARIABLES[len(names)]
+
+
+def make_folder(path, keys, modes, layout="0.4", **kw):
+    config, variables = weights(tuple(k.rsplit(".", 1)[-1] for k in keys))
+    folder = lerobot_folder(path, config, variables, camera_keys=keys, modes=modes, layout=layout,
+                            **kw)
+    return config, variables, folder
+
+
+def observation(config, folder, seed=1):
+    rng = np.random.default_rng(seed)
+    st = folder["stats"]["observation.state"]
+    state = rng.uniform(st["min"], st["max"]).astype(np.float32)
+    state[-1] = st["min"][-1]  # the constant joint sits where it always was
+    images = {c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8)
+              for c in config.cameras}
+    return images, state
+
+
+CASES = [  # layout, modes, LeRobot camera keys, --cameras
+    ("0.4", MEAN_STD, ["observation.images.laptop", "observation.images.phone"],
+     "laptop=top,phone=lateral"),
+    ("0.4", MIN_MAX, ["observation.images.top"], None),
+    ("v2", MEAN_STD, ["observation.images.front"], "front=top"),
+    ("v2", MIN_MAX, ["observation.images.top", "observation.images.lateral"], None),
+    ("0.4", {"VISUAL": "MEAN_STD", "STATE": "QUANTILES", "ACTION": "QUANTILE10"},
+     ["observation.images.lateral", "observation.images.top"], None),
+    ("0.4", {"VISUAL": "MEAN_STD", "ACTION": "MEAN_STD"}, ["observation.images.top"], None),
+]
+
+
+@pytest.mark.parametrize("layout, modes, keys, cameras", CASES,
+                         ids=["0.4-mean_std-2cam", "0.4-min_max-1cam", "v2-mean_std-1cam",
+                              "v2-min_max-2cam", "0.4-quantiles-2cam", "0.4-state_identity"])
+def test_imported_policy_matches_lerobots_pipeline(tmp_path, capsys, layout, modes, keys,
+                                                   cameras):
+    config, variables, folder = make_folder(tmp_path / "pretrained_model", keys, modes, layout)
+    argv = ["--from-lerobot", str(tmp_path / "pretrained_model"), "--out", str(tmp_path / "w")]
+    assert convert.main(argv + (["--cameras", cameras] if cameras else [])) == 0
+    assert "a project checkpoint" in capsys.readouterr().out
+    policy = Policy.from_checkpoint(tmp_path / "w")
+    mapping = convert.parse_camera_map(cameras)
+    ours = tuple(mapping.get(c, c) for c in config.cameras)
+    assert policy.cameras == ours  # renamed, LeRobot's order kept
+    images, state = observation(config, folder)
+    got = policy.predict_chunk({"images": dict(zip(ours, images.values(), strict=True)),
+                                "state": state})
+    want = lerobot_chunk(folder, config, variables, images, state)
+    assert got.shape == (config.chunk_size, config.action_dim)
+    assert np.abs(got - want).max() < TOL, np.abs(got - want).max()
+    saved = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert saved["lerobot"]["cameras"] == dict(zip(ours, keys, strict=True))
+    assert saved["eval"]["execution"] == "open_loop"
+    assert saved["data"]["record_episodes"] == 0
+
+
+@pytest.fixture(scope="module")
+def good_folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lerobot") / "pretrained_model"
+    make_folder(path, ["observation.images.top", "observation.images.lateral"], MIN_MAX)
+    return path
+
+
+def _edit_json(path, **changes):
+    content = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("/")
+        node = content
+        for p in parents:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        node[last] = value
+    path.write_text(json.dumps(content))
+
+
+def _edit_tensors(path, **changes):
+    """Set (or, for None, delete) tensors of a safetensors file."""
+    tensors = read_safetensors(path)
+    for key, value in changes.items():
+        if value is None:
+            del tensors[key]
+        else:
+            tensors[key] = value
+    write_safetensors(path, tensors)
+
+
+def _break(folder, how):
+    """Damage a copy of a good folder in one way."""
+    if how == "not_act":
+        _edit_json(folder / "config.json", type="diffusion")
+    elif how == "no_config":
+        (folder / "config.json").unlink()
+    elif how == "no_postprocessor":
+        (folder / "policy_postprocessor.json").unlink()
+    elif how == "no_state_file":
+        (folder / PRE_STATS).unlink()
+    elif how == "no_stats":
+        for p in folder.glob("policy_*"):
+            p.unlink()
+    elif how == "image_identity":
+        _edit_json(folder / "policy_preprocessor.json", **{"steps/3/config/norm_map/VISUAL":
+                                                           "IDENTITY"})
+    elif how == "image_stats":
+        _edit_tensors(folder / PRE_STATS, **{"observation.images.top.mean":
+                                            np.full((3, 1, 1), 0.5, np.float32)})
+    elif how == "unknown_mode":
+        _edit_json(folder / "policy_postprocessor.json", **{"steps/0/config/norm_map/ACTION":
+                                                            "QUANTILE5"})
+    elif how == "missing_min":
+        _edit_tensors(folder / PRE_STATS, **{"observation.state.min": None})
+    elif how == "bad_shape":
+        _edit_tensors(folder / "model.safetensors",
+                      **{"model.action_head.bias": np.zeros(7, np.float32)})
+
+
+BAD = [  # how, extra argv, the phrase the one line holds
+    ("not_act", [], "type='diffusion', not a LeRobot ACT policy"),
+    ("no_config", [], "config.json: not found"),
+    ("no_postprocessor", [], "policy_postprocessor.json: not found"),
+    ("no_state_file", [], "policy_preprocessor_step_3_normalizer_processor.safetensors: not found"),
+    ("no_stats", [], "no normalisation statistics"),
+    ("image_identity", [], "observation.images.top (VISUAL) uses mode IDENTITY"),
+    ("image_stats", [], "observation.images.top (VISUAL, MEAN_STD) has mean [0.5, 0.5, 0.5]"),
+    ("unknown_mode", [], "action (ACTION) uses normalisation mode QUANTILE5"),
+    ("missing_min", [], "no min/max statistics for observation.state, whose STATE mode is MIN_MAX"),
+    ("bad_shape", [], "action_head/bias"),
+    (None, ["--cameras", "wrist=top"], "--cameras names ['wrist'], which the LeRobot checkpoint"),
+    (None, ["--cameras", "top=lateral,lateral=lateral"], "['lateral'] given to two cameras"),
+    (None, ["--cameras", "top"], "--cameras 'top': write FROM=TO pairs"),
+]
+
+
+@pytest.mark.parametrize("how, extra, phrase", BAD, ids=[b[0] or b[1][1] for b in BAD])
+def test_bad_input_is_one_line_and_writes_nothing(good_folder, tmp_path, capsys, how, extra,
+                                                  phrase):
+    folder = tmp_path / "pretrained_model"
+    shutil.copytree(good_folder, folder)
+    _break(folder, how)
+    out = tmp_path / "w"
+    assert convert.main(["--from-lerobot", str(folder), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and phrase in err, err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["pretrained_model"]
+
+
+def test_unmapped_cameras_and_a_used_out_are_refused(tmp_path, capsys):
+    folder = tmp_path / "pretrained_model"
+    make_folder(folder, ["observation.images.laptop"], MEAN_STD)
+    assert convert.main(["--from-lerobot", str(folder), "--out", str(tmp_path / "w")]) == 2
+    assert "camera 'laptop' of the LeRobot checkpoint does not map to one of ours ['top', " \
+        "'lateral']: pass --cameras laptop=top" in capsys.readouterr().err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    argv = ["--from-lerobot", str(folder), "--out", str(tmp_path / "used"), "--cameras",
+            "laptop=top"]
+    assert convert.main(argv) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained_model", "used"]
+
+
+def test_evaluate_runs_on_an_imported_checkpoint(tmp_path):
+    from act_jax.evaluate import evaluate_checkpoint
+
+    # No constant joint here: the sim's joints move, and a zero range would send them far out.
+    folder = tmp_path / "pretrained_model"
+    make_folder(folder, ["observation.images.top", "observation.images.lateral"], MIN_MAX,
+                constant_last=False)
+    assert convert.main(["--from-lerobot", str(folder), "--out", str(tmp_path / "w")]) == 0
+    result = evaluate_checkpoint(tmp_path / "w", episodes=1, max_steps=3, videos=0,
+                                 out=tmp_path / "eval", progress=False)
+    saved = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert result["episodes"] == saved["episodes"] == 1
+    assert result["policy_retraces_after_warmup"] == 0
