@@ -10,7 +10,8 @@ the model config, and the normalisation statistics (`act_jax.lerobot_normalizati
 refused naming the feature and the mode) become a workdir laid out as training writes it
 (`checkpoints/0/` through `act_jax.checkpoints`, `config.json`, `norm_stats.json`), which
 `act_jax.policy.Policy.from_checkpoint`, `python -m act_jax.evaluate`, `python -m interp.report`,
-`python -m interp.freeze_finetune` and `python -m hardware.deploy` take as `--checkpoint`.
+`python -m interp.freeze_finetune` and `python -m hardware.deploy` take as `--checkpoint`
+(tests/test_convert.py runs the policy and act_jax.evaluate on one).
 The experiment config is `--base-config` (default configs/sim_default.py) with LeRobot's model,
 execution (`n_action_steps`, `temporal_ensemble_coeff`) and optimiser settings, no dataset of its
 own (pass `--dataset` to interp.report), and a `lerobot` section recording where it came from.
@@ -248,9 +249,11 @@ def lerobot_config(config: ml_collections.ConfigDict, model_config: ACTConfig,
     out["normalization_mapping"] = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD",
                                     "ACTION": "MEAN_STD"}
     kind, _, arg = str(config.eval.get("execution", "open_loop")).partition(":")
-    chunk = model_config.chunk_size
-    out["n_action_steps"] = {"receding": int(arg or chunk), "ensemble": 1}.get(kind, chunk)
-    out["temporal_ensemble_coeff"] = float(arg or 0.01) if kind == "ensemble" else None
+    out["n_action_steps"], out["temporal_ensemble_coeff"] = model_config.chunk_size, None
+    if kind == "receding":
+        out["n_action_steps"] = int(arg)
+    elif kind == "ensemble":  # LeRobot ensembles only with a new chunk every step
+        out["n_action_steps"], out["temporal_ensemble_coeff"] = 1, float(arg or 0.01)
     t = config.train
     out.update(optimizer_lr=float(t.lr), optimizer_lr_backbone=float(t.lr_backbone),
                optimizer_weight_decay=float(t.weight_decay), kl_weight=float(t.kl_weight),
@@ -273,9 +276,14 @@ def export_lerobot(workdir: str | Path, out: str | Path, *,
     """`python -m act_jax.convert --to-lerobot WORKDIR --out DIR`; returns DIR."""
     out = Path(out)
     _fresh_output(out)
+    ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+    try:  # the config first: a narrow backbone is refused before any weight is read
+        config, _, _ = ckpt.restore_metadata()
+    finally:
+        ckpt.close()
+    check_exportable(ACTConfig.from_config(config.model))
     variables, config, norm_stats, _ = checkpoints.restore_latest(workdir)
     model_config = ACTConfig.from_config(config.model)
-    check_exportable(model_config)
     keys = camera_keys(config, model_config, cameras or {})
     lerobot = lerobot_config(config, model_config, keys)
 

@@ -25,9 +25,10 @@ RANGES = {"MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"), "QUANTILE10": 
 
 
 def tiny_config(cameras=("top", "lateral"), **kw) -> ACTConfig:
-    return ACTConfig(cameras=tuple(cameras), image_size=(32, 32), chunk_size=4, dim_model=32,
-                     n_heads=4, dim_feedforward=48, n_encoder_layers=1, n_decoder_layers=1,
-                     n_vae_encoder_layers=1, latent_dim=4, backbone_width=1.0, **kw)
+    sizes = dict(image_size=(32, 32), chunk_size=4, dim_model=32, n_heads=4, dim_feedforward=48,
+                 n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4,
+                 backbone_width=1.0)
+    return ACTConfig(cameras=tuple(cameras), **{**sizes, **kw})
 
 
 def random_variables(config: ACTConfig, seed: int = 0) -> dict:

@@ -212,3 +212,106 @@ def test_evaluate_runs_on_an_imported_checkpoint(tmp_path):
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert result["episodes"] == saved["episodes"] == 1
     assert result["policy_retraces_after_warmup"] == 0
+
+
+# ---------------------------------------------------------------- export
+def project_checkpoint(workdir, **model):
+    """A project checkpoint as training writes it: the base config with a tiny full-width model,
+    random weights, statistics with stds clipped as `normalization.compute` clips them."""
+    from act_jax import checkpoints
+    from act_jax.normalization import MIN_STD, NormStats
+
+    config_model = tiny_config(**model)
+    config = convert.experiment_config(convert.load_base_config(convert.DEFAULT_BASE_CONFIG),
+                                       config_model, {"execution": "ensemble:0.01",
+                                                      "optimizer": {}})
+    del config["lerobot"]
+    rng = np.random.default_rng(3)
+    stats = NormStats(rng.normal(0, 30, 6).astype(np.float32),
+                      np.maximum(rng.uniform(0, 20, 6), MIN_STD).astype(np.float32),
+                      rng.normal(0, 30, 6).astype(np.float32),
+                      np.full(6, MIN_STD, np.float32))
+    variables = random_variables(config_model, seed=5)
+    checkpoints.save(workdir, 7, {**variables, "step": 7, "opt_state": {}}, config, stats)
+    return config_model, variables, stats
+
+
+def test_round_trip_gives_identical_params_and_statistics(tmp_path, capsys):
+    from act_jax.checkpoints import restore_latest
+    from act_jax.model import ACTConfig
+
+    config, variables, stats = project_checkpoint(tmp_path / "w")
+    assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 0
+    assert "lerobot 0.4.4 layout" in capsys.readouterr().out
+    d = tmp_path / "d"
+    assert sorted(p.name for p in d.iterdir()) == [
+        "config.json", "model.safetensors", "policy_postprocessor.json",
+        "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
+        "policy_preprocessor.json", "policy_preprocessor_step_3_normalizer_processor.safetensors"]
+    pre = json.loads((d / "policy_preprocessor.json").read_text())
+    assert [s["registry_name"] for s in pre["steps"]] == [
+        "rename_observations_processor", "to_batch_processor", "device_processor",
+        "normalizer_processor"]
+    lerobot = json.loads((d / "config.json").read_text())
+    assert (lerobot["n_action_steps"], lerobot["temporal_ensemble_coeff"]) == (1, 0.01)
+    assert lerobot["normalization_mapping"] == MEAN_STD
+    assert convert.main(["--from-lerobot", str(d), "--out", str(tmp_path / "w2")]) == 0
+    back, back_config, back_stats, _ = restore_latest(tmp_path / "w2")
+    assert ACTConfig.from_config(back_config.model) == config
+    assert back_config.eval.execution == "ensemble:0.01"
+    for a, b in zip(jax_leaves(back), jax_leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name, value in stats.to_dict().items():
+        np.testing.assert_array_equal(back_stats.to_dict()[name], value)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_exported_processors_give_our_chunk(tmp_path):
+    """LeRobot's arithmetic on the exported files (eps and statistics as written) and our policy
+    on the original checkpoint give the same chunk."""
+    from act_jax.lerobot_normalization import read_processors
+
+    config, variables, _ = project_checkpoint(tmp_path / "w")
+    assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 0
+    pre, post = read_processors(tmp_path / "d")
+    folder = {"stats": {**pre.stats, "action": post.stats["action"]}, "modes": MEAN_STD,
+              "layout": "0.4"}
+    assert pre.eps == post.eps == 0.0
+    rng = np.random.default_rng(2)
+    images = {c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8)
+              for c in config.cameras}
+    state = rng.normal(0, 30, 6).astype(np.float32)
+    want = lerobot_chunk(folder, config, variables, images, state)
+    got = Policy.from_checkpoint(tmp_path / "w").predict_chunk({"images": images, "state": state})
+    assert np.abs(got - want).max() < TOL
+
+
+def test_an_imported_checkpoint_exports_with_its_camera_names(tmp_path):
+    folder = tmp_path / "pretrained_model"
+    make_folder(folder, ["observation.images.laptop", "observation.images.phone"], MEAN_STD)
+    argv = ["--from-lerobot", str(folder), "--out", str(tmp_path / "w"), "--cameras",
+            "laptop=top,phone=lateral"]
+    assert convert.main(argv) == 0
+    assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 0
+    assert list(json.loads((tmp_path / "d" / "config.json").read_text())["input_features"]) == [
+        "observation.state", "observation.images.laptop", "observation.images.phone"]
+    argv = ["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "e"), "--cameras",
+            "top=wrist"]
+    assert convert.main(argv) == 0
+    assert list(json.loads((tmp_path / "e" / "config.json").read_text())["input_features"]) == [
+        "observation.state", "observation.images.wrist", "observation.images.phone"]
+
+
+def test_a_narrow_backbone_is_refused_saying_what_to_train(tmp_path, capsys):
+    project_checkpoint(tmp_path / "w", backbone_width=0.25)
+    assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "backbone_width=0.25: LeRobot's ACT builds a full torchvision ResNet18" in err
+    assert "train with --config.model.backbone_width=1.0" in err
+    assert not (tmp_path / "d").exists()
