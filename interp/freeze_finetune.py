@@ -67,6 +67,23 @@ def build_config(base_config, *, base: Path, trainable: tuple[str, ...], locatio
     return config
 
 
+def jittered(spec: str, jitter: str) -> str:
+    """`spec` with `~jitter` added when it is a located distribution without one."""
+    from hardware.sim.cube import CubeDistribution
+
+    if not jitter or "~" in spec or not CubeDistribution.make(spec).num_locations:
+        return spec
+    return f"{spec}~{jitter}"
+
+
+def reused_before(path: Path, base: Path, ev: dict) -> dict | None:
+    """The 'before' block of an earlier result with the same base and evaluation settings."""
+    old = json.loads(path.read_text())
+    if Path(old["base"]).resolve() != base.resolve() or old.get("eval_settings") != ev:
+        return None
+    return old["before"]
+
+
 def finetune_loss(metrics: Path) -> dict:
     """The fine-tune's training loss: first and last logged values, and the mean of the last
     five logs (what the run converged to)."""
@@ -81,13 +98,13 @@ def finetune_loss(metrics: Path) -> dict:
 
 def evaluate_both(workdir: Path, tag: str, *, locations: str, base_distribution: str,
                   episodes: int, seed: int, max_steps: int | None) -> dict:
-    from act_jax.evaluate import evaluate_checkpoint
+    from act_jax.evaluate import evaluate_checkpoint, path_safe
 
     out = {}
     for which, dist in (("new", locations), ("old", base_distribution)):
         s = evaluate_checkpoint(workdir, episodes=episodes, seed=seed, distribution=dist,
                                 max_steps=max_steps, videos=2, progress=False,
-                                out=workdir / "eval" / f"{tag}_{which}_{dist}")
+                                out=workdir / "eval" / path_safe(f"{tag}_{which}_{dist}"))
         out[which] = {k: s[k] for k in ("successes", "episodes", "success_rate", "ci95",
                                         "distribution", "per_location") if k in s}
         locs = ", ".join(f"{loc}: {b['successes']}/{b['episodes']}"
@@ -198,6 +215,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None,
                    help="ticks before a rollout fails (default: the base config's)")
     p.add_argument("--data-root", default="data", help="episodes/ and tfds/ go under it")
+    p.add_argument("--eval-jitter", default="3mm,3deg", metavar="JITTER",
+                   help="jitter of the evaluation starts at located distributions, so that "
+                   "each rollout is an independent outcome ('' for none; default %(default)s)")
+    p.add_argument("--reuse-before", metavar="JSON", default=None,
+                   help="take the 'before' evaluations from this freeze_finetune.json (same base "
+                   "and evaluation settings; interp.finetune_compare uses it)")
     args = p.parse_args(argv)
 
     # ---- Validate everything before any work.
@@ -245,10 +268,16 @@ def main(argv=None) -> int:
     # ---- Before, fine-tune, after.
     from act_jax import sim_demos, train
 
-    ev = dict(locations=args.locations, base_distribution=base_distribution,
+    ev = dict(locations=jittered(args.locations, args.eval_jitter),
+              base_distribution=jittered(base_distribution, args.eval_jitter),
               episodes=args.eval_episodes, seed=args.eval_seed, max_steps=args.max_steps)
     workdir.mkdir(parents=True, exist_ok=True)
-    before = evaluate_both(base, "before", **ev)
+    before = None
+    if args.reuse_before:
+        before = reused_before(Path(args.reuse_before), base, ev)
+        if before is None:
+            p.error(f"--reuse-before {args.reuse_before}: another base or evaluation settings")
+    before = before or evaluate_both(base, "before", **ev)
     sim_demos.record_missing_demos(config.data, config.model.image_size)
     if args.cached:
         from interp.finetune_cache import finetune_cached
@@ -270,6 +299,7 @@ def main(argv=None) -> int:
         trainable_name=" ".join(args.trainable), trainable=list(trainable),
         trainable_params=trainable_params, total_params=total_params,
         frozen_unchanged=not moved, frozen_moved=moved, before=before, after=after,
+        eval_settings={k: v for k, v in ev.items()},
         param_change=change, command="python -m interp.freeze_finetune " + " ".join(
             sys.argv[1:] if argv is None else argv),
     )

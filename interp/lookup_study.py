@@ -90,8 +90,6 @@ def verdict(results: dict) -> dict:
 def plot(results: dict) -> bytes:
     """PNG: success with intervals per policy, and alpha against the distance to the nearest
     training pose, per start."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,10 +121,9 @@ def plot(results: dict) -> bytes:
         ax2.text(0.5, 0.5, "no start far enough from a demo for alpha", ha="center",
                  transform=ax2.transAxes)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    from interp.overlays import fig_to_png
+
+    return fig_to_png(fig)
 
 
 VERDICT_STATUS = {"lookup": "supported", "interpolation": "not-supported"}

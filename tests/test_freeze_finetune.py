@@ -36,8 +36,9 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
     assert result["finetune_loss"]["last"]["step"] == 2 and not result["replay_old"]
     moved = {r["module"] for r in result["param_change"] if r["changed"]}
     assert moved == {"action_head", "decoder/layer_0/mlp", "decoder/layer_0/norm3"}
-    assert result["before"]["new"]["distribution"] == "held_out"
-    assert result["before"]["old"]["distribution"] == "named"
+    # Evaluation starts are jittered (3 mm, 3 deg): every rollout an independent outcome.
+    assert result["before"]["new"]["distribution"] == "held_out~3mm,3deg"
+    assert result["before"]["old"]["distribution"] == "named~3mm,3deg"
     for tag in ("before", "after"):
         for which in ("new", "old"):
             assert result[tag][which]["episodes"] == 1
@@ -103,3 +104,30 @@ def test_build_config_freezes_the_complement():
     labels = P.flatten(train.param_labels(
         {"decoder": {"w": np.ones(1)}, "encoder": {"w": np.ones(1)}}, config.train.frozen))
     assert labels == {"decoder/w": "default", "encoder/w": "frozen"}
+
+
+def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(base_run,
+                                                                                tmp_path):
+    from interp import finetune_compare
+
+    workdir = tmp_path / "cmp"
+    argv = ["--base", str(base_run), "--workdir", str(workdir), "--presets", "action_head",
+            "encoder_mlp", "--seeds", "0", "1", "--", "--locations", "held_out", "--demos", "2",
+            "--steps", "2", "--eval-episodes", "1", "--max-steps", "10",
+            "--data-root", str(tmp_path / "data")]
+    assert finetune_compare.main(argv) == 0
+    doc = json.loads((workdir / "compare.json").read_text())
+    assert set(doc["presets"]) == {"action_head", "encoder_mlp"}
+    assert doc["presets"]["action_head"]["cached"] and not doc["presets"]["encoder_mlp"]["cached"]
+    assert set(doc["presets"]["encoder_mlp"]["new"]["per_seed"]) == {"0", "1"}
+    runs = sorted(p.name for p in workdir.iterdir() if p.is_dir())
+    assert runs == ["action_head_s0", "action_head_s1", "encoder_mlp_s0", "encoder_mlp_s1"]
+    # The base was evaluated once: every later run reused those numbers.
+    results = {r: json.loads((workdir / r / "freeze_finetune.json").read_text()) for r in runs}
+    reused = sorted(r for r, v in results.items() if "--reuse-before" in v["command"])
+    assert reused == runs[1:]
+    assert all(v["before"] == results[runs[0]]["before"] for v in results.values())
+    assert "<img" in (workdir / "compare.html").read_text()
+    mtime = (workdir / "action_head_s0" / "freeze_finetune.json").stat().st_mtime_ns
+    assert finetune_compare.main(argv) == 0  # a finished comparison is reused, not rerun
+    assert (workdir / "action_head_s0" / "freeze_finetune.json").stat().st_mtime_ns == mtime
