@@ -40,8 +40,8 @@ from tqdm import tqdm
 
 from act_jax import checkpoints, data, normalization, sharding, sim_demos
 from act_jax.model import ACT, ACTConfig, act_loss, count_params
-from act_jax.workdir_lock import WorkdirBusy, lock_workdir
 from hardware.recording.episodes import EpisodeDamaged
+from hardware.recording.folder_lock import FolderBusy, lock_folder
 
 
 class TrainState(train_state.TrainState):
@@ -321,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     # Everything below releases the checkpoint manager (and its threads) however it ends.
     with contextlib.ExitStack() as cleanup:
         if is_main:  # a second training on this workdir stops here, naming the first
-            cleanup.enter_context(lock_workdir(workdir, f"training to step {tc.num_steps}"))
+            cleanup.enter_context(lock_folder(workdir, f"training to step {tc.num_steps}"))
         ckpt = cleanup.enter_context(contextlib.closing(
             checkpoints.Checkpointer(workdir, tc.keep_checkpoints)))
         resume_step = ckpt.latest_step()
@@ -501,7 +501,7 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except (WorkdirBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
+    except (FolderBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
             data.DatasetDamaged) as e:
         print(f"train: {e}", file=sys.stderr)
         sys.exit(1)

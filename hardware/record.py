@@ -38,10 +38,13 @@ resets the sim with a seed derived from (--seed, i) and its timestamps are sim t
 command gives the same files, whether it ran in one go or was resumed. Simulated recording runs
 as fast as it can (no sleeping); a real robot runs at its fixed rate.
 
-Exit status: 0 done, 1 a camera or servo bus failed, 2 invalid arguments (nothing was opened),
-3 protective stop (the episode in progress is discarded), 4 the follower's torque off was not
-read back from every servo (they are named; this overrides the others), 130 Ctrl-C (128 + the
-signal for SIGTERM, SIGHUP).
+One recorder at a time per `--out` (a lock on `<out>/.lock`): a second one exits 2, naming the
+first one's pid, before it opens anything.
+
+Exit status: 0 done, 1 a camera or servo bus failed, 2 invalid arguments or a busy `--out`
+(nothing was opened), 3 protective stop (the episode in progress is discarded), 4 the follower's
+torque off was not read back from every servo (they are named; this overrides the others), 130
+Ctrl-C (128 + the signal for SIGTERM, SIGHUP).
 
 New robots and teleoperators plug in with `register_robot(name, factory)` and
 `register_teleop(name, factory)`.
@@ -62,6 +65,7 @@ from hardware.control_loop import exit_status, signal_name, stop_signals
 from hardware.conventions import parse_image_size
 from hardware.motors.bus import MotorBusError
 from hardware.recording.episodes import list_episodes
+from hardware.recording.folder_lock import FolderBusy, lock_folder
 from hardware.recording.recorder import DEFAULT_MAX_STEPS, record
 from hardware.recording.teleop_rig import LEADER_PROFILE, TeleopRig, TeleopSettings
 from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
@@ -200,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-EXIT_OK, EXIT_ERROR, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 1, 3, 4, 130
+EXIT_OK, EXIT_ERROR, EXIT_ARGS, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 1, 2, 3, 4, 130
 
 
 def main(argv=None) -> int:
@@ -233,8 +237,15 @@ def main(argv=None) -> int:
                 "koch --teleop leader)")
     else:
         rig = None
+    # One recorder per --out: a second one stops here, naming the first, before any port opens.
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(lock_folder(args.out, f"recording {args.episodes} episodes"))
+    except FolderBusy as e:
+        print(f"record: --out {e}", file=sys.stderr)
+        return EXIT_ARGS
     robot, status = None, None
-    with stop_signals(), contextlib.ExitStack() as stack:
+    with held, stop_signals(), contextlib.ExitStack() as stack:
         try:
             if rig is not None:
                 args.rig = stack.enter_context(rig)

@@ -4,8 +4,10 @@ calibrations, safety). Bad arguments fail before any port opens; an emulated rec
 MuJoCo scene behind the follower's servo emulator, a scripted hand on the leader) gives real
 pick-and-place demos that build into a dataset; the operator's prompt (Enter / r / q) works; Ctrl-C
 mid-episode keeps earlier episodes and leaves the follower parked with torque off; a servo lost
-mid-episode is a protective stop that discards only that episode."""
+mid-episode is a protective stop that discards only that episode; a second recorder on a busy
+--out stops before any port opens."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from hardware.arms.safety import SafetyConfig
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.record import EXIT_OK, main
 from hardware.recording.episodes import list_episodes, read_episode
+from hardware.recording.folder_lock import LOCK_FILE, lock_folder
 from hardware.recording.recorder import episode_seed
 
 pytestmark = pytest.mark.timeout(120)
@@ -83,6 +86,22 @@ def test_bad_arguments_fail_before_any_port_opens(arms, calibrations, tmp_path, 
     assert message.format(**fill) in capsys.readouterr().err
     assert arms[0].wire_log == [] and arms[1].wire_log == []  # not one byte reached a servo
     assert not (tmp_path / "eps").exists()
+
+
+def test_a_second_recorder_on_a_busy_out_names_the_first_and_opens_nothing(
+        arms, calibrations, tmp_path):
+    # This process holds --out, as a first recorder would; the second is the real command.
+    out = tmp_path / "eps"
+    with lock_folder(out, "recording 50 episodes"):
+        done = subprocess.run([sys.executable, "-m", "hardware.record",
+                               *real_argv(arms, calibrations, out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"record: --out {out} is in use: pid {os.getpid()} (recording 50 episodes); wait for it "
+        "to finish, or use another folder"]
+    assert arms[0].wire_log == [] and arms[1].wire_log == []  # not one byte reached a servo
+    assert [p.name for p in out.iterdir()] == [LOCK_FILE]
 
 
 # -- (b) an emulated leader -> follower recording -----------------------------------------------
@@ -227,7 +246,7 @@ def test_a_stop_signal_mid_episode_keeps_earlier_episodes_and_parks(
     assert f"stopped by {name}: the episode in progress (if any) was discarded" in err
     assert "parked with torque off" in err
     assert [p.name for p in list_episodes(out)] == ["episode_000000.npz"]
-    assert [p.name for p in out.iterdir()] == ["episode_000000.npz"]  # no partial file
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, "episode_000000.npz"]  # no partial
     ep = read_episode(list_episodes(out)[0])
     assert len(ep) == 60
     np.testing.assert_allclose(ep.action[-1, [0, 2]], start[[0, 2]] + [20, -20], atol=0.2)
@@ -268,5 +287,5 @@ def test_a_lost_servo_mid_episode_is_a_protective_stop(arms, calibrations, tmp_p
     assert "PROTECTIVE STOP: no position from elbow_flex (id 3) for 3 ticks" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("record: TORQUE OFF NOT CONFIRMED by elbow_flex (id 3): "), err
-    assert [p.name for p in out.iterdir()] == ["episode_000000.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, "episode_000000.npz"]
     assert [follower.get(i, "Torque_Enable") for i in (1, 2, 4, 5, 6)] == [0] * 5

@@ -253,10 +253,10 @@ def test_command_line_run_says_where_its_outputs_are(dataset_dir, tmp_path):
 
 
 def test_a_second_training_on_a_busy_workdir_names_the_first(dataset_dir, tmp_path):
-    from act_jax.workdir_lock import WorkdirBusy, lock_workdir
+    from hardware.recording.folder_lock import FolderBusy, lock_folder
 
-    with lock_workdir(tmp_path, "the other training"):
-        with pytest.raises(WorkdirBusy, match=rf"pid {os.getpid()} \(the other training\)"):
+    with lock_folder(tmp_path, "the other training"):
+        with pytest.raises(FolderBusy, match=rf"pid {os.getpid()} \(the other training\)"):
             train.train_and_evaluate(tiny_config(dataset_dir), tmp_path)
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
     # Released with its holder: the workdir is free again.
