@@ -39,6 +39,7 @@ from flax.training import train_state
 from tqdm import tqdm
 
 from act_jax import checkpoints, data, normalization, sharding, sim_demos
+from act_jax.config_ranges import ConfigError, check_ranges
 from act_jax.model import ACT, ACTConfig, act_loss, count_params
 from hardware.recording.episodes import EpisodeDamaged
 from hardware.recording.folder_lock import FolderBusy, lock_folder
@@ -261,21 +262,31 @@ def _check_same_model(saved: ml_collections.ConfigDict, config: ml_collections.C
     diff = [f"config.model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
-        raise ValueError(f"{workdir} holds checkpoints of a different model; use another "
+        raise ConfigError(f"{workdir} holds checkpoints of a different model; use another "
                          "workdir or the same model config:\n  " + "\n  ".join(diff))
 
 
-def check_train_config(tc) -> None:
-    """Raises ValueError naming the `config.train` field that cannot work."""
-    positive = ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
-    non_negative = ("num_steps", "lr", "lr_backbone", "weight_decay", "grad_clip", "kl_weight",
-                    "warmup_steps", "eval_every")
-    for name in positive + non_negative:
-        value = getattr(tc, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                name in positive and value < 1):
-            need = ">= 1" if name in positive else ">= 0"
-            raise ValueError(f"config.train.{name}={value!r}: must be a number {need}")
+def check_config(config: ml_collections.ConfigDict, mesh=None) -> ACTConfig:
+    """Everything about `config` that can be checked without touching the disk.
+
+    The model (`ACTConfig`), the range of every numeric field (`act_jax.config_ranges`), the decode
+    options, the schedule and, given the `mesh`, that the batch splits over it.
+
+    Raises:
+      ConfigError: naming the `config.<section>.<field>` that cannot work.
+    """
+    try:
+        model_config = ACTConfig.from_config(config.model)
+        check_ranges(config)
+        data.decode_options(config.data)
+        make_schedule(config.train, config.train.lr)
+        if mesh is not None:
+            sharding.check_batch_size(config.train.batch_size, mesh)
+    except ConfigError:
+        raise
+    except ValueError as e:  # these checks read only the config: every ValueError is about it
+        raise ConfigError(str(e)) from None
+    return model_config
 
 
 def _global_spec(local_batch: dict) -> dict:
@@ -301,6 +312,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       The final state and the last logged metrics.
 
     Raises:
+      ConfigError: a config that cannot work (nothing is written), or one that does not fit the
+        checkpoints already in `workdir`.
       FloatingPointError: naming the step, when a loss or gradient is not finite (the bad state is
         not saved; the newest checkpoint is the last good one).
       TrainingInterrupted: after Ctrl-C / SIGTERM, once the checkpoint is saved.
@@ -308,14 +321,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     tc = config.train
     workdir = Path(workdir)
     sharding.maybe_initialize_distributed(tc.distributed)
-    model_config = ACTConfig.from_config(config.model)  # fail on a bad config before any I/O
-    check_train_config(tc)
+    mesh = sharding.make_mesh()
+    model_config = check_config(config, mesh)  # a bad config fails before anything is written
     decode = data.decode_options(config.data)
-    make_schedule(tc, tc.lr)
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(tc.batch_size, mesh)
     repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
 
     # Everything below releases the checkpoint manager (and its threads) however it ends.
@@ -336,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             _check_same_model(saved_config, config, workdir)
             if resume_step > tc.num_steps:
                 # Its weights, not this run's, would be what an evaluation of the workdir loads.
-                raise ValueError(
+                raise ConfigError(
                     f"{workdir} already holds a checkpoint at step {resume_step}, past "
                     f"config.train.num_steps={tc.num_steps}; use another workdir, or "
                     f"num_steps >= {resume_step} to go on from it")
@@ -488,6 +498,13 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
 
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    try:  # before demos are recorded, an evaluation is built or the workdir is made
+        check_config(config)
+    except ConfigError as e:
+        if flags.FLAGS.debug:
+            raise
+        print(f"train: {e}", file=sys.stderr)
+        sys.exit(2)
     eval_fn = None
     if config.eval.every_steps > 0:
         # Rollouts need the simulator, which lives in `hardware`; act_jax may use it to evaluate.
@@ -501,10 +518,13 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except (FolderBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
+    except (ConfigError, FolderBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
             data.DatasetDamaged) as e:
+        if flags.FLAGS.debug:
+            raise
         print(f"train: {e}", file=sys.stderr)
-        sys.exit(1)
+        # 2: the workdir holds another model or steps past num_steps; 1: busy or damaged.
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
     workdir = Path(workdir)
     print(f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
           f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "
@@ -515,10 +535,14 @@ if __name__ == "__main__":
     from absl import app, flags
     from ml_collections import config_flags
 
+    from act_jax import config_cli
+
     config_flags.DEFINE_config_file(
         "config", None, "Experiment config file (configs/*.py); override fields with "
         "--config.<section>.<field>=value.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; an existing "
                         "checkpoint there is resumed.")
+    flags.DEFINE_bool("debug", False, "A traceback for expected errors too (a bad flag or "
+                      "config value, a busy or damaged workdir), not just a one-line message.")
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, flags_parser=config_cli.flags_parser("train"))

@@ -11,11 +11,13 @@ The procedure (LeRobot's, with the wrap check added):
 
 `--emulate` runs the whole procedure on an emulated arm with a scripted "user", to see it work.
 The library functions never prompt; only `main` talks to a person.
+
+Exit status: 0 saved, 1 the port did not open, the bus failed or the sweep was refused (one line
+naming the port or the joint; nothing saved), 2 invalid arguments, 130 Ctrl-C (nothing saved).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import sys
@@ -25,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.arguments import ArgumentParser, int_in
 from hardware.arms.calibration import (
     ArmCalibration,
+    CalibrationError,
     JointCalibration,
     check_range,
     half_turn_offset,
@@ -34,7 +38,9 @@ from hardware.arms.calibration import (
 from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.conventions import JOINT_NAMES
 from hardware.emulation.emulated_arm import emulate_arm
-from hardware.motors.bus import MotorBus
+from hardware.motors.bus import MotorBus, MotorBusError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 
 
 def default_path(robot: str) -> Path:
@@ -149,7 +155,7 @@ def _show(present, mins, maxs) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m hardware.calibrate",
         description="Calibrate a Koch or SO-100/SO-101 arm: set homing offsets, record ranges, "
         "write them to the servos' EEPROM and save them atomically as JSON.",
@@ -167,11 +173,14 @@ def main(argv=None) -> int:
         action="store_true",
         help="run on an emulated arm with a scripted user (a demonstration)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="--emulate: mounting offsets seed")
+    parser.add_argument("--seed", type=int_in(0), default=0,
+                        help="--emulate: mounting offsets seed")
     args = parser.parse_args(argv)
     profile = get_profile(args.robot)
     out = args.out or default_path(profile.name)
     emu = None
+    if args.emulate and args.port:
+        parser.error("--port is not used with --emulate (the emulator makes the port)")
     if args.emulate:
         emu = emulate_arm(profile).start()
         port = emu.port
@@ -184,8 +193,15 @@ def main(argv=None) -> int:
         parser.error("--port is required unless --emulate is given")
     bus = MotorBus(port, profile.motors(), profile.protocol, profile.baudrate)
     try:
-        with bus:
-            calib = calibrate(bus, profile, wait, done, on_sample=_show)
+        try:
+            with bus:
+                calib = calibrate(bus, profile, wait, done, on_sample=_show)
+        except (MotorBusError, CalibrationError) as e:  # a port that does not open, a bad sweep
+            print(f"calibrate: {e} Nothing was saved.", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print("calibrate: interrupted; nothing was saved", file=sys.stderr)
+            return EXIT_INTERRUPT
         print()
         path = calib.save(out)
         lo, hi = calib.limits()
@@ -193,7 +209,7 @@ def main(argv=None) -> int:
             unit = "%" if name == "gripper" else "deg"
             print(f"  {name:>14}: {a:8.1f} .. {b:7.1f} {unit}")
         print(f"saved {path}")
-        return 0
+        return EXIT_OK
     finally:
         if emu is not None:
             emu.stop()

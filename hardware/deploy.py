@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.arguments import ArgumentParser, int_in, number_in
 from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
 from hardware.arms.calibration import ArmCalibration
 from hardware.arms.servo_arm import park_at_start, torque_off_problem
@@ -61,6 +62,7 @@ from hardware.motors.bus import MotorBusError
 from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 
 EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 2, 3, 4, 130
+MAX_FPS = 1000  # Hz: one round trip to six servos takes about 1 ms; no bus keeps up above this
 
 
 class DeployError(ArgumentError):
@@ -300,7 +302,7 @@ def deploy_real(policy, *, robot: str, port: str, calibration: ArmCalibration,
 
 # -- CLI ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m hardware.deploy", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training workdir (or its checkpoints/)")
@@ -315,16 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WIDTHxHEIGHT to request from the cameras (default: theirs)")
     p.add_argument("--execution", default=None,
                    help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)")
-    p.add_argument("--max-steps", type=int, default=None,
+    p.add_argument("--max-steps", type=int_in(1), default=None,
                    help="ticks per episode (default: the checkpoint config's eval.max_steps)")
-    p.add_argument("--fps", type=float, default=30.0, help="control rate (default %(default)s)")
+    p.add_argument("--fps", type=number_in(0, MAX_FPS, low_open=True), default=30.0,
+                   help=f"control rate, in (0, {MAX_FPS}] Hz (default %(default)s)")
     p.add_argument("--park-pose", default=None,
                    help="6 comma-separated values to park at before torque off "
                    "(default: the pose the arm started from)")
     p.add_argument("--emulate", action="store_true",
                    help="no hardware: servo emulator + MuJoCo scene behind the real servo stack")
-    p.add_argument("--episodes", type=int, default=1, help="--emulate: episodes (cube resets)")
-    p.add_argument("--seed", type=int, default=0, help="--emulate: cube seed of episode 0")
+    p.add_argument("--episodes", type=int_in(1), default=1,
+                   help="--emulate: episodes (cube resets)")
+    p.add_argument("--seed", type=int_in(0), default=0, help="--emulate: cube seed of episode 0")
     p.add_argument("--clock", choices=("virtual", "real"), default="virtual",
                    help="--emulate: emulated time advances 1/fps per tick (virtual), or is the "
                    "wall clock (real)")
@@ -344,12 +348,6 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     # 1. Everything checked before anything opens.
     profile = get_profile(args.robot)
-    if args.fps <= 0:
-        raise DeployError(f"--fps must be positive, got {args.fps}")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise DeployError(f"--max-steps must be >= 1, got {args.max_steps}")
-    if args.episodes < 1:
-        raise DeployError(f"--episodes must be >= 1, got {args.episodes}")
     if args.emulate:
         for flag in ("port", "cameras", "camera_size"):
             if getattr(args, flag) is not None:

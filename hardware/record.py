@@ -58,6 +58,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from hardware.arguments import ArgumentParser, int_in, number_in
 from hardware.arms import ProtectiveStop
 from hardware.arms.servo_arm import torque_off_problem
 from hardware.cameras import CameraError
@@ -117,10 +118,6 @@ def check_args(args) -> TeleopSettings:
     if args.robot not in LEADER_PROFILE:
         raise ArgumentError(f"--teleop leader drives a servo arm: --robot one of "
                             f"{sorted(LEADER_PROFILE)}, not {args.robot!r}")
-    if args.reset_time is not None and args.reset_time < 0:
-        raise ArgumentError(f"--reset-time must be >= 0 seconds, got {args.reset_time}")
-    if args.max_steps < 1:
-        raise ArgumentError(f"--max-steps must be >= 1, got {args.max_steps}")
     leader = LEADER_PROFILE[args.robot]
     if args.emulate:
         given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
@@ -166,21 +163,23 @@ def build_tfds(episodes: str, data_dir: str, name: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m hardware.record", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--robot", default="sim", help=f"one of {sorted(ROBOTS)} (default sim)")
     p.add_argument("--teleop", default="expert", help=f"one of {sorted(TELEOPS)} (default expert)")
-    p.add_argument("--episodes", type=int, required=True, help="total episodes wanted in --out")
+    p.add_argument("--episodes", type=int_in(1), required=True,
+                   help="total episodes wanted in --out")
     p.add_argument("--out", default="data/episodes/sim_demos", help="episode directory")
     p.add_argument("--image-size", default="480x640",
                    help="HEIGHTxWIDTH: rendered (sim, --emulate) or asked of the cameras "
                    "(default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="recording seed (default %(default)s)")
+    p.add_argument("--seed", type=int_in(0), default=0,
+                   help="recording seed (default %(default)s)")
     p.add_argument("--distribution", default="uniform", type=distribution_arg, metavar="SPEC",
                    help=f"cube start distribution (sim): {SPEC_HELP} (default %(default)s)")
-    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
+    p.add_argument("--max-steps", type=int_in(1), default=DEFAULT_MAX_STEPS,
                    help="ticks before an episode is cut; a leader-arm episode lasts this long "
                    "(default %(default)s = 13.3 s at 30 fps)")
     p.add_argument("--build-tfds", metavar="DATA_DIR", default=None,
@@ -195,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     arm.add_argument("--leader-port", help="the leader's serial port, e.g. /dev/ttyACM1")
     arm.add_argument("--leader-calibration", help="the leader's calibration JSON; optional "
                      "with --emulate")
-    arm.add_argument("--reset-time", type=float, default=None, metavar="S",
+    arm.add_argument("--reset-time", type=number_in(0), default=None, metavar="S",
                      help="seconds to reset the scene between episodes, instead of asking "
                      "(Enter / r / q) on the terminal")
     arm.add_argument("--emulate", action="store_true",
@@ -220,7 +219,7 @@ def main(argv=None) -> int:
     try:
         args.image_size = parse_image_size(args.image_size)
     except ValueError as e:
-        p.error(str(e))
+        p.error(f"--image-size: {e}")
     settings = {"image_size": list(args.image_size), "distribution": args.distribution,
                 "teleop": args.teleop}
     arm_flags = [f for f in ("port", "calibration", "cameras", "leader_port",

@@ -98,6 +98,22 @@ def test_bad_arguments_fail_before_the_port_opens(checkpoint, calibration_file, 
     assert message in capsys.readouterr().err
 
 
+def test_camera_names_that_do_not_match_exit_2_before_compiling(checkpoint, calibration_file,
+                                                                 tmp_path_factory):
+    # In its own process: the status and stderr a person sees; nothing compiled, no port opened.
+    env = subprocess_env(tmp_path_factory.getbasetemp() / "jax_cache")
+    done = subprocess.run(
+        [sys.executable, "-m", "hardware.deploy", "--checkpoint", str(checkpoint), "--robot",
+         "so101", "--port", "/dev/nonexistent/ttyACM9", "--calibration", str(calibration_file),
+         "--cameras", "top=0,side=2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == deploy.EXIT_USAGE, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        f"deploy: error: --cameras names ['side', 'top'] do not match the cameras checkpoint "
+        f"{checkpoint} was trained with: ['top', 'lateral']"]
+    assert "compiled" not in done.stdout
+
+
 def test_real_arm_path_with_replay_cameras(checkpoint, calibration_file, tmp_path, capsys):
     # The non-emulated path end to end: cameras opened from video files (a real USB camera cannot
     # run here), the arm on the servo emulator's pty (first-order servos), 10 ticks in real time.

@@ -34,6 +34,7 @@ LAYERS = {
         0,
         (
             "hardware",
+            "hardware.arguments",
             "hardware.conventions",
             "hardware.robot",
             "hardware.teleop",

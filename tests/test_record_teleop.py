@@ -65,7 +65,7 @@ def real_argv(arms, calibrations, out, *extra):
     ({"--cameras": "top=0,lateral"}, "--cameras: camera spec item 'lateral'"),
     ({"--leader-port": None}, "--leader-port required to record with a leader arm"),
     ({"--leader-port": "{port}"}, "--port and --leader-port are both"),
-    ({"--reset-time": "-1"}, "--reset-time must be >= 0 seconds"),
+    ({"--reset-time": "-1"}, "argument --reset-time: must be a number >= 0, got -1"),
     ({"--robot": "sim"}, "--teleop leader drives a servo arm"),
     ({"--teleop": "expert", "--robot": "sim"}, "--port is for a servo arm"),
     ({"--emulate": ""}, "--port is not used with --emulate"),

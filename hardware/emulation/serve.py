@@ -23,12 +23,12 @@ over the arm profiles and calibrations. A command that starts it belongs with it
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import signal
 import sys
 import threading
 
+from hardware.arguments import ArgumentParser, int_in
 from hardware.arms.profiles import PROFILES, ArmProfile, get_profile
 from hardware.emulation.emulated_arm import emulate_arm
 from hardware.emulation.emulator import Faults, ServoEmulator
@@ -132,7 +132,7 @@ def serve(emu: ServoEmulator, stop: threading.Event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m hardware.emulation",
         description="Emulate an arm's servos on a pseudo-terminal until Ctrl-C; prints the port.",
     )
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         help="fault knobs, e.g. drop=0.05 corrupt=0.01 delay=0.1 delay_s=0.005 dead_ids=6 "
         "only_ids=1,2 error_bits=4:0x20",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    parser.add_argument("--seed", type=int_in(0), default=0, help="seed of the fault draws")
     args = parser.parse_args(argv)
     try:
         faults = parse_faults(args.faults, args.robot)
