@@ -262,6 +262,16 @@ park = (0.0, -40.0, 40.0, 30.0, 0.0, 10.0)
 arm = ServoArm(robot, emu.port, default_calibration(robot), bus_options=EMULATED_BUS_OPTIONS,
                safety=SafetyConfig(exit_mode="park", park_pose=park, max_step=2.0,
                                    park_time_s=5.0, max_action_age_s=1.0))
+park_now = arm._park
+
+
+def park():  # the parent's Ctrl-Cs come once the park has begun, and before it goes on
+    print("PARKING", flush=True)
+    sys.stdin.readline()  # "SENT": both were delivered (the read resumes after each handler)
+    park_now()
+
+
+arm._park = park
 try:
     with arm:
         print("READY", flush=True)
@@ -283,20 +293,21 @@ print("DONE", flush=True)
 def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
     out = tmp_path / "wire.json"
     env = dict(os.environ, PYTHONPATH=os.getcwd())
+    # No sleeps: the child says where it is on stdout, and waits on stdin while the park has
+    # begun, so the later Ctrl-Cs land in the park however loaded the machine is.
     child = subprocess.Popen([sys.executable, "-c", _CHILD, robot, str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        if child.stdout.readline().strip() != "READY":  # the child died: say why
-            child.kill()
-            raise AssertionError(f"the child never got ready: {child.communicate()[1][-3000:]}")
-        time.sleep(0.5)
-        child.send_signal(signal.SIGINT)  # first Ctrl-C: the loop ends, the park starts
-        time.sleep(0.4)
-        child.send_signal(signal.SIGINT)  # second Ctrl-C, in the middle of the park
-        time.sleep(0.2)
-        child.send_signal(signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=60)
+        for phase in ("READY", "PARKING"):
+            if child.stdout.readline().strip() != phase:  # the child died: say why
+                child.kill()
+                raise AssertionError(f"the child never said {phase}: "
+                                     f"{child.communicate()[1][-3000:]}")
+            child.send_signal(signal.SIGINT)  # READY: the loop ends; PARKING: in the park
+        child.send_signal(signal.SIGINT)  # and a third
+        stdout, stderr = child.communicate("SENT\n", timeout=60)
     finally:
         child.kill()
     assert child.returncode == 0, stderr
