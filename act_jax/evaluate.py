@@ -234,6 +234,11 @@ def evaluate_checkpoint(
     policy = Policy.from_checkpoint(checkpoint)
     cfg = policy.config
     step = policy.step
+    execution = execution or cfg.eval.get("execution", "ensemble:0.01")
+    distribution = distribution or cfg.eval.get("distribution", "uniform")
+    max_steps = max_steps or cfg.eval.get("max_steps", 400)
+    make_executor(execution)  # validate the specs before anything is read or written
+    CubeDistribution.make(distribution)
     if policy_kind == "alt":
         from act_jax.data import dataset_dir_for
         from act_jax.lookup_table import ActionLookupTable
@@ -242,11 +247,6 @@ def evaluate_checkpoint(
         if not dataset.exists():
             raise FileNotFoundError(f"no training dataset at {dataset} for the lookup table")
         policy = ActionLookupTable.from_dataset(dataset, cfg)
-    execution = execution or cfg.eval.get("execution", "ensemble:0.01")
-    distribution = distribution or cfg.eval.get("distribution", "uniform")
-    max_steps = max_steps or cfg.eval.get("max_steps", 400)
-    make_executor(execution)  # validate the specs before anything is written
-    CubeDistribution.make(distribution)
     if out is None:  # e.g. eval/uniform_ensemble-0.01
         prefix = "" if policy_kind == "act" else f"{policy_kind}_"
         out = Path(checkpoint) / "eval" / path_safe(f"{prefix}{distribution}_{execution}")
