@@ -326,15 +326,25 @@ def make_train_eval_fn(config, workdir: str | Path):
     return eval_fn
 
 
+def execution_arg(text: str) -> str:
+    """argparse `type=` for a chunk execution spec: the spec, or a one-line error."""
+    try:
+        make_executor(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from hardware.arguments import ArgumentParser, int_in
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training workdir (or checkpoint dir)")
-    p.add_argument("--episodes", type=int, default=50, help="rollouts (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1000, help="seed of episode 0 (default %(default)s)")
+    p.add_argument("--episodes", type=int_in(1), default=50, help="rollouts (default %(default)s)")
+    p.add_argument("--seed", type=int_in(0), default=1000,
+                   help="seed of episode 0 (default %(default)s)")
     p.add_argument(
-        "--execution", default=None,
+        "--execution", default=None, type=execution_arg, metavar="SPEC",
         help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)",
     )
     p.add_argument(
@@ -345,15 +355,11 @@ def main(argv=None):
     p.add_argument("--policy", default="act", choices=POLICY_KINDS,
                    help="act: the checkpoint's network (default); alt: the action lookup table "
                    "over its training frames (act_jax.lookup_table), the lookup baseline")
-    p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
-    p.add_argument("--videos", type=int, default=3, help="mp4s of the first N rollouts")
+    p.add_argument("--max-steps", type=int_in(1), default=None,
+                   help="ticks before a rollout fails")
+    p.add_argument("--videos", type=int_in(0), default=3, help="mp4s of the first N rollouts")
     p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")
     args = p.parse_args(argv)
-    for flag in ("episodes", "max_steps"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.videos < 0:
-        p.error(f"--videos must be >= 0, got {args.videos}")
     try:
         s = evaluate_checkpoint(
             args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
@@ -362,8 +368,6 @@ def main(argv=None):
         )
     except FileNotFoundError as e:  # a missing or damaged checkpoint (CheckpointDamaged)
         p.error(f"--checkpoint: {e}")
-    except ValueError as e:  # a bad --execution spec, named by make_executor
-        p.error(str(e))
     lo, hi = s["ci95"]
     print(
         f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "

@@ -163,9 +163,15 @@ def test_evaluate_cli_names_a_missing_checkpoint_and_bad_counts(tmp_path, capsys
 
     for argv, message in (
         (["--checkpoint", str(tmp_path / "none")], f"--checkpoint: no checkpoints in {tmp_path}"),
-        (["--checkpoint", str(tmp_path), "--episodes", "0"], "--episodes must be >= 1"),
-        (["--checkpoint", str(tmp_path), "--videos", "-1"], "--videos must be >= 0"),
+        (["--checkpoint", str(tmp_path), "--episodes", "0"],
+         "argument --episodes: must be an integer >= 1, got 0"),
+        (["--checkpoint", str(tmp_path), "--videos", "-1"],
+         "argument --videos: must be an integer >= 0, got -1"),
+        (["--checkpoint", str(tmp_path), "--seed", "-3"], "argument --seed: must be an integer"),
+        (["--checkpoint", str(tmp_path), "--execution", "ensemble:-1"], "argument --execution"),
     ):
         with pytest.raises(SystemExit) as e:
             evaluate.main(argv)
-        assert e.value.code == 2 and message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "eval").exists()
