@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.arguments import ArgumentParser, int_in
 from interp import freeze_finetune
 from interp import params as P
 from interp.finetune_cache import AFTER_ENCODER
@@ -133,13 +134,13 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
         else (argv, [])
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="one sub-directory per run goes here")
     p.add_argument("--presets", nargs="+", default=list(DEFAULT_PRESETS),
                    help="presets of interp.params.PRESETS (default %(default)s)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default 0 1 2")
+    p.add_argument("--seeds", nargs="+", type=int_in(0), default=[0, 1, 2], help="default 0 1 2")
     p.add_argument("--replay-old", action="store_true",
                    help="demos at the new and the base's own places (see freeze_finetune)")
     args = p.parse_args(own)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.arguments import ArgumentParser, int_in, number_in
 from hardware.sim.cube import distribution_arg
 from interp import params as P
 
@@ -190,8 +191,7 @@ locations: {result['trainable_params']:,} of {result['total_params']:,} paramete
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="where the fine-tuned run and reports go")
     p.add_argument("--trainable", nargs="+", default=["decoder_mlp"],
@@ -206,13 +206,15 @@ def main(argv=None) -> int:
                    help="train on the frozen encoder's output, computed once per frame "
                    "(interp.finetune_cache): for decoder and action-head fine-tunes; equal to "
                    "the normal path with dropout off")
-    p.add_argument("--demos", type=int, default=60, help="demos recorded at the new locations")
-    p.add_argument("--steps", type=int, default=1500, help="fine-tuning steps")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (cosine decay)")
-    p.add_argument("--eval-episodes", type=int, default=30, help="per evaluation (4 of them)")
-    p.add_argument("--seed", type=int, default=0, help="demo recording and training seed")
-    p.add_argument("--eval-seed", type=int, default=1000)
-    p.add_argument("--max-steps", type=int, default=None,
+    p.add_argument("--demos", type=int_in(1), default=60,
+                   help="demos recorded at the new locations")
+    p.add_argument("--steps", type=int_in(1), default=1500, help="fine-tuning steps")
+    p.add_argument("--lr", type=number_in(0, 1, low_open=True), default=1e-4,
+                   help="peak learning rate (cosine decay)")
+    p.add_argument("--eval-episodes", type=int_in(1), default=30, help="per evaluation (4 of them)")
+    p.add_argument("--seed", type=int_in(0), default=0, help="demo recording and training seed")
+    p.add_argument("--eval-seed", type=int_in(0), default=1000)
+    p.add_argument("--max-steps", type=int_in(1), default=None,
                    help="ticks before a rollout fails (default: the base config's)")
     p.add_argument("--data-root", default="data", help="episodes/ and tfds/ go under it")
     p.add_argument("--eval-jitter", default="3mm,3deg", metavar="JITTER",
@@ -228,9 +230,6 @@ def main(argv=None) -> int:
         trainable = P.resolve(args.trainable[0] if len(args.trainable) == 1 else args.trainable)
     except ValueError as e:
         p.error(f"--trainable: {e}")
-    for flag in ("demos", "steps", "eval_episodes"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
     base, workdir = Path(args.base), Path(args.workdir)
     from act_jax import checkpoints
 

@@ -166,23 +166,22 @@ def add_section(page, doc: dict, png: bytes) -> None:
 
 
 def main(argv=None) -> int:
+    from hardware.arguments import ArgumentParser, int_in
     from hardware.sim.cube import SPEC_HELP, distribution_arg
 
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training workdir of the policy")
     p.add_argument("--test", required=True, type=distribution_arg, metavar="SPEC",
                    help=f"test starts: {SPEC_HELP}; jitter makes every start independent")
-    p.add_argument("--starts", type=int, default=24, help="test starts (default %(default)s)")
-    p.add_argument("--seed", type=int, default=7000, help="reset seed of start 0")
+    p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
+    p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
     p.add_argument("--execution", default=None, help="chunk execution (default: the config's)")
-    p.add_argument("--max-steps", type=int, default=None, help="ticks before a rollout fails")
+    p.add_argument("--max-steps", type=int_in(1), default=None, help="ticks before a rollout fails")
     p.add_argument("--dataset", default=None,
                    help="training dataset (default: the one the checkpoint's config names)")
     p.add_argument("--out", required=True, help="directory for lookup.json, .png and .html")
     args = p.parse_args(argv)
-    if args.starts < 1 or (args.max_steps is not None and args.max_steps < 1):
-        p.error("--starts and --max-steps must be >= 1")
     from act_jax.data import dataset_dir_for
     from act_jax.execution import make_executor
     from act_jax.lookup_table import ActionLookupTable

@@ -276,9 +276,10 @@ def run_study(policies: dict[str, Callable[[], Callable]], robot, train_poses: n
 
 
 def main(argv=None) -> int:
+    from hardware.arguments import ArgumentParser, int_in
     from hardware.sim.cube import SPEC_HELP, distribution_arg
 
-    p = argparse.ArgumentParser(description=__doc__,
+    p = ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", type=distribution_arg, metavar="SPEC",
                    help="training locations as a located spec (named, grid:3x3, ...)")
@@ -286,13 +287,11 @@ def main(argv=None) -> int:
                    help="or: an act_episodes dataset whose demos' start poses are the training set")
     p.add_argument("--test", required=True, type=distribution_arg, metavar="SPEC",
                    help=f"test starts: {SPEC_HELP}; jitter makes every start independent")
-    p.add_argument("--starts", type=int, default=24, help="test starts (default %(default)s)")
-    p.add_argument("--seed", type=int, default=7000, help="reset seed of start 0")
-    p.add_argument("--max-steps", type=int, default=400, help="ticks before a rollout fails")
+    p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
+    p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
+    p.add_argument("--max-steps", type=int_in(1), default=400, help="ticks before a rollout fails")
     p.add_argument("--out", required=True, help="directory for oracles.json")
     args = p.parse_args(argv)
-    if args.starts < 1 or args.max_steps < 1:
-        p.error("--starts and --max-steps must be >= 1")
     try:
         train, train_name = train_poses_from(args.train, args.train_dataset)
     except (ValueError, FileNotFoundError) as e:
