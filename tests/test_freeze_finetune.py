@@ -106,6 +106,7 @@ def test_build_config_freezes_the_complement():
     assert labels == {"decoder/w": "default", "encoder/w": "frozen"}
 
 
+@pytest.mark.slow  # a minute: four fine-tunes; each piece it drives is tested above
 def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(base_run,
                                                                                 tmp_path):
     from interp import finetune_compare
