@@ -126,6 +126,14 @@ class TemporalEnsemble(Executor):
         return f"temporal_ensemble(m={self.m:g})"
 
 
+def chunk_controller(predict_chunk: Callable[[dict], np.ndarray],
+                     executor: Executor) -> Callable[[dict], np.ndarray]:
+    """An observation -> action callable for one episode: `executor` (reset here) turns the
+    chunks `predict_chunk(observation)` returns into one action a control tick."""
+    executor.reset()
+    return lambda observation: executor.step(lambda: predict_chunk(observation))
+
+
 def _check_chunk(chunk) -> np.ndarray:
     chunk = np.asarray(chunk)
     if chunk.ndim != 2 or len(chunk) == 0:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from act_jax.execution import Executor
+from act_jax.execution import Executor, chunk_controller
 
 KEY_SIZE = (12, 16)  # (H, W) each camera shrinks to for the pixel key
 
@@ -128,5 +128,4 @@ class ActionLookupTable:
 
     def as_controller(self, executor: Executor) -> Callable[[dict], np.ndarray]:
         """An observation -> (A,) action callable for one episode (as `Policy.as_controller`)."""
-        executor.reset()
-        return lambda observation: executor.step(lambda: self.predict_chunk(observation))
+        return chunk_controller(self.predict_chunk, executor)

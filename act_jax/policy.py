@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from act_jax.execution import Executor
+from act_jax.execution import Executor, chunk_controller
 from act_jax.normalization import NormStats
 
 
@@ -119,9 +119,4 @@ class Policy:
 
     def as_controller(self, executor: Executor) -> Callable[[dict], np.ndarray]:
         """An observation -> (6,) action callable for the control loop, for one episode."""
-        executor.reset()
-
-        def controller(observation: dict) -> np.ndarray:
-            return executor.step(lambda: self.predict_chunk(observation))
-
-        return controller
+        return chunk_controller(self.predict_chunk, executor)

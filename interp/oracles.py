@@ -262,17 +262,17 @@ def run_study(policies: dict[str, Callable[[], Callable]], robot, train_poses: n
 
     locations = list(range(robot.num_locations)) if robot.num_locations else None
     t_train = expert_grasp_points(robot, train_poses, max_steps)
-    out = {}
-    test_poses = None
-    for name, make_policy in policies.items():
-        rollouts = run_rollouts(make_policy, robot, episodes=starts, seed=seed,
-                                max_steps=max_steps, locations=locations, progress=progress)
-        poses = [np.asarray(r.cube_start_pose) for r in rollouts]
-        if test_poses is None:
-            test_poses = poses
-            t_test = expert_grasp_points(robot, poses, max_steps)
-        out[name] = score_rollouts(rollouts, train_poses, t_train, t_test)
-    return out
+    rollouts = {name: run_rollouts(make_policy, robot, episodes=starts, seed=seed,
+                                   max_steps=max_steps, locations=locations, progress=progress)
+                for name, make_policy in policies.items()}
+    if "expert" in rollouts:  # the expert oracle's own grasp targets are t(c)
+        t_test = np.array([np.nan * np.ones(3) if r.grasp_target is None else r.grasp_target
+                           for r in rollouts["expert"]])
+    else:
+        poses = [np.asarray(r.cube_start_pose) for r in next(iter(rollouts.values()))]
+        t_test = expert_grasp_points(robot, poses, max_steps)
+    return {name: score_rollouts(rs, train_poses, t_train, t_test)
+            for name, rs in rollouts.items()}
 
 
 def main(argv=None) -> int:
