@@ -88,7 +88,8 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoints in {workdir} ({self.directory} is missing)")
         if read_only:
             options = ocp.CheckpointManagerOptions(
-                read_only=True, create=False, save_interval_steps=0, max_to_keep=None)
+                read_only=True, create=False, save_interval_steps=0, max_to_keep=None
+            )
         else:
             # Leftovers of a save that crashed mid-write (`<step>.orbax-checkpoint-tmp-*`) are
             # removed rather than mistaken for data; finished steps are renamed into place.
@@ -101,16 +102,23 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def save(self, step: int, state: Mapping[str, Any], config: ml_collections.ConfigDict,
-             norm_stats: NormStats) -> None:
+    def save(
+        self,
+        step: int,
+        state: Mapping[str, Any],
+        config: ml_collections.ConfigDict,
+        norm_stats: NormStats,
+    ) -> None:
         """Saves `state` = {"params", "batch_stats", "step", "opt_state"} at `step`."""
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
                 variables=ocp.args.StandardSave(
-                    {"params": state["params"], "batch_stats": state["batch_stats"]}),
+                    {"params": state["params"], "batch_stats": state["batch_stats"]}
+                ),
                 train=ocp.args.StandardSave(
-                    {"step": state["step"], "opt_state": state["opt_state"]}),
+                    {"step": state["step"], "opt_state": state["opt_state"]}
+                ),
                 config=ocp.args.JsonSave(json.loads(config_to_json(config))),
                 norm_stats=ocp.args.JsonSave(norm_stats.to_dict()),
             ),
@@ -120,8 +128,12 @@ class Checkpointer:
     def restore_metadata(self, step: int | None = None):
         """(config, norm_stats, step) of `step` (default: the latest)."""
         step = self._resolve(step)
-        got = self._manager.restore(step, args=ocp.args.Composite(
-            config=ocp.args.JsonRestore(), norm_stats=ocp.args.JsonRestore()))
+        got = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                config=ocp.args.JsonRestore(), norm_stats=ocp.args.JsonRestore()
+            ),
+        )
         return config_from_json(got["config"]), NormStats.from_dict(got["norm_stats"]), step
 
     def restore(self, step: int | None, target: Mapping[str, Any]) -> dict:
@@ -129,11 +141,15 @@ class Checkpointer:
         leaves `jax.ShapeDtypeStruct` with shardings). Only the items `target` needs are read:
         without "opt_state" the training state is not touched."""
         step = self._resolve(step)
-        items = {"variables": ocp.args.StandardRestore(
-            {"params": target["params"], "batch_stats": target["batch_stats"]})}
+        items = {
+            "variables": ocp.args.StandardRestore(
+                {"params": target["params"], "batch_stats": target["batch_stats"]}
+            )
+        }
         if "opt_state" in target:
             items["train"] = ocp.args.StandardRestore(
-                {"step": target["step"], "opt_state": target["opt_state"]})
+                {"step": target["step"], "opt_state": target["opt_state"]}
+            )
         got = self._manager.restore(step, args=ocp.args.Composite(**items))
         out = dict(got["variables"])
         if "train" in got:
@@ -168,12 +184,15 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - orbax and json raise many types for one cause
                 problems.append(f"{self.step_dir(step)}: {type(e).__name__}: {e}")
                 if k + 1 < len(steps):
-                    print(f"warning: {problems[-1]}\n  falling back to step {steps[k + 1]}",
-                          file=sys.stderr)
+                    print(
+                        f"warning: {problems[-1]}\n  falling back to step {steps[k + 1]}",
+                        file=sys.stderr,
+                    )
                 continue
             return out, step
         raise CheckpointDamaged(
-            f"no intact checkpoint in {self.directory}:\n  " + "\n  ".join(problems))
+            f"no intact checkpoint in {self.directory}:\n  " + "\n  ".join(problems)
+        )
 
     def _resolve(self, step: int | None) -> int:
         step = self.latest_step() if step is None else step
@@ -189,8 +208,14 @@ class Checkpointer:
         self._manager.close()
 
 
-def save(workdir: str | os.PathLike, step: int, state: Mapping[str, Any],
-         config: ml_collections.ConfigDict, norm_stats: NormStats, keep: int = 3) -> Path:
+def save(
+    workdir: str | os.PathLike,
+    step: int,
+    state: Mapping[str, Any],
+    config: ml_collections.ConfigDict,
+    norm_stats: NormStats,
+    keep: int = 3,
+) -> Path:
     """One blocking save (see `Checkpointer.save`). Returns the checkpoint directory."""
     ckpt = Checkpointer(workdir, keep)
     try:
@@ -211,14 +236,17 @@ def _abstract_variables(config: ml_collections.ConfigDict, sharding: jax.shardin
     h, w = model_config.image_size
     images = {c: jax.ShapeDtypeStruct((1, h, w, 3), jnp.uint8) for c in model_config.cameras}
     state = jax.ShapeDtypeStruct((1, model_config.state_dim), jnp.float32)
-    actions = jax.ShapeDtypeStruct((1, model_config.chunk_size, model_config.action_dim),
-                                   jnp.float32)
+    actions = jax.ShapeDtypeStruct(
+        (1, model_config.chunk_size, model_config.action_dim), jnp.float32
+    )
     is_pad = jax.ShapeDtypeStruct((1, model_config.chunk_size), jnp.bool_)
     rngs = {k: jax.random.key(0) for k in ("params", "dropout", "latent")}
     shapes = jax.eval_shape(
-        lambda i, s, a, p: model.init(rngs, i, s, a, p, train=True), images, state, actions, is_pad)
+        lambda i, s, a, p: model.init(rngs, i, s, a, p, train=True), images, state, actions, is_pad
+    )
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), dict(shapes))
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), dict(shapes)
+    )
     return model, {"params": abstract["params"], "batch_stats": abstract.get("batch_stats", {})}
 
 
@@ -245,7 +273,8 @@ def restore_latest(workdir: str | os.PathLike, target: Mapping[str, Any] | None 
         want = target
         if want is None:
             _, want = _abstract_variables(
-                config, jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+                config, jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            )
         return ckpt.restore(step, want), config, norm_stats
 
     try:

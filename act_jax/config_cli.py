@@ -43,8 +43,10 @@ def explain(e: BaseException, argv: list[str]) -> str | None:
         return str(e).splitlines()[0]
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "configs":
         root = Path(path).resolve().parent.parent if path else Path.cwd()
-        return (f"--config {path}: {e}: the configs import each other as `configs.<name>`; run "
-                f"from the repository root (cd {root}) or set PYTHONPATH={root}")
+        return (
+            f"--config {path}: {e}: the configs import each other as `configs.<name>`; run "
+            f"from the repository root (cd {root}) or set PYTHONPATH={root}"
+        )
     if isinstance(e, OSError) and path is not None and not Path(path.split(":")[0]).is_file():
         return f"--config {path}: no such file"
     if isinstance(e, (KeyError, AttributeError)):
@@ -55,7 +57,7 @@ def explain(e: BaseException, argv: list[str]) -> str | None:
         for a in argv:
             if a.startswith("--config.") and missing in a.split("=", 1)[0].split(".")[1:]:
                 flag = a.split("=", 1)[0]
-                return f"{flag}: no field config.{flag[len('--config.'):]} in {path}"
+                return f"{flag}: no field config.{flag[len('--config.') :]} in {path}"
     return None
 
 

@@ -54,7 +54,8 @@ class ConfigError(ValueError):
 
 def _in_range(value: Any, kind: str, low, high, low_open: bool, high_open: bool) -> bool:
     if isinstance(value, bool) or not isinstance(
-            value, numbers.Integral if kind == INT else numbers.Real):
+        value, numbers.Integral if kind == INT else numbers.Real
+    ):
         return False
     if not math.isfinite(value):
         return False

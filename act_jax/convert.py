@@ -58,15 +58,16 @@ class ConvertError(ValueError):
 
 # ---------------------------------------------------------------- cameras
 def parse_camera_map(text: str | None) -> dict[str, str]:
-    """"laptop=top,phone=lateral" -> {"laptop": "top", "phone": "lateral"}."""
+    """ "laptop=top,phone=lateral" -> {"laptop": "top", "phone": "lateral"}."""
     out: dict[str, str] = {}
     for item in (text or "").split(","):
         if not item.strip():
             continue
         src, sep, dst = (s.strip() for s in item.partition("="))
         if not (sep and src and dst and dst.isidentifier()):
-            raise ConvertError(f"--cameras {text!r}: write FROM=TO pairs, e.g. laptop=top,"
-                               "phone=lateral")
+            raise ConvertError(
+                f"--cameras {text!r}: write FROM=TO pairs, e.g. laptop=top,phone=lateral"
+            )
         if src.removeprefix(IMAGES) in out:
             raise ConvertError(f"--cameras: {src} is mapped twice")
         out[src.removeprefix(IMAGES)] = dst
@@ -77,15 +78,17 @@ def map_cameras(keys: list[str], mapping: dict[str, str], *, direction: str) -> 
     """The names the camera `keys` (short names) take; `direction` words the error."""
     unused = sorted(set(mapping) - set(keys))
     if unused:
-        raise ConvertError(f"--cameras names {unused}, which the {direction} has not "
-                           f"(its cameras: {keys})")
+        raise ConvertError(
+            f"--cameras names {unused}, which the {direction} has not (its cameras: {keys})"
+        )
     names = []
     for key in keys:
         name = mapping.get(key, key if key in CAMERA_NAMES or direction == "project" else None)
         if name is None:
             raise ConvertError(
                 f"camera {key!r} of the LeRobot checkpoint does not map to one of ours "
-                f"{list(CAMERA_NAMES)}: pass --cameras {key}=top (one pair per camera)")
+                f"{list(CAMERA_NAMES)}: pass --cameras {key}=top (one pair per camera)"
+            )
         names.append(name)
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -97,16 +100,19 @@ def map_cameras(keys: list[str], mapping: dict[str, str], *, direction: str) -> 
 def _lerobot_config(directory: Path) -> dict:
     for name in ("config.json", "model.safetensors"):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name}: not found (a LeRobot pretrained_model "
-                                    "folder has config.json and model.safetensors)")
+            raise FileNotFoundError(
+                f"{directory / name}: not found (a LeRobot pretrained_model "
+                "folder has config.json and model.safetensors)"
+            )
     try:
         config = json.loads((directory / "config.json").read_text())
     except json.JSONDecodeError as e:
         raise ConvertError(f"{directory / 'config.json'}: not JSON ({e})") from None
     if not isinstance(config, dict) or config.get("type") != "act":
         kind = config.get("type") if isinstance(config, dict) else type(config).__name__
-        raise ConvertError(f"{directory / 'config.json'}: type={kind!r}, not a LeRobot ACT "
-                           "policy (type='act')")
+        raise ConvertError(
+            f"{directory / 'config.json'}: type={kind!r}, not a LeRobot ACT policy (type='act')"
+        )
     return config
 
 
@@ -128,8 +134,10 @@ def read_lerobot(directory: str | Path, cameras: dict[str, str] | None = None):
     directory = Path(directory)
     lerobot_config = _lerobot_config(directory)
     model_config = cl.config_from_lerobot(lerobot_config)
-    features = {**(lerobot_config.get("input_features") or {}),
-                **(lerobot_config.get("output_features") or {})}
+    features = {
+        **(lerobot_config.get("input_features") or {}),
+        **(lerobot_config.get("output_features") or {}),
+    }
     keys = [k for k, f in features.items() if f.get("type") == "VISUAL"]
     short = [k.removeprefix(IMAGES).removeprefix("observation.") for k in keys]
     names = map_cameras(short, cameras or {}, direction="LeRobot checkpoint")
@@ -138,26 +146,38 @@ def read_lerobot(directory: str | Path, cameras: dict[str, str] | None = None):
     if buffers:
         layout = "lerobot v2.x (normalisation buffers in model.safetensors)"
         pre, post = ln.read_v2_buffers(
-            buffers, features, lerobot_config.get("normalization_mapping") or {},
-            str(directory / "model.safetensors"))
+            buffers,
+            features,
+            lerobot_config.get("normalization_mapping") or {},
+            str(directory / "model.safetensors"),
+        )
     elif ln.has_processors(directory):
         layout = "lerobot 0.4.x (processor files)"
         pre, post = ln.read_processors(directory)
     else:
         raise FileNotFoundError(
             f"{directory}: no normalisation statistics: neither {ln.PRE}.json and {ln.POST}.json "
-            "(lerobot 0.4.x) nor normalize_inputs.* buffers in model.safetensors (v2.x)")
-    norm_stats = ln.to_norm_stats(pre, post, keys, model_config.state_dim,
-                                  model_config.action_dim)
+            "(lerobot 0.4.x) nor normalize_inputs.* buffers in model.safetensors (v2.x)"
+        )
+    norm_stats = ln.to_norm_stats(pre, post, keys, model_config.state_dim, model_config.action_dim)
     variables = cl.from_lerobot(tensors, model_config)
     provenance = {
-        "source": str(directory.absolute()), "layout": layout,
+        "source": str(directory.absolute()),
+        "layout": layout,
         "cameras": dict(zip(names, keys, strict=True)),
         "normalization": {k: pre.norm_map.get(k, "IDENTITY") for k in ("VISUAL", "STATE")}
         | {"ACTION": post.norm_map.get("ACTION", "IDENTITY")},
         "execution": _execution(lerobot_config, model_config.chunk_size),
-        "optimizer": {k: lerobot_config[k] for k in ("optimizer_lr", "optimizer_lr_backbone",
-                      "optimizer_weight_decay", "kl_weight") if k in lerobot_config},
+        "optimizer": {
+            k: lerobot_config[k]
+            for k in (
+                "optimizer_lr",
+                "optimizer_lr_backbone",
+                "optimizer_weight_decay",
+                "kl_weight",
+            )
+            if k in lerobot_config
+        },
     }
     return model_config, variables, norm_stats, provenance
 
@@ -166,16 +186,19 @@ def load_base_config(path: str | Path) -> ml_collections.ConfigDict:
     """`get_config()` of a config file (configs/*.py), as `act_jax.train --config` reads it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--base-config {path}: not found (run from the repository root, "
-                                "or name a configs/*.py file)")
+        raise FileNotFoundError(
+            f"--base-config {path}: not found (run from the repository root, "
+            "or name a configs/*.py file)"
+        )
     spec = importlib.util.spec_from_file_location(f"_base_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
 
 
-def experiment_config(base: ml_collections.ConfigDict, model_config: ACTConfig,
-                      provenance: dict) -> ml_collections.ConfigDict:
+def experiment_config(
+    base: ml_collections.ConfigDict, model_config: ACTConfig, provenance: dict
+) -> ml_collections.ConfigDict:
     """`base` with LeRobot's model, execution and optimiser, no dataset, and `lerobot`."""
     config = ml_collections.ConfigDict(base.to_dict())
     config.model = ml_collections.ConfigDict(dataclasses.asdict(model_config))
@@ -211,8 +234,13 @@ def _write_atomically(out: Path, write) -> Path:
     return out
 
 
-def import_lerobot(directory: str | Path, out: str | Path, *, cameras: dict[str, str] | None = None,
-                   base_config: str | Path = DEFAULT_BASE_CONFIG) -> Path:
+def import_lerobot(
+    directory: str | Path,
+    out: str | Path,
+    *,
+    cameras: dict[str, str] | None = None,
+    base_config: str | Path = DEFAULT_BASE_CONFIG,
+) -> Path:
     """`python -m act_jax.convert --from-lerobot DIR --out WORKDIR`; returns the workdir."""
     out = Path(out)
     _fresh_output(out)
@@ -235,19 +263,20 @@ def check_exportable(model_config: ACTConfig) -> None:
             f"config.model.backbone_width={model_config.backbone_width}: LeRobot's ACT builds a "
             "full torchvision ResNet18 (64 to 512 channels) and has no setting for a narrower "
             "one, so these weights have nowhere to go; to export, train with "
-            "--config.model.backbone_width=1.0 (configs/seed.py is ACT's full size)")
+            "--config.model.backbone_width=1.0 (configs/seed.py is ACT's full size)"
+        )
 
 
-def lerobot_config(config: ml_collections.ConfigDict, model_config: ACTConfig,
-                   camera_keys: list[str]) -> dict:
+def lerobot_config(
+    config: ml_collections.ConfigDict, model_config: ACTConfig, camera_keys: list[str]
+) -> dict:
     """config.json of lerobot 0.4.x's ACTConfig for the project `config`."""
     out = cl.config_to_lerobot(model_config)
     h, w = model_config.image_size
     inputs = {ln.STATE: out["input_features"][ln.STATE]}
     inputs.update({k: {"type": "VISUAL", "shape": [3, h, w]} for k in camera_keys})
     out["input_features"] = inputs
-    out["normalization_mapping"] = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD",
-                                    "ACTION": "MEAN_STD"}
+    out["normalization_mapping"] = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
     kind, _, arg = str(config.eval.get("execution", "open_loop")).partition(":")
     out["n_action_steps"], out["temporal_ensemble_coeff"] = model_config.chunk_size, None
     if kind == "receding":
@@ -255,24 +284,34 @@ def lerobot_config(config: ml_collections.ConfigDict, model_config: ACTConfig,
     elif kind == "ensemble":  # LeRobot ensembles only with a new chunk every step
         out["n_action_steps"], out["temporal_ensemble_coeff"] = 1, float(arg or 0.01)
     t = config.train
-    out.update(optimizer_lr=float(t.lr), optimizer_lr_backbone=float(t.lr_backbone),
-               optimizer_weight_decay=float(t.weight_decay), kl_weight=float(t.kl_weight),
-               device="cpu", use_amp=False, push_to_hub=False)
+    out.update(
+        optimizer_lr=float(t.lr),
+        optimizer_lr_backbone=float(t.lr_backbone),
+        optimizer_weight_decay=float(t.weight_decay),
+        kl_weight=float(t.kl_weight),
+        device="cpu",
+        use_amp=False,
+        push_to_hub=False,
+    )
     return out
 
 
-def camera_keys(config: ml_collections.ConfigDict, model_config: ACTConfig,
-                mapping: dict[str, str]) -> list[str]:
+def camera_keys(
+    config: ml_collections.ConfigDict, model_config: ACTConfig, mapping: dict[str, str]
+) -> list[str]:
     """LeRobot feature keys of our cameras: `mapping` (ours -> LeRobot name) first, then the
     keys an imported checkpoint came with (`config.lerobot.cameras`), then our names."""
     names = map_cameras(list(model_config.cameras), mapping, direction="project")
     origin = dict(config.get("lerobot", {}).get("cameras", {}) or {})
-    return [IMAGES + name if cam in mapping or cam not in origin else origin[cam]
-            for cam, name in zip(model_config.cameras, names, strict=True)]
+    return [
+        IMAGES + name if cam in mapping or cam not in origin else origin[cam]
+        for cam, name in zip(model_config.cameras, names, strict=True)
+    ]
 
 
-def export_lerobot(workdir: str | Path, out: str | Path, *,
-                   cameras: dict[str, str] | None = None) -> Path:
+def export_lerobot(
+    workdir: str | Path, out: str | Path, *, cameras: dict[str, str] | None = None
+) -> Path:
     """`python -m act_jax.convert --to-lerobot WORKDIR --out DIR`; returns DIR."""
     out = Path(out)
     _fresh_output(out)
@@ -297,27 +336,38 @@ def export_lerobot(workdir: str | Path, out: str | Path, *,
 
 # ---------------------------------------------------------------- command
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m act_jax.convert",
-                                description="LeRobot ACT pretrained_model <-> project checkpoint")
+    p = argparse.ArgumentParser(
+        prog="python -m act_jax.convert",
+        description="LeRobot ACT pretrained_model <-> project checkpoint",
+    )
     way = p.add_mutually_exclusive_group(required=True)
     way.add_argument("--from-lerobot", metavar="DIR", help="a LeRobot ACT pretrained_model folder")
     way.add_argument("--to-lerobot", metavar="WORKDIR", help="a project workdir (or checkpoints/)")
     p.add_argument("--out", required=True, help="the new workdir (import) or folder (export)")
-    p.add_argument("--cameras", default=None,
-                   help="camera names, FROM=TO pairs: laptop=top,phone=lateral on import, "
-                   "top=laptop,lateral=phone on export (default: unchanged)")
-    p.add_argument("--base-config", default=DEFAULT_BASE_CONFIG,
-                   help="import: the config file whose data/train/eval fields the workdir's "
-                   "config starts from (default %(default)s)")
+    p.add_argument(
+        "--cameras",
+        default=None,
+        help="camera names, FROM=TO pairs: laptop=top,phone=lateral on import, "
+        "top=laptop,lateral=phone on export (default: unchanged)",
+    )
+    p.add_argument(
+        "--base-config",
+        default=DEFAULT_BASE_CONFIG,
+        help="import: the config file whose data/train/eval fields the workdir's "
+        "config starts from (default %(default)s)",
+    )
     args = p.parse_args(argv)
     try:
         cameras = parse_camera_map(args.cameras)
         if args.from_lerobot:
-            out = import_lerobot(args.from_lerobot, args.out, cameras=cameras,
-                                 base_config=args.base_config)
+            out = import_lerobot(
+                args.from_lerobot, args.out, cameras=cameras, base_config=args.base_config
+            )
             stats = NormStats.from_dict(json.loads((out / "norm_stats.json").read_text()))
-            print(f"wrote {out}: a project checkpoint (state dim {len(stats.state_mean)}, "
-                  f"action dim {len(stats.action_mean)}) from {args.from_lerobot}")
+            print(
+                f"wrote {out}: a project checkpoint (state dim {len(stats.state_mean)}, "
+                f"action dim {len(stats.action_mean)}) from {args.from_lerobot}"
+            )
         else:
             out = export_lerobot(args.to_lerobot, args.out, cameras=cameras)
             print(f"wrote {out}: a LeRobot ACT pretrained_model ({ln.WRITER_LAYOUT} layout)")

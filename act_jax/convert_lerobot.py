@@ -58,39 +58,52 @@ _BN = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("runnin
 
 # ---------------------------------------------------------------- the key table
 def _linear(t: str, j: tuple) -> list:
-    return [(f"{t}.weight", "params", j + ("kernel",), "linear"),
-            (f"{t}.bias", "params", j + ("bias",), "copy")]
+    return [
+        (f"{t}.weight", "params", j + ("kernel",), "linear"),
+        (f"{t}.bias", "params", j + ("bias",), "copy"),
+    ]
 
 
 def _norm(t: str, j: tuple) -> list:
-    return [(f"{t}.weight", "params", j + ("scale",), "copy"),
-            (f"{t}.bias", "params", j + ("bias",), "copy")]
+    return [
+        (f"{t}.weight", "params", j + ("scale",), "copy"),
+        (f"{t}.bias", "params", j + ("bias",), "copy"),
+    ]
 
 
 def _attention(t: str, j: tuple) -> list:
-    return [(f"{t}.in_proj_weight", "params", j, "qkv_weight"),
-            (f"{t}.in_proj_bias", "params", j, "qkv_bias"),
-            *_linear(f"{t}.out_proj", j + ("out_proj",))]
+    return [
+        (f"{t}.in_proj_weight", "params", j, "qkv_weight"),
+        (f"{t}.in_proj_bias", "params", j, "qkv_bias"),
+        *_linear(f"{t}.out_proj", j + ("out_proj",)),
+    ]
 
 
 def _encoder_layer(t: str, j: tuple) -> list:
-    return [*_attention(f"{t}.self_attn", j + ("self_attn",)),
-            *_linear(f"{t}.linear1", j + ("mlp", "linear1")),
-            *_linear(f"{t}.linear2", j + ("mlp", "linear2")),
-            *_norm(f"{t}.norm1", j + ("norm1",)), *_norm(f"{t}.norm2", j + ("norm2",))]
+    return [
+        *_attention(f"{t}.self_attn", j + ("self_attn",)),
+        *_linear(f"{t}.linear1", j + ("mlp", "linear1")),
+        *_linear(f"{t}.linear2", j + ("mlp", "linear2")),
+        *_norm(f"{t}.norm1", j + ("norm1",)),
+        *_norm(f"{t}.norm2", j + ("norm2",)),
+    ]
 
 
 def _decoder_layer(t: str, j: tuple) -> list:
-    return [*_attention(f"{t}.self_attn", j + ("self_attn",)),
-            *_attention(f"{t}.multihead_attn", j + ("cross_attn",)),
-            *_linear(f"{t}.linear1", j + ("mlp", "linear1")),
-            *_linear(f"{t}.linear2", j + ("mlp", "linear2")),
-            *[e for n in (1, 2, 3) for e in _norm(f"{t}.norm{n}", j + (f"norm{n}",))]]
+    return [
+        *_attention(f"{t}.self_attn", j + ("self_attn",)),
+        *_attention(f"{t}.multihead_attn", j + ("cross_attn",)),
+        *_linear(f"{t}.linear1", j + ("mlp", "linear1")),
+        *_linear(f"{t}.linear2", j + ("mlp", "linear2")),
+        *[e for n in (1, 2, 3) for e in _norm(f"{t}.norm{n}", j + (f"norm{n}",))],
+    ]
 
 
 def _conv_bn(t_conv: str, t_bn: str, j_conv: tuple, j_bn: tuple) -> list:
-    return [(f"{t_conv}.weight", "params", j_conv + ("kernel",), "conv"),
-            *[(f"{t_bn}.{tn}", "batch_stats", j_bn + (jn,), "copy") for tn, jn in _BN]]
+    return [
+        (f"{t_conv}.weight", "params", j_conv + ("kernel",), "conv"),
+        *[(f"{t_bn}.{tn}", "batch_stats", j_bn + (jn,), "copy") for tn, jn in _BN],
+    ]
 
 
 def key_map(config: ACTConfig) -> list[tuple[str, str, tuple[str, ...], str]]:
@@ -108,14 +121,22 @@ def key_map(config: ACTConfig) -> list[tuple[str, str, tuple[str, ...], str]]:
             for n in (1, 2):
                 table += _conv_bn(f"{t}.conv{n}", f"{t}.bn{n}", j + (f"conv{n}",), j + (f"bn{n}",))
             if stage > 1 and block == 0:  # stride 2 and a channel change: the 1x1 projection
-                table += _conv_bn(f"{t}.downsample.0", f"{t}.downsample.1",
-                                  j + ("downsample_conv",), j + ("downsample_bn",))
-    table += [("encoder_img_feat_input_proj.weight", "params", ("input_proj", "kernel"), "conv"),
-              ("encoder_img_feat_input_proj.bias", "params", ("input_proj", "bias"), "copy")]
+                table += _conv_bn(
+                    f"{t}.downsample.0",
+                    f"{t}.downsample.1",
+                    j + ("downsample_conv",),
+                    j + ("downsample_bn",),
+                )
+    table += [
+        ("encoder_img_feat_input_proj.weight", "params", ("input_proj", "kernel"), "conv"),
+        ("encoder_img_feat_input_proj.bias", "params", ("input_proj", "bias"), "copy"),
+    ]
     table += _linear("encoder_robot_state_input_proj", ("state_proj",))
     table += _linear("encoder_latent_input_proj", ("latent_proj",))
-    table += [("encoder_1d_feature_pos_embed.weight", "params", ("pos_embed_1d",), "copy"),
-              ("decoder_pos_embed.weight", "params", ("decoder", "query_pos_embed"), "copy")]
+    table += [
+        ("encoder_1d_feature_pos_embed.weight", "params", ("pos_embed_1d",), "copy"),
+        ("decoder_pos_embed.weight", "params", ("decoder", "query_pos_embed"), "copy"),
+    ]
     for i in range(config.n_encoder_layers):
         table += _encoder_layer(f"encoder.layers.{i}", ("encoder", f"layer_{i}"))
     if config.pre_norm:
@@ -141,7 +162,8 @@ def _check_convertible(config: ACTConfig) -> None:
     if config.backbone_width != 1.0:
         raise ValueError(
             f"config.model.backbone_width={config.backbone_width}: LeRobot's backbone is a full "
-            "torchvision ResNet18, only backbone_width=1.0 converts")
+            "torchvision ResNet18, only backbone_width=1.0 converts"
+        )
 
 
 # ---------------------------------------------------------------- conversion
@@ -151,15 +173,18 @@ def _expected_shapes(config: ACTConfig) -> dict[str, dict[tuple, tuple]]:
     images = {c: jnp.zeros((1, 64, 64, 3), jnp.uint8) for c in config.cameras}
     state = jnp.zeros((1, config.state_dim), jnp.float32)
     shapes = jax.eval_shape(
-        lambda: ACT(small).init({"params": jax.random.key(0)}, images, state, train=False))
-    return {col: {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree).items()}
-            for col, tree in shapes.items()}
+        lambda: ACT(small).init({"params": jax.random.key(0)}, images, state, train=False)
+    )
+    return {
+        col: {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree).items()}
+        for col, tree in shapes.items()
+    }
 
 
 def _strip(state_dict: Mapping) -> dict[str, np.ndarray]:
     out = {}
     for key, value in state_dict.items():
-        key = key[len(PREFIX):] if key.startswith(PREFIX) else key
+        key = key[len(PREFIX) :] if key.startswith(PREFIX) else key
         out[key] = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
     return out
 
@@ -208,8 +233,10 @@ def from_lerobot(state_dict: Mapping, config: ACTConfig) -> dict:
     if missing:
         problems.append(f"missing LeRobot keys {missing}")
     if unexpected:
-        problems.append(f"unexpected LeRobot keys {unexpected} (an env_state input, or a "
-                        "config that does not match the weights?)")
+        problems.append(
+            f"unexpected LeRobot keys {unexpected} (an env_state input, or a "
+            "config that does not match the weights?)"
+        )
     if bad_shape:
         problems.append("shape mismatches: " + "; ".join(bad_shape))
     if unfilled:
@@ -220,8 +247,10 @@ def from_lerobot(state_dict: Mapping, config: ACTConfig) -> dict:
         ours = sine_table_1d(2 + config.chunk_size, config.dim_model)[None]
         theirs = sd[POS_ENC_KEY]
         if theirs.shape != ours.shape or not np.allclose(theirs, ours, atol=1e-5):
-            raise ValueError(f"{PREFIX}{POS_ENC_KEY}: the VAE sine table {theirs.shape} differs "
-                             f"from the model's {ours.shape}; the checkpoint is not LeRobot ACT's")
+            raise ValueError(
+                f"{PREFIX}{POS_ENC_KEY}: the VAE sine table {theirs.shape} differs "
+                f"from the model's {ours.shape}; the checkpoint is not LeRobot ACT's"
+            )
     return {col: traverse_util.unflatten_dict(leaves) for col, leaves in flat.items()}
 
 
@@ -230,8 +259,9 @@ def to_lerobot(variables: Mapping, config: ACTConfig, *, prefix: str = PREFIX) -
 
     Includes the `vae_encoder_pos_enc` buffer, so the result loads with `strict=True`.
     """
-    flat = {col: traverse_util.flatten_dict(dict(variables[col]))
-            for col in ("params", "batch_stats")}
+    flat = {
+        col: traverse_util.flatten_dict(dict(variables[col])) for col in ("params", "batch_stats")
+    }
     out = {}
     for key, col, path, kind in key_map(config):
         if kind in ("qkv_weight", "qkv_bias"):
@@ -286,21 +316,35 @@ def config_from_lerobot(lerobot_config: Mapping) -> ACTConfig:
     if action is None:
         fail("output_features", "no action output")
     return ACTConfig(
-        cameras=tuple(cams), image_size=tuple(sizes.pop()), state_dim=int(state_dim),
-        action_dim=int(action["shape"][0]), chunk_size=c.get("chunk_size", 100),
-        dim_model=c.get("dim_model", 512), n_heads=c.get("n_heads", 8),
+        cameras=tuple(cams),
+        image_size=tuple(sizes.pop()),
+        state_dim=int(state_dim),
+        action_dim=int(action["shape"][0]),
+        chunk_size=c.get("chunk_size", 100),
+        dim_model=c.get("dim_model", 512),
+        n_heads=c.get("n_heads", 8),
         dim_feedforward=c.get("dim_feedforward", 3200),
         n_encoder_layers=c.get("n_encoder_layers", 4),
         n_decoder_layers=c.get("n_decoder_layers", 1),
         n_vae_encoder_layers=c.get("n_vae_encoder_layers", 4),
-        dropout=c.get("dropout", 0.1), pre_norm=c.get("pre_norm", False),
-        use_vae=c.get("use_vae", True), latent_dim=c.get("latent_dim", 32),
-        backbone_width=1.0, dtype="float32",
+        dropout=c.get("dropout", 0.1),
+        pre_norm=c.get("pre_norm", False),
+        use_vae=c.get("use_vae", True),
+        latent_dim=c.get("latent_dim", 32),
+        backbone_width=1.0,
+        dtype="float32",
     )
 
 
-_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
-              "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
+_ST_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "F64": np.float64,
+    "I64": np.int64,
+    "I32": np.int32,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
@@ -334,8 +378,11 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray]) -> No
         if arr.dtype not in names:
             raise ValueError(f"{key}: dtype {arr.dtype} cannot be written to safetensors here")
         raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[key] = {"dtype": names[arr.dtype], "shape": list(arr.shape),
-                       "data_offsets": [offset, offset + len(raw)]}
+        header[key] = {
+            "dtype": names[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         chunks.append(raw)
         offset += len(raw)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -351,16 +398,26 @@ def config_to_lerobot(config: ACTConfig) -> dict:
     for cam in config.cameras:
         inputs[f"observation.images.{cam}"] = {"type": "VISUAL", "shape": [3, h, w]}
     return {
-        "type": "act", "n_obs_steps": 1, "input_features": inputs,
+        "type": "act",
+        "n_obs_steps": 1,
+        "input_features": inputs,
         "output_features": {"action": {"type": "ACTION", "shape": [config.action_dim]}},
-        "chunk_size": config.chunk_size, "n_action_steps": config.chunk_size,
-        "vision_backbone": "resnet18", "pretrained_backbone_weights": None,
-        "replace_final_stride_with_dilation": False, "pre_norm": config.pre_norm,
-        "dim_model": config.dim_model, "n_heads": config.n_heads,
-        "dim_feedforward": config.dim_feedforward, "feedforward_activation": "relu",
-        "n_encoder_layers": config.n_encoder_layers, "n_decoder_layers": config.n_decoder_layers,
-        "use_vae": config.use_vae, "latent_dim": config.latent_dim,
-        "n_vae_encoder_layers": config.n_vae_encoder_layers, "dropout": config.dropout,
+        "chunk_size": config.chunk_size,
+        "n_action_steps": config.chunk_size,
+        "vision_backbone": "resnet18",
+        "pretrained_backbone_weights": None,
+        "replace_final_stride_with_dilation": False,
+        "pre_norm": config.pre_norm,
+        "dim_model": config.dim_model,
+        "n_heads": config.n_heads,
+        "dim_feedforward": config.dim_feedforward,
+        "feedforward_activation": "relu",
+        "n_encoder_layers": config.n_encoder_layers,
+        "n_decoder_layers": config.n_decoder_layers,
+        "use_vae": config.use_vae,
+        "latent_dim": config.latent_dim,
+        "n_vae_encoder_layers": config.n_vae_encoder_layers,
+        "dropout": config.dropout,
     }
 
 
@@ -386,7 +443,9 @@ def load_pretrained(directory: str | Path) -> tuple[ACTConfig, dict]:
     directory = Path(directory)
     for name in ("config.json", "model.safetensors"):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name}: not found (a LeRobot pretrained_model "
-                                    "directory has config.json and model.safetensors)")
+            raise FileNotFoundError(
+                f"{directory / name}: not found (a LeRobot pretrained_model "
+                "directory has config.json and model.safetensors)"
+            )
     config = config_from_lerobot(json.loads((directory / "config.json").read_text()))
     return config, from_lerobot(read_safetensors(directory / "model.safetensors"), config)

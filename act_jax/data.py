@@ -107,8 +107,9 @@ class PngFrames:
         if bgr is None:
             raise ValueError(f"{self._where}, step {t}: corrupt PNG frame")
         if bgr.shape != self.frame_shape:
-            raise ValueError(f"{self._where}, step {t}: decoded to {bgr.shape}, "
-                             f"expected {self.frame_shape}")
+            raise ValueError(
+                f"{self._where}, step {t}: decoded to {bgr.shape}, expected {self.frame_shape}"
+            )
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)
         if rgb.ctypes.data != out.ctypes.data:  # OpenCV allocated anew (out not contiguous)
             out[...] = rgb
@@ -133,8 +134,7 @@ def _run_chunked(pool: ThreadPoolExecutor, threads: int, fn: Callable[[int], Non
 
 def _decode_all(frames: PngFrames, threads: int) -> np.ndarray:
     out = np.empty(frames.shape, np.uint8)
-    _run_chunked(_decode_pool(threads), threads, lambda t: frames.decode_into(t, out[t]),
-                 len(out))
+    _run_chunked(_decode_pool(threads), threads, lambda t: frames.decode_into(t, out[t]), len(out))
     return out
 
 
@@ -149,8 +149,9 @@ def decode_options(data_config) -> dict:
 
 def _checked_decode(decode: str, memory_budget_gb: float) -> dict:
     if decode not in DECODE_MODES:
-        raise ValueError(f"config.data.decode={decode!r}: must be one of "
-                         f"{', '.join(map(repr, DECODE_MODES))}")
+        raise ValueError(
+            f"config.data.decode={decode!r}: must be one of {', '.join(map(repr, DECODE_MODES))}"
+        )
     budget = memory_budget_gb
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
         raise ValueError(f"config.data.memory_budget_gb={budget!r}: must be a number >= 0")
@@ -207,7 +208,8 @@ def read_example(source, i: int, dataset_dir: str | os.PathLike) -> dict:
         said = "no record came back: truncated?" if "NoneType" in str(e) else str(e)
         raise DatasetDamaged(
             f"{dataset_dir}: example {i} cannot be read from {Path(split.filepaths[shard]).name}"
-            f", the file is damaged ({said}); {rebuild_hint(dataset_dir)}") from e
+            f", the file is damaged ({said}); {rebuild_hint(dataset_dir)}"
+        ) from e
 
 
 def png_source(dataset_dir: str | os.PathLike):
@@ -259,8 +261,12 @@ def load_episodes(
         raise ValueError(f"the dataset at {dataset_dir} holds no episodes")
     expected = (int(image_size[0]), int(image_size[1]), 3)
     episodes = []
-    for i in tqdm(range(len(source)), desc=f"reading {Path(dataset_dir).parent.name} episodes",
-                  unit="ep", leave=False):
+    for i in tqdm(
+        range(len(source)),
+        desc=f"reading {Path(dataset_dir).parent.name} episodes",
+        unit="ep",
+        leave=False,
+    ):
         ex = read_example(source, i, dataset_dir)
         index = int(ex["episode_metadata"]["episode_index"])
         where = f"{dataset_dir}, episode {index}"
@@ -269,47 +275,58 @@ def load_episodes(
         for cam in cameras:
             if cam not in obs:
                 have = sorted(k for k in obs if k != "state")
-                raise ValueError(f"{where}: no camera {cam!r} (the dataset has {have}); "
-                                 "set config.model.cameras to match")
+                raise ValueError(
+                    f"{where}: no camera {cam!r} (the dataset has {have}); "
+                    "set config.model.cameras to match"
+                )
             # Every frame's size, from its PNG header: the check costs no decoding.
             sizes = [_png_size(b) for b in obs[cam]]
             if None in sizes:
-                raise ValueError(f"{where}: camera {cam!r} step {sizes.index(None)} is not an "
-                                 "8-bit RGB PNG")
+                raise ValueError(
+                    f"{where}: camera {cam!r} step {sizes.index(None)} is not an 8-bit RGB PNG"
+                )
             wrong = set(sizes) - {expected[:2]}
             if wrong:
                 raise ValueError(
                     f"{where}: camera {cam!r} frames are {(*min(wrong), 3)} but "
                     f"config.model.image_size asks for {expected}; record at that size or "
-                    "change config.model.image_size")
+                    "change config.model.image_size"
+                )
             images[cam] = PngFrames(obs[cam], expected, f"{where}, camera {cam!r}")
         state = np.asarray(obs["state"], np.float32)
         action = np.asarray(ex["action"], np.float32)
         for name, arr, dim in (("state", state, state_dim), ("action", action, action_dim)):
             if arr.ndim != 2 or arr.shape[1] != dim:
-                raise ValueError(f"{where}: {name} has shape {arr.shape}, the model expects "
-                                 f"(T, {dim})")
+                raise ValueError(
+                    f"{where}: {name} has shape {arr.shape}, the model expects (T, {dim})"
+                )
         if len(state) == 0:
             raise ValueError(f"{where}: the episode has no steps")
         for cam, frames in images.items():
             if len(frames) != len(state):
-                raise ValueError(f"{where}: camera {cam!r} has {len(frames)} frames for "
-                                 f"{len(state)} steps")
+                raise ValueError(
+                    f"{where}: camera {cam!r} has {len(frames)} frames for {len(state)} steps"
+                )
         if i == 0:  # Decide how to hold the frames, from an estimate of their size.
             decoded_gb = len(source) * len(state) * len(cameras) * np.prod(expected) / 2**30
             png_gb = len(source) * sum(f.nbytes for f in images.values()) / 2**30
             lazy = decode == "lazy" or (decode == "auto" and decoded_gb > memory_budget_gb)
             reason = f"config.data.decode={decode!r}"
             if decode == "auto":
-                reason += (f": ~{decoded_gb:.2f} GB decoded {'>' if lazy else '<='} "
-                           f"config.data.memory_budget_gb={memory_budget_gb:g}")
+                reason += (
+                    f": ~{decoded_gb:.2f} GB decoded {'>' if lazy else '<='} "
+                    f"config.data.memory_budget_gb={memory_budget_gb:g}"
+                )
             how = "held as PNG, decoded per batch" if lazy else "decoded into memory"
-            tqdm.write(f"data: frames {how} ({reason}); from the first of {len(source)} episodes: "
-                       f"~{decoded_gb:.2f} GB decoded, ~{png_gb:.2f} GB of PNG")
+            tqdm.write(
+                f"data: frames {how} ({reason}); from the first of {len(source)} episodes: "
+                f"~{decoded_gb:.2f} GB decoded, ~{png_gb:.2f} GB of PNG"
+            )
         if not lazy:
             images = {cam: _decode_all(f, threads) for cam, f in images.items()}
-        episodes.append(EpisodeData(index, images, state, action,
-                                    bool(ex["episode_metadata"]["success"])))
+        episodes.append(
+            EpisodeData(index, images, state, action, bool(ex["episode_metadata"]["success"]))
+        )
     return episodes
 
 
@@ -354,8 +371,13 @@ def shift_and_brightness(images: np.ndarray, shifts: np.ndarray, gains: np.ndarr
         img = images[i]
         if dy or dx:
             m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
-            img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                                 borderMode=cv2.BORDER_REPLICATE)
+            img = cv2.warpAffine(
+                img,
+                m,
+                (w, h),
+                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
         out[i] = cv2.convertScaleAbs(img, alpha=float(gain)) if gain != 1 else img
     return out
 
@@ -377,23 +399,35 @@ class ChunkSampler:
         default `default_decode_threads()`.
     """
 
-    def __init__(self, episodes: Sequence[EpisodeData], norm_stats: NormStats, chunk_size: int,
-                 batch_size: int, seed: int, *, max_shift: int = 0, brightness: float = 0.0,
-                 process_index: int = 0, process_count: int = 1,
-                 decode_threads: int | None = None):
+    def __init__(
+        self,
+        episodes: Sequence[EpisodeData],
+        norm_stats: NormStats,
+        chunk_size: int,
+        batch_size: int,
+        seed: int,
+        *,
+        max_shift: int = 0,
+        brightness: float = 0.0,
+        process_index: int = 0,
+        process_count: int = 1,
+        decode_threads: int | None = None,
+    ):
         if not episodes:
             raise ValueError("ChunkSampler needs at least one episode")
         if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} "
-                             "processes")
+            raise ValueError(
+                f"batch size {batch_size} is not divisible by the {process_count} processes"
+            )
         self.cameras = tuple(episodes[0].images)
         self.chunk_size, self.batch_size, self.seed = chunk_size, batch_size, seed
         self.max_shift, self.brightness = max_shift, brightness
         local = batch_size // process_count
         self._rows = slice(process_index * local, (process_index + 1) * local)
         self._images = [ep.images for ep in episodes]
-        self._lazy = any(not isinstance(f, np.ndarray) for ep in episodes
-                         for f in ep.images.values())
+        self._lazy = any(
+            not isinstance(f, np.ndarray) for ep in episodes for f in ep.images.values()
+        )
         self._threads = decode_threads or default_decode_threads()
         self._pool = _decode_pool(self._threads)
         self._state = [norm_stats.normalize_state(ep.state).astype(np.float32) for ep in episodes]
@@ -425,8 +459,9 @@ class ChunkSampler:
         eps, ts = self._ep[frames], self._t[frames]
         steps = np.arange(self.chunk_size)
         return {
-            "actions": np.stack([self._action[e][t : t + self.chunk_size]
-                                 for e, t in zip(eps, ts, strict=True)]),
+            "actions": np.stack(
+                [self._action[e][t : t + self.chunk_size] for e, t in zip(eps, ts, strict=True)]
+            ),
             "action_is_pad": steps[None, :] >= (self._length[eps] - ts)[:, None],
         }
 
@@ -441,11 +476,14 @@ class ChunkSampler:
 
     def _gather_images(self, eps: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         if not self._lazy:
-            return {c: np.stack([self._images[e][c][t] for e, t in zip(eps, ts, strict=True)])
-                    for c in self.cameras}
+            return {
+                c: np.stack([self._images[e][c][t] for e, t in zip(eps, ts, strict=True)])
+                for c in self.cameras
+            }
         # Every (camera, row) frame decoded on the pool, straight into the batch arrays.
-        out = {c: np.empty((len(eps), *self._images[0][c].shape[1:]), np.uint8)
-               for c in self.cameras}
+        out = {
+            c: np.empty((len(eps), *self._images[0][c].shape[1:]), np.uint8) for c in self.cameras
+        }
         jobs = [(c, i) for c in self.cameras for i in range(len(eps))]
 
         def fill(k):
@@ -473,7 +511,8 @@ class ChunkSampler:
             gains = gains.reshape(self.batch_size, len(self.cameras))[self._rows]
             batch["images"] = {
                 c: shift_and_brightness(batch["images"][c], shifts[:, j], gains[:, j])
-                for j, c in enumerate(self.cameras)}
+                for j, c in enumerate(self.cameras)
+            }
         return batch
 
     def fixed_batches(self, num_batches: int) -> list[dict]:
@@ -481,8 +520,10 @@ class ChunkSampler:
         from one evaluation to the next. Returns this process's rows of each batch."""
         n = num_batches * self.batch_size
         frames = np.linspace(0, self.num_frames - 1, n).round().astype(np.int64)
-        return [self.gather(frames[i * self.batch_size : (i + 1) * self.batch_size][self._rows])
-                for i in range(num_batches)]
+        return [
+            self.gather(frames[i * self.batch_size : (i + 1) * self.batch_size][self._rows])
+            for i in range(num_batches)
+        ]
 
 
 class Prefetcher:
@@ -499,8 +540,14 @@ class Prefetcher:
 
     _DONE = object()
 
-    def __init__(self, make_batch: Callable[[int], dict], start: int, end: int,
-                 sharding: jax.sharding.Sharding, size: int = 2):
+    def __init__(
+        self,
+        make_batch: Callable[[int], dict],
+        start: int,
+        end: int,
+        sharding: jax.sharding.Sharding,
+        size: int = 2,
+    ):
         self._make_batch, self._start, self._end = make_batch, start, end
         self._sharding = sharding
         self._queue: queue.Queue = queue.Queue(maxsize=size)
@@ -521,7 +568,8 @@ class Prefetcher:
             for step in range(self._start, self._end):
                 local = self._make_batch(step)
                 batch = jax.tree.map(
-                    lambda x: jax.make_array_from_process_local_data(self._sharding, x), local)
+                    lambda x: jax.make_array_from_process_local_data(self._sharding, x), local
+                )
                 if not self._put((step, batch)):
                     return
             self._put(self._DONE)
@@ -552,8 +600,12 @@ def dataset_dir_for(data_config) -> Path:
         return Path(data_config.dataset_dir)
     from act_jax_datasets.episodes import ActEpisodes  # late: the builder imports TFDS (slow)
 
-    return Path(data_config.tfds_data_dir) / "act_episodes" / data_config.name / str(
-        ActEpisodes.VERSION)
+    return (
+        Path(data_config.tfds_data_dir)
+        / "act_episodes"
+        / data_config.name
+        / str(ActEpisodes.VERSION)
+    )
 
 
 def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
@@ -576,7 +628,8 @@ def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
         raise FileNotFoundError(
             f"no TFDS dataset at config.data.dataset_dir={dataset_dir} (dataset_info.json "
             "missing); build it with `python -m act_jax_datasets.episodes`, or leave "
-            "dataset_dir empty to build from config.data.episodes_dir")
+            "dataset_dir empty to build from config.data.episodes_dir"
+        )
     episodes_dir = Path(data_config.episodes_dir) if data_config.episodes_dir else None
     if episodes_dir is None or not list_episodes(episodes_dir):
         raise FileNotFoundError(
@@ -584,7 +637,8 @@ def ensure_dataset(data_config, image_size: Sequence[int]) -> Path:
             f"in {episodes_dir or '(config.data.episodes_dir is empty)'} to build one from; "
             "record episodes with `python -m hardware.record`, or set "
             "config.data.record_episodes > 0 to have `python -m act_jax.train` record simulated "
-            "demos")
+            "demos"
+        )
     from act_jax_datasets.episodes import build  # late: the builder imports TFDS (slow)
 
     print(f"building the TFDS dataset {dataset_dir} from {episodes_dir}")

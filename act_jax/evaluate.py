@@ -111,8 +111,9 @@ def summarize(rollouts: Sequence[Rollout]) -> dict:
     return out
 
 
-def rollout(robot, policy, *, max_steps: int, settle_steps: int = 5,
-            record: bool = False) -> Episode:
+def rollout(
+    robot, policy, *, max_steps: int, settle_steps: int = 5, record: bool = False
+) -> Episode:
     """Runs one episode from the robot's current reset state until success or `max_steps`.
 
     Success must hold for `settle_steps` consecutive ticks (the cube at rest in the box). With
@@ -186,23 +187,33 @@ def run_rollouts(
         location = None if locations is None else int(locations[i % len(locations)])
         robot.reset(seed=seed + i, location=location)
         ep = rollout(
-            robot, make_policy(), max_steps=max_steps, settle_steps=settle_steps,
+            robot,
+            make_policy(),
+            max_steps=max_steps,
+            settle_steps=settle_steps,
             record=i < videos and video_dir is not None,
         )
         lat_ms = 1e3 * np.asarray(ep.latencies_s or [0.0])
         rollouts.append(
             Rollout(
-                episode=i, seed=seed + i, location_id=robot.location_id, success=ep.success,
-                steps=ep.ticks, time_to_success_s=ep.time_to_success_s,
+                episode=i,
+                seed=seed + i,
+                location_id=robot.location_id,
+                success=ep.success,
+                steps=ep.ticks,
+                time_to_success_s=ep.time_to_success_s,
                 cube_start_pose=[float(v) for v in robot.cube_start_pose],
-                policy_ms_p50=float(np.median(lat_ms)), policy_ms_max=float(lat_ms.max()),
-                grasp_point=_listed(ep.grasp_point), grasp_target=_listed(ep.grasp_target),
+                policy_ms_p50=float(np.median(lat_ms)),
+                policy_ms_max=float(lat_ms.max()),
+                grasp_point=_listed(ep.grasp_point),
+                grasp_target=_listed(ep.grasp_target),
             )
         )
         if ep.frames is not None:
             write_video(
                 video_dir / f"rollout_{i:03d}_{'success' if ep.success else 'failure'}.mp4",
-                {cam: np.stack(f) for cam, f in ep.frames.items()}, fps=robot.fps,
+                {cam: np.stack(f) for cam, f in ep.frames.items()},
+                fps=robot.fps,
             )
         bar.set_postfix(success=f"{sum(r.success for r in rollouts)}/{len(rollouts)}")
     return rollouts
@@ -256,21 +267,34 @@ def evaluate_checkpoint(
         policy.warmup()
 
     robot = SimRobot(
-        image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
+        image_size=tuple(cfg.model.image_size),
+        cameras=tuple(cfg.model.cameras),
         distribution=distribution,
     )
     locations = list(range(robot.num_locations)) if robot.num_locations else None
     t0 = time.time()
     with robot:
         rollouts = run_rollouts(
-            lambda: policy.as_controller(make_executor(execution)), robot,
-            episodes=episodes, seed=seed, max_steps=max_steps, locations=locations,
-            video_dir=out, videos=videos, progress=progress,
+            lambda: policy.as_controller(make_executor(execution)),
+            robot,
+            episodes=episodes,
+            seed=seed,
+            max_steps=max_steps,
+            locations=locations,
+            video_dir=out,
+            videos=videos,
+            progress=progress,
         )
     summary = summarize(rollouts)
     summary.update(
-        checkpoint=str(checkpoint), step=step, policy=policy_kind, execution=execution,
-        distribution=distribution, seed=seed, max_steps=max_steps, wall_time_s=time.time() - t0,
+        checkpoint=str(checkpoint),
+        step=step,
+        policy=policy_kind,
+        execution=execution,
+        distribution=distribution,
+        seed=seed,
+        max_steps=max_steps,
+        wall_time_s=time.time() - t0,
         policy_retraces_after_warmup=getattr(policy, "retraces_after_warmup", None),
         rollouts=[dataclasses.asdict(r) for r in rollouts],
     )
@@ -303,15 +327,19 @@ def make_train_eval_fn(config, workdir: str | Path):
             model = ACT(ACTConfig.from_config(config.model))
             held["policy"] = Policy(model, None, config, stats)
             held["robot"] = SimRobot(
-                image_size=tuple(config.model.image_size), cameras=tuple(config.model.cameras),
+                image_size=tuple(config.model.image_size),
+                cameras=tuple(config.model.cameras),
                 distribution=ev.get("distribution", "uniform"),
             ).__enter__()
         policy, robot = held["policy"], held["robot"]
         policy.variables = {"params": state.params, "batch_stats": state.batch_stats}
         policy.step = step
         rollouts = run_rollouts(
-            lambda: policy.as_controller(make_executor(execution)), robot,
-            episodes=ev.episodes, seed=ev.seed, max_steps=ev.get("max_steps", 400),
+            lambda: policy.as_controller(make_executor(execution)),
+            robot,
+            episodes=ev.episodes,
+            seed=ev.seed,
+            max_steps=ev.get("max_steps", 400),
             progress=False,
         )
         s = summarize(rollouts)
@@ -320,8 +348,11 @@ def make_train_eval_fn(config, workdir: str | Path):
             f"({100 * s['success_rate']:.0f}%, 95% CI {100 * s['ci95'][0]:.0f}-"
             f"{100 * s['ci95'][1]:.0f}%)"
         )
-        return {"success_rate": s["success_rate"], "ci95_low": s["ci95"][0],
-                "ci95_high": s["ci95"][1]}
+        return {
+            "success_rate": s["success_rate"],
+            "ci95_low": s["ci95"][0],
+            "ci95_high": s["ci95"][1],
+        }
 
     return eval_fn
 
@@ -341,30 +372,46 @@ def main(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training workdir (or checkpoint dir)")
     p.add_argument("--episodes", type=int_in(1), default=50, help="rollouts (default %(default)s)")
-    p.add_argument("--seed", type=int_in(0), default=1000,
-                   help="seed of episode 0 (default %(default)s)")
     p.add_argument(
-        "--execution", default=None, type=execution_arg, metavar="SPEC",
+        "--seed", type=int_in(0), default=1000, help="seed of episode 0 (default %(default)s)"
+    )
+    p.add_argument(
+        "--execution",
+        default=None,
+        type=execution_arg,
+        metavar="SPEC",
         help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)",
     )
     p.add_argument(
-        "--locations", default=None, metavar="SPEC", type=distribution_arg,
+        "--locations",
+        default=None,
+        metavar="SPEC",
+        type=distribution_arg,
         help="cube start distribution: uniform | named | held_out | grid:RxC, optionally "
         "jittered, e.g. held_out~3mm,3deg (default: the checkpoint config's)",
     )
-    p.add_argument("--policy", default="act", choices=POLICY_KINDS,
-                   help="act: the checkpoint's network (default); alt: the action lookup table "
-                   "over its training frames (act_jax.lookup_table), the lookup baseline")
-    p.add_argument("--max-steps", type=int_in(1), default=None,
-                   help="ticks before a rollout fails")
+    p.add_argument(
+        "--policy",
+        default="act",
+        choices=POLICY_KINDS,
+        help="act: the checkpoint's network (default); alt: the action lookup table "
+        "over its training frames (act_jax.lookup_table), the lookup baseline",
+    )
+    p.add_argument("--max-steps", type=int_in(1), default=None, help="ticks before a rollout fails")
     p.add_argument("--videos", type=int_in(0), default=3, help="mp4s of the first N rollouts")
     p.add_argument("--out", default=None, help="output dir (default CHECKPOINT/eval/...)")
     args = p.parse_args(argv)
     try:
         s = evaluate_checkpoint(
-            args.checkpoint, episodes=args.episodes, seed=args.seed, execution=args.execution,
-            distribution=args.locations, max_steps=args.max_steps, videos=args.videos,
-            out=args.out, policy_kind=args.policy,
+            args.checkpoint,
+            episodes=args.episodes,
+            seed=args.seed,
+            execution=args.execution,
+            distribution=args.locations,
+            max_steps=args.max_steps,
+            videos=args.videos,
+            out=args.out,
+            policy_kind=args.policy,
         )
     except FileNotFoundError as e:  # a missing or damaged checkpoint (CheckpointDamaged)
         p.error(f"--checkpoint: {e}")
@@ -372,8 +419,11 @@ def main(argv=None):
     print(
         f"success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
         f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%), {s['distribution']}, {s['execution']}, "
-        + ("the lookup table over the checkpoint's training frames" if args.policy == "alt"
-           else f"weights of step {s['step']}")
+        + (
+            "the lookup table over the checkpoint's training frames"
+            if args.policy == "alt"
+            else f"weights of step {s['step']}"
+        )
     )
     if s["mean_time_to_success_s"] is not None:
         print(f"mean time to success {s['mean_time_to_success_s']:.2f} s")

@@ -126,8 +126,9 @@ class TemporalEnsemble(Executor):
         return f"temporal_ensemble(m={self.m:g})"
 
 
-def chunk_controller(predict_chunk: Callable[[dict], np.ndarray],
-                     executor: Executor) -> Callable[[dict], np.ndarray]:
+def chunk_controller(
+    predict_chunk: Callable[[dict], np.ndarray], executor: Executor
+) -> Callable[[dict], np.ndarray]:
     """An observation -> action callable for one episode: `executor` (reset here) turns the
     chunks `predict_chunk(observation)` returns into one action a control tick."""
     executor.reset()

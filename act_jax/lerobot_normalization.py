@@ -47,8 +47,7 @@ WRITER_LAYOUT = "lerobot 0.4.4"
 PRE, POST = "policy_preprocessor", "policy_postprocessor"
 NORMALIZER, UNNORMALIZER = "normalizer_processor", "unnormalizer_processor"
 STATE, ACTION = "observation.state", "action"
-RANGE_STATS = {"MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"),
-               "QUANTILE10": ("q10", "q90")}
+RANGE_STATS = {"MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"), "QUANTILE10": ("q10", "q90")}
 MODES = ("MEAN_STD", "IDENTITY", *RANGE_STATS)
 V2_INPUTS, V2_OUTPUTS = "normalize_inputs.", "unnormalize_outputs."
 V2_TARGETS = "normalize_targets."  # the training targets' copy of the action statistics
@@ -88,8 +87,10 @@ class Normalizer:
         (normaliser) or y * std + mean (un-normaliser)."""
         mode = self.norm_map.get(kind, "IDENTITY")  # LeRobot's default for an unmapped type
         if mode not in MODES:
-            raise LeRobotStatsError(f"{self.source}: {feature} ({kind}) uses normalisation mode "
-                                    f"{mode}, which LeRobot's ACT does not define")
+            raise LeRobotStatsError(
+                f"{self.source}: {feature} ({kind}) uses normalisation mode "
+                f"{mode}, which LeRobot's ACT does not define"
+            )
         if mode == "IDENTITY":
             return np.zeros(dim), np.ones(dim)
         got = self.stats.get(feature)
@@ -97,11 +98,14 @@ class Normalizer:
         if got is None or any(s not in got for s in need):
             raise LeRobotStatsError(
                 f"{self.source}: no {'/'.join(need)} statistics for {feature}, whose {kind} "
-                f"mode is {mode} (LeRobot would pass it through unnormalised)")
+                f"mode is {mode} (LeRobot would pass it through unnormalised)"
+            )
         a, b = (np.asarray(got[s], np.float64) for s in need)
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            raise LeRobotStatsError(f"{self.source}: {feature} statistics {need} are not finite "
-                                    "(buffers never filled from a dataset?)")
+            raise LeRobotStatsError(
+                f"{self.source}: {feature} statistics {need} are not finite "
+                "(buffers never filled from a dataset?)"
+            )
         if mode == "MEAN_STD":
             return a, b if self.inverse else b + self.eps
         d = b - a
@@ -131,8 +135,10 @@ def _constant_safe(lo: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.nda
 def _step(directory: Path, pipeline: str, registry_name: str) -> dict:
     path = directory / f"{pipeline}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (lerobot 0.4.x saves {PRE}.json and "
-                                f"{POST}.json beside model.safetensors)")
+        raise FileNotFoundError(
+            f"{path}: not found (lerobot 0.4.x saves {PRE}.json and "
+            f"{POST}.json beside model.safetensors)"
+        )
     try:
         steps = json.loads(path.read_text())["steps"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
@@ -158,17 +164,25 @@ def _read_step(directory: Path, pipeline: str, registry_name: str, inverse: bool
     if not state_file or not (directory / state_file).is_file():
         raise FileNotFoundError(
             f"{directory / (state_file or f'{pipeline}_step_*_{registry_name}.safetensors')}: "
-            f"not found (the statistics of {pipeline}.json's {registry_name} step)")
-    return Normalizer(str(directory / state_file), "0.4", dict(config.get("norm_map") or {}),
-                      _unflatten(read_safetensors(directory / state_file)),
-                      float(config.get("eps", 1e-8)), inverse)
+            f"not found (the statistics of {pipeline}.json's {registry_name} step)"
+        )
+    return Normalizer(
+        str(directory / state_file),
+        "0.4",
+        dict(config.get("norm_map") or {}),
+        _unflatten(read_safetensors(directory / state_file)),
+        float(config.get("eps", 1e-8)),
+        inverse,
+    )
 
 
 def read_processors(directory: str | Path) -> tuple[Normalizer, Normalizer]:
     """(normaliser, un-normaliser) of a lerobot 0.4.x `pretrained_model` folder."""
     directory = Path(directory)
-    return (_read_step(directory, PRE, NORMALIZER, inverse=False),
-            _read_step(directory, POST, UNNORMALIZER, inverse=True))
+    return (
+        _read_step(directory, PRE, NORMALIZER, inverse=False),
+        _read_step(directory, POST, UNNORMALIZER, inverse=True),
+    )
 
 
 def has_processors(directory: str | Path) -> bool:
@@ -178,13 +192,18 @@ def has_processors(directory: str | Path) -> bool:
 # ---------------------------------------------------------------- reading v2.x
 def split_v2_buffers(state_dict: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
     """(model tensors, normalisation buffers) of a model.safetensors."""
-    buffers = {k: v for k, v in state_dict.items()
-               if k.startswith((V2_INPUTS, V2_TARGETS, V2_OUTPUTS))}
+    buffers = {
+        k: v for k, v in state_dict.items() if k.startswith((V2_INPUTS, V2_TARGETS, V2_OUTPUTS))
+    }
     return {k: v for k, v in state_dict.items() if k not in buffers}, buffers
 
 
-def read_v2_buffers(buffers: Mapping[str, np.ndarray], features: Mapping[str, dict],
-                    norm_map: Mapping[str, str], source: str) -> tuple[Normalizer, Normalizer]:
+def read_v2_buffers(
+    buffers: Mapping[str, np.ndarray],
+    features: Mapping[str, dict],
+    norm_map: Mapping[str, str],
+    source: str,
+) -> tuple[Normalizer, Normalizer]:
     """(normaliser, un-normaliser) from v2.x buffers; `features`: config.json's input and output
     features (buffer names replace "." by "_", so they are matched against these)."""
     by_buffer = {"buffer_" + key.replace(".", "_"): key for key in features}
@@ -198,30 +217,41 @@ def read_v2_buffers(buffers: Mapping[str, np.ndarray], features: Mapping[str, di
             continue
         stats.setdefault(prefix, {}).setdefault(by_buffer[name], {})[stat] = value
     if unknown:
-        raise LeRobotStatsError(f"{source}: normalisation buffers {sorted(unknown)} match no "
-                                f"feature of config.json ({sorted(features)})")
+        raise LeRobotStatsError(
+            f"{source}: normalisation buffers {sorted(unknown)} match no "
+            f"feature of config.json ({sorted(features)})"
+        )
     modes = dict(norm_map)
-    return (Normalizer(source, "v2", modes, stats.get(V2_INPUTS[:-1], {}), V2_EPS, False),
-            Normalizer(source, "v2", modes, stats.get(V2_OUTPUTS[:-1], {}), V2_EPS, True))
+    return (
+        Normalizer(source, "v2", modes, stats.get(V2_INPUTS[:-1], {}), V2_EPS, False),
+        Normalizer(source, "v2", modes, stats.get(V2_OUTPUTS[:-1], {}), V2_EPS, True),
+    )
 
 
 # ---------------------------------------------------------------- to NormStats
 def _check_image(normalizer: Normalizer, feature: str) -> None:
     mode = normalizer.norm_map.get("VISUAL", "IDENTITY")
-    why = ("the model applies ImageNet's statistics to images itself, so cameras convert only "
-           "with MEAN_STD and ImageNet's mean and std")
+    why = (
+        "the model applies ImageNet's statistics to images itself, so cameras convert only "
+        "with MEAN_STD and ImageNet's mean and std"
+    )
     if mode != "MEAN_STD":
         raise LeRobotStatsError(f"{normalizer.source}: {feature} (VISUAL) uses mode {mode}: {why}")
     mean, std = normalizer.affine(feature, "VISUAL", 3)
     mean, std = mean.reshape(-1), std.reshape(-1)
-    if not (np.allclose(mean, IMAGENET_MEAN, atol=IMAGE_ATOL)
-            and np.allclose(std, IMAGENET_STD, atol=IMAGE_ATOL)):
-        raise LeRobotStatsError(f"{normalizer.source}: {feature} (VISUAL, MEAN_STD) has mean "
-                                f"{mean.tolist()} and std {std.tolist()}: {why}")
+    if not (
+        np.allclose(mean, IMAGENET_MEAN, atol=IMAGE_ATOL)
+        and np.allclose(std, IMAGENET_STD, atol=IMAGE_ATOL)
+    ):
+        raise LeRobotStatsError(
+            f"{normalizer.source}: {feature} (VISUAL, MEAN_STD) has mean "
+            f"{mean.tolist()} and std {std.tolist()}: {why}"
+        )
 
 
-def to_norm_stats(pre: Normalizer, post: Normalizer, cameras: list[str], state_dim: int,
-                  action_dim: int) -> NormStats:
+def to_norm_stats(
+    pre: Normalizer, post: Normalizer, cameras: list[str], state_dim: int, action_dim: int
+) -> NormStats:
     """The project's statistics equal to LeRobot's pipelines; `cameras`: LeRobot feature keys.
 
     Raises:
@@ -235,14 +265,17 @@ def to_norm_stats(pre: Normalizer, post: Normalizer, cameras: list[str], state_d
     # most eps times the normalised action, and training on from the checkpoint has no 0 to
     # divide by.
     action_std = np.where(action_std == 0, post.eps or V2_EPS, action_std)
-    values = dict(state_mean=state_mean, state_std=state_std, action_mean=action_mean,
-                  action_std=action_std)
+    values = dict(
+        state_mean=state_mean, state_std=state_std, action_mean=action_mean, action_std=action_std
+    )
     for name, value in values.items():
-        source, want = (pre.source, state_dim) if name.startswith("state") else \
-            (post.source, action_dim)
+        source, want = (
+            (pre.source, state_dim) if name.startswith("state") else (post.source, action_dim)
+        )
         if np.shape(value) != (want,):
-            raise LeRobotStatsError(f"{source}: {name} has shape {np.shape(value)}, the model "
-                                    f"({want},)")
+            raise LeRobotStatsError(
+                f"{source}: {name} has shape {np.shape(value)}, the model ({want},)"
+            )
         if name == "state_std" and not np.all(value > 0):
             raise LeRobotStatsError(f"{source}: {name} {value.tolist()} is not positive")
     return NormStats(**{k: np.asarray(v, np.float32) for k, v in values.items()})
@@ -257,42 +290,64 @@ def _features(state_dim: int, action_dim: int, image_size, cameras) -> tuple[dic
     return inputs, {ACTION: {"type": "ACTION", "shape": [action_dim]}}
 
 
-def write_processors(directory: str | Path, norm_stats: NormStats, *, image_size,
-                     cameras: list[str]) -> list[Path]:
+def write_processors(
+    directory: str | Path, norm_stats: NormStats, *, image_size, cameras: list[str]
+) -> list[Path]:
     """Writes the four processor files of lerobot 0.4.4's ACT (`make_act_pre_post_processors`)
     for `norm_stats` (MEAN_STD everywhere, ImageNet for the `cameras`' feature keys)."""
     directory = Path(directory)
-    inputs, outputs = _features(len(norm_stats.state_mean), len(norm_stats.action_mean),
-                                image_size, cameras)
+    inputs, outputs = _features(
+        len(norm_stats.state_mean), len(norm_stats.action_mean), image_size, cameras
+    )
     norm_map = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
     action = {f"{ACTION}.mean": norm_stats.action_mean, f"{ACTION}.std": norm_stats.action_std}
-    pre_stats = {f"{STATE}.mean": norm_stats.state_mean, f"{STATE}.std": norm_stats.state_std,
-                 **action}
+    pre_stats = {
+        f"{STATE}.mean": norm_stats.state_mean,
+        f"{STATE}.std": norm_stats.state_std,
+        **action,
+    }
     for cam in cameras:
         pre_stats[f"{cam}.mean"] = IMAGENET_MEAN.reshape(3, 1, 1)
         pre_stats[f"{cam}.std"] = IMAGENET_STD.reshape(3, 1, 1)
-    device = {"registry_name": "device_processor", "config": {"device": "cpu",
-                                                               "float_dtype": None}}
-    pre_file, post_file = f"{PRE}_step_3_{NORMALIZER}.safetensors", \
-        f"{POST}_step_0_{UNNORMALIZER}.safetensors"
-    pre = {"name": PRE, "steps": [
-        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-        {"registry_name": "to_batch_processor", "config": {}},
-        device,
-        {"registry_name": NORMALIZER, "config": {"eps": EXPORT_EPS,
-                                                 "features": {**inputs, **outputs},
-                                                 "norm_map": norm_map}, "state_file": pre_file},
-    ]}
-    post = {"name": POST, "steps": [
-        {"registry_name": UNNORMALIZER, "config": {"eps": EXPORT_EPS, "features": outputs,
-                                                   "norm_map": norm_map},
-         "state_file": post_file},
-        device,
-    ]}
-    write_safetensors(directory / pre_file, {k: np.asarray(v, np.float32)
-                                             for k, v in pre_stats.items()})
-    write_safetensors(directory / post_file, {k: np.asarray(v, np.float32)
-                                              for k, v in action.items()})
+    device = {"registry_name": "device_processor", "config": {"device": "cpu", "float_dtype": None}}
+    pre_file, post_file = (
+        f"{PRE}_step_3_{NORMALIZER}.safetensors",
+        f"{POST}_step_0_{UNNORMALIZER}.safetensors",
+    )
+    pre = {
+        "name": PRE,
+        "steps": [
+            {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+            {"registry_name": "to_batch_processor", "config": {}},
+            device,
+            {
+                "registry_name": NORMALIZER,
+                "config": {
+                    "eps": EXPORT_EPS,
+                    "features": {**inputs, **outputs},
+                    "norm_map": norm_map,
+                },
+                "state_file": pre_file,
+            },
+        ],
+    }
+    post = {
+        "name": POST,
+        "steps": [
+            {
+                "registry_name": UNNORMALIZER,
+                "config": {"eps": EXPORT_EPS, "features": outputs, "norm_map": norm_map},
+                "state_file": post_file,
+            },
+            device,
+        ],
+    }
+    write_safetensors(
+        directory / pre_file, {k: np.asarray(v, np.float32) for k, v in pre_stats.items()}
+    )
+    write_safetensors(
+        directory / post_file, {k: np.asarray(v, np.float32) for k, v in action.items()}
+    )
     written = [directory / pre_file, directory / post_file]
     for name, content in ((PRE, pre), (POST, post)):
         (directory / f"{name}.json").write_text(json.dumps(content, indent=2))

@@ -34,12 +34,21 @@ def chunks_of(action: np.ndarray, chunk_size: int) -> np.ndarray:
     return padded[idx]
 
 
-def pixel_key(images: dict[str, np.ndarray], state: np.ndarray, cameras: Sequence[str],
-              key_size: tuple[int, int] = KEY_SIZE) -> list[np.ndarray]:
+def pixel_key(
+    images: dict[str, np.ndarray],
+    state: np.ndarray,
+    cameras: Sequence[str],
+    key_size: tuple[int, int] = KEY_SIZE,
+) -> list[np.ndarray]:
     """Raw key blocks of one frame: one per camera (shrunk image, flattened), then the state."""
     h, w = key_size
-    blocks = [cv2.resize(np.asarray(images[c]), (w, h), interpolation=cv2.INTER_AREA)
-              .astype(np.float32).ravel() / 255.0 for c in cameras]
+    blocks = [
+        cv2.resize(np.asarray(images[c]), (w, h), interpolation=cv2.INTER_AREA)
+        .astype(np.float32)
+        .ravel()
+        / 255.0
+        for c in cameras
+    ]
     return blocks + [np.asarray(state, np.float32)]
 
 
@@ -54,13 +63,20 @@ class ActionLookupTable:
       frame_ids: (N, 2) episode index and frame of each row (for reports).
     """
 
-    def __init__(self, keys: np.ndarray, chunks: np.ndarray, block_sizes: Sequence[int],
-                 cameras: Sequence[str], key_size: tuple[int, int] = KEY_SIZE,
-                 frame_ids: np.ndarray | None = None):
+    def __init__(
+        self,
+        keys: np.ndarray,
+        chunks: np.ndarray,
+        block_sizes: Sequence[int],
+        cameras: Sequence[str],
+        key_size: tuple[int, int] = KEY_SIZE,
+        frame_ids: np.ndarray | None = None,
+    ):
         keys = np.asarray(keys, np.float32)
         if len(keys) != len(chunks) or not len(keys):
-            raise ValueError(f"{len(keys)} keys for {len(chunks)} chunks: need one chunk a key, "
-                             "and at least one")
+            raise ValueError(
+                f"{len(keys)} keys for {len(chunks)} chunks: need one chunk a key, and at least one"
+            )
         if sum(block_sizes) != keys.shape[1]:
             raise ValueError(f"key blocks {list(block_sizes)} do not add up to {keys.shape[1]}")
         self.cameras, self.key_size = tuple(cameras), tuple(key_size)
@@ -79,20 +95,23 @@ class ActionLookupTable:
         return ((keys - self.mean) / self.std * self.scale).astype(np.float32)
 
     @classmethod
-    def from_episodes(cls, episodes, chunk_size: int, cameras: Sequence[str],
-                      key_size: tuple[int, int] = KEY_SIZE) -> ActionLookupTable:
+    def from_episodes(
+        cls, episodes, chunk_size: int, cameras: Sequence[str], key_size: tuple[int, int] = KEY_SIZE
+    ) -> ActionLookupTable:
         """From decoded `act_jax.data.EpisodeData` (every frame becomes a row)."""
         keys, chunks, ids, sizes = [], [], [], None
         for ep in episodes:
             for t in range(len(ep)):
-                blocks = pixel_key({c: ep.images[c][t] for c in cameras}, ep.state[t], cameras,
-                                   key_size)
+                blocks = pixel_key(
+                    {c: ep.images[c][t] for c in cameras}, ep.state[t], cameras, key_size
+                )
                 sizes = sizes or [len(b) for b in blocks]
                 keys.append(np.concatenate(blocks))
                 ids.append((ep.episode_index, t))
             chunks.append(chunks_of(ep.action, chunk_size))
-        return cls(np.stack(keys), np.concatenate(chunks), sizes, cameras, key_size,
-                   np.asarray(ids))
+        return cls(
+            np.stack(keys), np.concatenate(chunks), sizes, cameras, key_size, np.asarray(ids)
+        )
 
     @classmethod
     def from_dataset(cls, dataset_dir, config, key_size: tuple[int, int] = KEY_SIZE):
@@ -101,8 +120,9 @@ class ActionLookupTable:
         from act_jax.data import load_episodes
 
         m = config.model
-        episodes = load_episodes(dataset_dir, m.cameras, m.image_size, m.state_dim,
-                                 m.action_dim, decode="memory")
+        episodes = load_episodes(
+            dataset_dir, m.cameras, m.image_size, m.state_dim, m.action_dim, decode="memory"
+        )
         return cls.from_episodes(episodes, m.chunk_size, m.cameras, key_size)
 
     def __len__(self) -> int:
@@ -113,10 +133,15 @@ class ActionLookupTable:
         images = observation.get("images", {})
         missing = [c for c in self.cameras if c not in images]
         if missing:
-            raise ValueError(f"observation lacks camera(s) {missing}; the lookup table keys on "
-                             f"{list(self.cameras)}")
-        q = self._standardise(np.concatenate(pixel_key(images, observation["state"],
-                                                       self.cameras, self.key_size))[None])[0]
+            raise ValueError(
+                f"observation lacks camera(s) {missing}; the lookup table keys on "
+                f"{list(self.cameras)}"
+            )
+        q = self._standardise(
+            np.concatenate(pixel_key(images, observation["state"], self.cameras, self.key_size))[
+                None
+            ]
+        )[0]
         i = int(np.argmin(self.sq_norms - 2 * self.table @ q))  # |t - q|^2 less |q|^2
         self.last_index = i
         self.last_distance = float(np.linalg.norm(self.table[i] - q))  # without cancellation

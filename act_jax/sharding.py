@@ -51,4 +51,5 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     if batch_size % n:
         raise ValueError(
             f"config.train.batch_size={batch_size} must be a multiple of the {n} devices "
-            f"({jax.process_count()} process(es)) it is split over")
+            f"({jax.process_count()} process(es)) it is split over"
+        )

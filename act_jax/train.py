@@ -62,8 +62,9 @@ def make_schedule(train_config, peak: float) -> optax.Schedule:
     elif train_config.schedule == "cosine":
         after = optax.cosine_decay_schedule(peak, max(total - warmup, 1))
     else:
-        raise ValueError(f"config.train.schedule={train_config.schedule!r}: "
-                         "must be 'constant' or 'cosine'")
+        raise ValueError(
+            f"config.train.schedule={train_config.schedule!r}: must be 'constant' or 'cosine'"
+        )
     if warmup <= 0:
         return after
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
@@ -92,18 +93,28 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
     frozen = tuple(train_config.frozen)
 
     def adamw(peak):
-        return optax.adamw(make_schedule(train_config, peak), b1=0.9, b2=0.999, eps=1e-8,
-                           weight_decay=train_config.weight_decay)
+        return optax.adamw(
+            make_schedule(train_config, peak),
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=train_config.weight_decay,
+        )
 
-    is_frozen = lambda params: jax.tree.map(lambda lab: lab == "frozen",
-                                            param_labels(params, frozen))
+    is_frozen = lambda params: jax.tree.map(
+        lambda lab: lab == "frozen", param_labels(params, frozen)
+    )
     return optax.chain(
         optax.masked(optax.set_to_zero(), is_frozen),
         optax.clip_by_global_norm(train_config.grad_clip),
         optax.partition(
-            {"default": adamw(train_config.lr), "backbone": adamw(train_config.lr_backbone),
-             "frozen": optax.set_to_zero()},
-            lambda params: param_labels(params, frozen)),
+            {
+                "default": adamw(train_config.lr),
+                "backbone": adamw(train_config.lr_backbone),
+                "frozen": optax.set_to_zero(),
+            },
+            lambda params: param_labels(params, frozen),
+        ),
     )
 
 
@@ -114,16 +125,26 @@ def make_model(config: ml_collections.ConfigDict) -> ACT:
     return ACT(ACTConfig.from_config(config.model))
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
-                       example_batch: dict) -> TrainState:
+def create_train_state(
+    config: ml_collections.ConfigDict, rng: jax.Array, example_batch: dict
+) -> TrainState:
     """Initialises parameters (from `example_batch`'s shapes) and the optimiser state."""
     model = make_model(config)
     rngs = dict(zip(("params", "dropout", "latent"), jax.random.split(rng, 3), strict=True))
-    variables = model.init(rngs, example_batch["images"], example_batch["state"],
-                           example_batch["actions"], example_batch["action_is_pad"], train=True)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables.get("batch_stats", {}),
-                             tx=make_optimizer(config.train))
+    variables = model.init(
+        rngs,
+        example_batch["images"],
+        example_batch["state"],
+        example_batch["actions"],
+        example_batch["action_is_pad"],
+        train=True,
+    )
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        tx=make_optimizer(config.train),
+    )
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, kl_weight: float):
@@ -137,29 +158,43 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, kl_weight: float)
 
     def loss_fn(params):
         outputs = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, batch["images"],
-            batch["state"], batch["actions"], batch["action_is_pad"], train=True,
-            rngs={"dropout": dropout_rng, "latent": latent_rng})
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["images"],
+            batch["state"],
+            batch["actions"],
+            batch["action_is_pad"],
+            train=True,
+            rngs={"dropout": dropout_rng, "latent": latent_rng},
+        )
         return act_loss(outputs, batch["actions"], batch["action_is_pad"], kl_weight)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads),
-                   param_norm=optax.tree.norm(state.params))
+    metrics = dict(
+        metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params)
+    )
     return state, metrics
 
 
 def eval_step(state: TrainState, batch: dict) -> dict:
     """Validation metrics at inference settings (no dropout, zero latent): {"l1"}."""
-    outputs = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                             batch["images"], batch["state"], train=False)
+    outputs = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        batch["images"],
+        batch["state"],
+        train=False,
+    )
     _, metrics = act_loss(outputs, batch["actions"], batch["action_is_pad"], 0.0)
     return {"l1": metrics["l1"]}
 
 
 def state_to_dict(state: TrainState) -> dict:
-    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
-            "opt_state": state.opt_state}
+    return {
+        "step": state.step,
+        "params": state.params,
+        "batch_stats": state.batch_stats,
+        "opt_state": state.opt_state,
+    }
 
 
 # ----------------------------------------------------------------------------- logging
@@ -254,16 +289,22 @@ class TrainResult:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _check_same_model(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
-                      workdir: Path) -> None:
+def _check_same_model(
+    saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict, workdir: Path
+) -> None:
     """A workdir resumes only the model it was started with."""
     old = checkpoints.config_from_json(saved.model.to_json()).to_dict()
     new = checkpoints.config_from_json(config.model.to_json()).to_dict()
-    diff = [f"config.model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
-            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    diff = [
+        f"config.model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     if diff:
-        raise ConfigError(f"{workdir} holds checkpoints of a different model; use another "
-                         "workdir or the same model config:\n  " + "\n  ".join(diff))
+        raise ConfigError(
+            f"{workdir} holds checkpoints of a different model; use another "
+            "workdir or the same model config:\n  " + "\n  ".join(diff)
+        )
 
 
 def check_config(config: ml_collections.ConfigDict, mesh=None) -> ACTConfig:
@@ -293,11 +334,15 @@ def _global_spec(local_batch: dict) -> dict:
     """Shapes of the global batch, from this process's rows."""
     n = jax.process_count()
     return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((x.shape[0] * n, *x.shape[1:]), x.dtype), local_batch)
+        lambda x: jax.ShapeDtypeStruct((x.shape[0] * n, *x.shape[1:]), x.dtype), local_batch
+    )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                       eval_fn: Callable[[TrainState, int], dict] | None = None) -> TrainResult:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    eval_fn: Callable[[TrainState, int], dict] | None = None,
+) -> TrainResult:
     """Trains (or resumes training) until `config.train.num_steps`.
 
     Args:
@@ -332,8 +377,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     with contextlib.ExitStack() as cleanup:
         if is_main:  # a second training on this workdir stops here, naming the first
             cleanup.enter_context(lock_folder(workdir, f"training to step {tc.num_steps}"))
-        ckpt = cleanup.enter_context(contextlib.closing(
-            checkpoints.Checkpointer(workdir, tc.keep_checkpoints)))
+        ckpt = cleanup.enter_context(
+            contextlib.closing(checkpoints.Checkpointer(workdir, tc.keep_checkpoints))
+        )
         resume_step = ckpt.latest_step()
         if resume_step is not None:
             try:
@@ -349,7 +395,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 raise ConfigError(
                     f"{workdir} already holds a checkpoint at step {resume_step}, past "
                     f"config.train.num_steps={tc.num_steps}; use another workdir, or "
-                    f"num_steps >= {resume_step} to go on from it")
+                    f"num_steps >= {resume_step} to go on from it"
+                )
         elif tc.init_from:
             # Fine-tuning keeps the statistics the weights were trained with: inputs normalised
             # otherwise would shift under frozen layers, and outputs would change meaning.
@@ -362,39 +409,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
         # ---- Data.
         dataset_dir = data.ensure_dataset(config.data, model_config.image_size)
-        episodes = data.load_episodes(dataset_dir, model_config.cameras, model_config.image_size,
-                                      model_config.state_dim, model_config.action_dim, **decode)
+        episodes = data.load_episodes(
+            dataset_dir,
+            model_config.cameras,
+            model_config.image_size,
+            model_config.state_dim,
+            model_config.action_dim,
+            **decode,
+        )
         train_ids, val_ids = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
         train_eps, val_eps = [episodes[i] for i in train_ids], [episodes[i] for i in val_ids]
         if resume_step is None and not tc.init_from:
-            norm_stats = normalization.compute([e.state for e in train_eps],
-                                               [e.action for e in train_eps])
-        rows = dict(chunk_size=model_config.chunk_size, batch_size=tc.batch_size, seed=tc.seed,
-                    process_index=jax.process_index(), process_count=jax.process_count())
-        sampler = data.ChunkSampler(train_eps, norm_stats, max_shift=config.data.augment.max_shift,
-                                    brightness=config.data.augment.brightness, **rows)
+            norm_stats = normalization.compute(
+                [e.state for e in train_eps], [e.action for e in train_eps]
+            )
+        rows = dict(
+            chunk_size=model_config.chunk_size,
+            batch_size=tc.batch_size,
+            seed=tc.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        sampler = data.ChunkSampler(
+            train_eps,
+            norm_stats,
+            max_shift=config.data.augment.max_shift,
+            brightness=config.data.augment.brightness,
+            **rows,
+        )
         val_batches = []
         if val_eps and tc.eval_every > 0 and config.data.val_batches > 0:
             val_batches = [
                 jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), b)
                 for b in data.ChunkSampler(val_eps, norm_stats, **rows).fixed_batches(
-                    config.data.val_batches)]
+                    config.data.val_batches
+                )
+            ]
         if is_main:  # For people and eval hooks (checkpoints carry both as well).
             (workdir / "config.json").write_text(checkpoints.config_to_json(config))
             (workdir / "norm_stats.json").write_text(json.dumps(norm_stats.to_dict(), indent=1))
-        tqdm.write(f"data: {dataset_dir}: {len(train_eps)} train episodes ({sampler.num_frames} "
-                   f"frames), {len(val_eps)} validation episodes")
+        tqdm.write(
+            f"data: {dataset_dir}: {len(train_eps)} train episodes ({sampler.num_frames} "
+            f"frames), {len(val_eps)} validation episodes"
+        )
 
         # ---- State: restored, or initialised directly with its sharding.
         rng = jax.random.key(tc.seed)
         init_rng, step_rng = jax.random.split(rng)
         spec = _global_spec(sampler.batch(0))
         init = lambda r: create_train_state(
-            config, r, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec))
+            config, r, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+        )
         abstract = jax.eval_shape(init, init_rng)
         if resume_step is not None:
-            target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                                  state_to_dict(abstract))
+            target = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                state_to_dict(abstract),
+            )
             state = abstract.replace(**ckpt.restore(resume_step, target))
             tqdm.write(f"resuming from {ckpt.directory / str(resume_step)}")
         else:
@@ -402,20 +473,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             if tc.init_from:
                 target = jax.tree.map(
                     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                    {"params": abstract.params, "batch_stats": abstract.batch_stats})
+                    {"params": abstract.params, "batch_stats": abstract.batch_stats},
+                )
                 variables, _, _, from_step = checkpoints.restore_latest(tc.init_from, target)
                 state = state.replace(**variables)
                 tqdm.write(f"weights from {tc.init_from} (step {from_step})")
-        trainable = count_params(jax.tree.map(
-            lambda x, lab: x if lab != "frozen" else None,
-            abstract.params, param_labels(abstract.params, tuple(tc.frozen))))
-        tqdm.write(f"model: {count_params(abstract.params):,} params ({trainable:,} trainable); "
-                   f"{mesh.devices.size} device(s) {jax.devices()[0].platform}")
+        trainable = count_params(
+            jax.tree.map(
+                lambda x, lab: x if lab != "frozen" else None,
+                abstract.params,
+                param_labels(abstract.params, tuple(tc.frozen)),
+            )
+        )
+        tqdm.write(
+            f"model: {count_params(abstract.params):,} params ({trainable:,} trainable); "
+            f"{mesh.devices.size} device(s) {jax.devices()[0].platform}"
+        )
 
         # ---- Steps: compiled once each.
-        p_train_step = jax.jit(functools.partial(train_step, kl_weight=tc.kl_weight),
-                               in_shardings=(repl, batch_sharding, repl),
-                               out_shardings=(repl, repl), donate_argnums=0)
+        p_train_step = jax.jit(
+            functools.partial(train_step, kl_weight=tc.kl_weight),
+            in_shardings=(repl, batch_sharding, repl),
+            out_shardings=(repl, repl),
+            donate_argnums=0,
+        )
         p_eval_step = jax.jit(eval_step, in_shardings=(repl, batch_sharding), out_shardings=repl)
         lr_fn = make_schedule(tc, tc.lr)
         if config.eval.every_steps > 0 and eval_fn is None:
@@ -439,7 +520,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                         f"non-finite {', '.join(bad)} at step {step} (loss={m['loss']}): training "
                         f"stopped; the newest checkpoint, step {ckpt.latest_step()} in "
                         f"{ckpt.directory}, is the last good state. Lower config.train.lr or check "
-                        "the data")
+                        "the data"
+                    )
             mean = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
             last_step = window[-1][0]
             window.clear()
@@ -449,10 +531,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             tick[:] = [now, last_step + 1]
             return mean
 
-        with _StopRequest() as stop, \
-                data.Prefetcher(sampler.batch, start, tc.num_steps, batch_sharding) as batches, \
-                tqdm(total=tc.num_steps, initial=start, desc="train", unit="step",
-                     disable=not is_main, dynamic_ncols=True) as bar:
+        with (
+            _StopRequest() as stop,
+            data.Prefetcher(sampler.batch, start, tc.num_steps, batch_sharding) as batches,
+            tqdm(
+                total=tc.num_steps,
+                initial=start,
+                desc="train",
+                unit="step",
+                disable=not is_main,
+                dynamic_ncols=True,
+            ) as bar,
+        ):
             for step, batch in batches:
                 state, metrics = p_train_step(state, batch, step_rng)
                 window.append((step, metrics))
@@ -462,15 +552,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 if done % tc.log_every == 0 or checkpoint_now or stop.requested:
                     last_train = fetch_and_check()
                     writer.write(done, last_train)
-                    bar.set_postfix(loss=f"{last_train['train/loss']:.4f}",
-                                    l1=f"{last_train['train/l1']:.4f}")
+                    bar.set_postfix(
+                        loss=f"{last_train['train/loss']:.4f}", l1=f"{last_train['train/l1']:.4f}"
+                    )
                 if val_batches and done % tc.eval_every == 0:
                     l1 = jax.device_get([p_eval_step(state, b)["l1"] for b in val_batches])
                     last_val = {"val/l1": float(np.mean(l1))}
                     writer.write(done, last_val)
                     tqdm.write(f"step {done}: validation L1 {last_val['val/l1']:.4f}")
-                if eval_fn is not None and config.eval.every_steps > 0 and \
-                        done % config.eval.every_steps == 0:
+                if (
+                    eval_fn is not None
+                    and config.eval.every_steps > 0
+                    and done % config.eval.every_steps == 0
+                ):
                     results = {f"eval/{k}": float(v) for k, v in eval_fn(state, done).items()}
                     writer.write(done, results)
                 if stop.requested:
@@ -480,11 +574,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                     ckpt.wait()
                     raise TrainingInterrupted(
                         f"interrupted after step {done}; checkpoint saved in {ckpt.directory}. "
-                        "Run the same command again to resume")
+                        "Run the same command again to resume"
+                    )
                 if checkpoint_now:
                     ckpt.save(done, state_to_dict(state), config, norm_stats)
-        return TrainResult(state, int(jax.device_get(state.step)), last_train, last_val,
-                           p_train_step._cache_size())
+        return TrainResult(
+            state, int(jax.device_get(state.step)), last_train, last_val, p_train_step._cache_size()
+        )
 
 
 # ----------------------------------------------------------------------------- command line
@@ -518,17 +614,24 @@ def main(argv):
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130)
-    except (ConfigError, FolderBusy, checkpoints.CheckpointDamaged, EpisodeDamaged,
-            data.DatasetDamaged) as e:
+    except (
+        ConfigError,
+        FolderBusy,
+        checkpoints.CheckpointDamaged,
+        EpisodeDamaged,
+        data.DatasetDamaged,
+    ) as e:
         if flags.FLAGS.debug:
             raise
         print(f"train: {e}", file=sys.stderr)
         # 2: the workdir holds another model or steps past num_steps; 1: busy or damaged.
         sys.exit(2 if isinstance(e, ConfigError) else 1)
     workdir = Path(workdir)
-    print(f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
-          f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "
-          f"TensorBoard: tensorboard --logdir {workdir / 'tb'}")
+    print(
+        f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
+        f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "
+        f"TensorBoard: tensorboard --logdir {workdir / 'tb'}"
+    )
 
 
 if __name__ == "__main__":
@@ -538,11 +641,22 @@ if __name__ == "__main__":
     from act_jax import config_cli
 
     config_flags.DEFINE_config_file(
-        "config", None, "Experiment config file (configs/*.py); override fields with "
-        "--config.<section>.<field>=value.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; an existing "
-                        "checkpoint there is resumed.")
-    flags.DEFINE_bool("debug", False, "A traceback for expected errors too (a bad flag or "
-                      "config value, a busy or damaged workdir), not just a one-line message.")
+        "config",
+        None,
+        "Experiment config file (configs/*.py); override fields with "
+        "--config.<section>.<field>=value.",
+        lock_config=True,
+    )
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "Directory for checkpoints and metrics; an existing checkpoint there is resumed.",
+    )
+    flags.DEFINE_bool(
+        "debug",
+        False,
+        "A traceback for expected errors too (a bad flag or "
+        "config value, a busy or damaged workdir), not just a one-line message.",
+    )
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main, flags_parser=config_cli.flags_parser("train"))

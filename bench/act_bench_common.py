@@ -38,16 +38,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main(run: Callable[[dict, str, int, int, int], dict], default_spec: dict, description: str,
-         warmup_help: str, argv=None) -> int:
+def main(
+    run: Callable[[dict, str, int, int, int], dict],
+    default_spec: dict,
+    description: str,
+    warmup_help: str,
+    argv=None,
+) -> int:
     """Parses `--mode/--spec/--steps/--warmup/--seed`, runs `run(spec, mode, steps, warmup,
     seed)` and prints its record as one JSON object."""
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
-    parser.add_argument("--spec", default="{}",
-                        help="JSON object overriding the shape/architecture defaults: "
-                        + json.dumps(default_spec))
+    parser.add_argument(
+        "--spec",
+        default="{}",
+        help="JSON object overriding the shape/architecture defaults: " + json.dumps(default_spec),
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed calls (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help=warmup_help)
     parser.add_argument("--seed", type=int, default=0)

@@ -51,10 +51,20 @@ DEFAULT_LEROBOT_PY = BENCH / ".venvs" / "lerobot" / "bin" / "python"
 RESULTS = BENCH / "results" / "compare_lerobot.json"
 
 LEROBOT_DEFAULTS = {  # LeRobot 0.4.4 ACTConfig defaults, 6-D state/action, two cameras
-    "cameras": ["top", "lateral"], "state_dim": 6, "action_dim": 6, "chunk_size": 100,
-    "dim_model": 512, "n_heads": 8, "dim_feedforward": 3200, "n_encoder_layers": 4,
-    "n_decoder_layers": 1, "n_vae_encoder_layers": 4, "latent_dim": 32, "dropout": 0.1,
-    "pre_norm": False, "use_vae": True,
+    "cameras": ["top", "lateral"],
+    "state_dim": 6,
+    "action_dim": 6,
+    "chunk_size": 100,
+    "dim_model": 512,
+    "n_heads": 8,
+    "dim_feedforward": 3200,
+    "n_encoder_layers": 4,
+    "n_decoder_layers": 1,
+    "n_vae_encoder_layers": 4,
+    "latent_dim": 32,
+    "dropout": 0.1,
+    "pre_norm": False,
+    "use_vae": True,
 }
 MODEL_KEYS = [k for k in LEROBOT_DEFAULTS] + ["image_size"]
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -74,17 +84,30 @@ def load_config(path: Path):
 def presets(cpu_config: Path) -> dict[str, dict]:
     """Name -> {"spec": shared shape/architecture spec, "note": str}."""
     out = {
-        "seed": {"spec": {**LEROBOT_DEFAULTS, "image_size": [480, 640], "batch": 8},
-                 "note": "LeRobot ACTConfig defaults, 2 x 480x640, batch 8"},
-        "lerobot_96": {"spec": {**LEROBOT_DEFAULTS, "image_size": [96, 128], "batch": 32},
-                       "note": "LeRobot ACTConfig defaults, 2 x 96x128, batch 32"},
+        "seed": {
+            "spec": {**LEROBOT_DEFAULTS, "image_size": [480, 640], "batch": 8},
+            "note": "LeRobot ACTConfig defaults, 2 x 480x640, batch 8",
+        },
+        "lerobot_96": {
+            "spec": {**LEROBOT_DEFAULTS, "image_size": [96, 128], "batch": 32},
+            "note": "LeRobot ACTConfig defaults, 2 x 96x128, batch 32",
+        },
         # 96x128, not smaller: XLA:CPU convs are pathologically slow on a layer4 map of 8 pixels
         # or fewer (bench/xla_conv_cliff.py), which would make the smoke test misleading.
-        "quick": {"spec": {**LEROBOT_DEFAULTS, "image_size": [96, 128], "batch": 2,
-                           "chunk_size": 10, "dim_model": 64, "n_heads": 4,
-                           "dim_feedforward": 128, "n_encoder_layers": 1,
-                           "n_vae_encoder_layers": 1},
-                  "note": "tiny smoke-test model, 2 x 96x128, batch 2"},
+        "quick": {
+            "spec": {
+                **LEROBOT_DEFAULTS,
+                "image_size": [96, 128],
+                "batch": 2,
+                "chunk_size": 10,
+                "dim_model": 64,
+                "n_heads": 4,
+                "dim_feedforward": 128,
+                "n_encoder_layers": 1,
+                "n_vae_encoder_layers": 1,
+            },
+            "note": "tiny smoke-test model, 2 x 96x128, batch 2",
+        },
     }
     config = load_config(cpu_config)
     model = config.model
@@ -99,25 +122,53 @@ def presets(cpu_config: Path) -> dict[str, dict]:
     return out
 
 
-def run_worker(python: Path, script: str, spec: dict, mode: str, steps: int, warmup: int,
-               timeout: float, cpus: set[int] | None = None, single_thread: bool = False) -> dict:
+def run_worker(
+    python: Path,
+    script: str,
+    spec: dict,
+    mode: str,
+    steps: int,
+    warmup: int,
+    timeout: float,
+    cpus: set[int] | None = None,
+    single_thread: bool = False,
+) -> dict:
     """One fresh worker process; its JSON record or {"error": ...}.
 
     `cpus` pins it to those CPU ids; `single_thread` gives each library one compute thread
     (torch: OMP/MKL_NUM_THREADS=1; XLA: no Eigen thread pool, one intra-op thread).
     """
-    cmd = [str(python), str(BENCH / script), "--mode", mode, "--spec", json.dumps(spec),
-           "--steps", str(steps), "--warmup", str(warmup)]
+    cmd = [
+        str(python),
+        str(BENCH / script),
+        "--mode",
+        mode,
+        "--spec",
+        json.dumps(spec),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+    ]
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     if single_thread:
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", XLA_FLAGS=(
-            env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_XLA_FLAGS).strip())
+        env.update(
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            XLA_FLAGS=(env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_XLA_FLAGS).strip(),
+        )
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            env=env,
             # Both libraries size their thread pools from the affinity mask at start-up.
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "cmd": cmd}
     if proc.returncode != 0:
@@ -125,8 +176,10 @@ def run_worker(python: Path, script: str, spec: dict, mode: str, steps: int, war
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        return {"error": f"no JSON on stdout: {proc.stdout[-500:]!r} {proc.stderr[-1000:]!r}",
-                "cmd": cmd}
+        return {
+            "error": f"no JSON on stdout: {proc.stdout[-500:]!r} {proc.stderr[-1000:]!r}",
+            "cmd": cmd,
+        }
 
 
 def fmt_ms(rec: dict) -> str:
@@ -139,17 +192,32 @@ def fmt_mb(rec: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the paired results."""
-    cols = ["preset", "workload", "JAX ms", "torch ms", "JAX/torch", "JAX compile s",
-            "JAX peak RSS MB", "torch peak RSS MB", "params JAX", "params torch", "load 1-min"]
+    cols = [
+        "preset",
+        "workload",
+        "JAX ms",
+        "torch ms",
+        "JAX/torch",
+        "JAX compile s",
+        "JAX peak RSS MB",
+        "torch peak RSS MB",
+        "params JAX",
+        "params torch",
+        "load 1-min",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         j, t = r["jax"], r["lerobot"]
         ok = "error" not in j and "error" not in t
         cells = [
-            r["preset"], r["workload"], fmt_ms(j), fmt_ms(t),
+            r["preset"],
+            r["workload"],
+            fmt_ms(j),
+            fmt_ms(t),
             f"{j['median_s'] / t['median_s']:.2f}" if ok else "-",
             "-" if "error" in j else f"{j['compile_s']:.1f}",
-            fmt_mb(j), fmt_mb(t),
+            fmt_mb(j),
+            fmt_mb(t),
             "-" if "error" in j else f"{j['n_params']:,}",
             "-" if "error" in t else f"{t['n_params']:,}",
             f"{max(j['loadavg_after'][0], t['loadavg_after'][0]):.1f}" if ok else "-",
@@ -162,31 +230,58 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Presets: seed, cpu_default, lerobot_96, quick (see the module docstring).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--presets", default="cpu_default,seed",
-                        help="comma-separated preset names")
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--presets", default="cpu_default,seed", help="comma-separated preset names"
+    )
     parser.add_argument("--workloads", default="train,infer", help="train, infer or both")
-    parser.add_argument("--steps", type=int, default=3,
-                        help="timed train steps per side (median; a seed step is ~15-30 s)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        help="timed train steps per side (median; a seed step is ~15-30 s)",
+    )
     parser.add_argument("--infer-steps", type=int, default=10, help="timed batch-1 inferences")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat each JAX/torch pair; the round with the lowest median "
-                        "counts (on a shared CPU, the least disturbed one)")
-    parser.add_argument("--quick", action="store_true",
-                        help="preset quick, 10 train steps, 20 inferences, 3 warm-ups")
-    parser.add_argument("--cpu-config", type=Path, default=REPO / "configs" / "sim_default.py",
-                        help="config file that defines the cpu_default preset")
-    parser.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT_PY,
-                        help="python of the LeRobot venv (make it with bench/lerobot_env.sh)")
-    parser.add_argument("--cpus", default="",
-                        help="pin both sides to these CPU ids, e.g. '0' (a loaded machine hurts "
-                        "torch's spinning OpenMP threads far more than JAX's pool: pinning both "
-                        "to one core gives a ratio that depends less on the load)")
-    parser.add_argument("--single-thread", action="store_true",
-                        help="one compute thread per library: on a loaded machine torch's "
-                        "2 spinning OpenMP threads slow down 3x or more while XLA's pool does not, "
-                        "so this gives the ratio least distorted by other processes")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat each JAX/torch pair; the round with the lowest median "
+        "counts (on a shared CPU, the least disturbed one)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="preset quick, 10 train steps, 20 inferences, 3 warm-ups",
+    )
+    parser.add_argument(
+        "--cpu-config",
+        type=Path,
+        default=REPO / "configs" / "sim_default.py",
+        help="config file that defines the cpu_default preset",
+    )
+    parser.add_argument(
+        "--lerobot-python",
+        type=Path,
+        default=DEFAULT_LEROBOT_PY,
+        help="python of the LeRobot venv (make it with bench/lerobot_env.sh)",
+    )
+    parser.add_argument(
+        "--cpus",
+        default="",
+        help="pin both sides to these CPU ids, e.g. '0' (a loaded machine hurts "
+        "torch's spinning OpenMP threads far more than JAX's pool: pinning both "
+        "to one core gives a ratio that depends less on the load)",
+    )
+    parser.add_argument(
+        "--single-thread",
+        action="store_true",
+        help="one compute thread per library: on a loaded machine torch's "
+        "2 spinning OpenMP threads slow down 3x or more while XLA's pool does not, "
+        "so this gives the ratio least distorted by other processes",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
@@ -195,8 +290,10 @@ def main(argv=None) -> int:
         # Cheap steps: take more of them, since the first few calls are slow on a loaded CPU.
         args.presets, args.steps, args.infer_steps, args.warmup = "quick", 10, 20, 3
     if not args.lerobot_python.exists():
-        parser.error(f"--lerobot-python {args.lerobot_python} does not exist: run "
-                     "`bash bench/lerobot_env.sh` first")
+        parser.error(
+            f"--lerobot-python {args.lerobot_python} does not exist: run "
+            "`bash bench/lerobot_env.sh` first"
+        )
     known = presets(args.cpu_config)
     names = [p.strip() for p in args.presets.split(",") if p.strip()]
     bad = [p for p in names if p not in known]
@@ -217,8 +314,7 @@ def main(argv=None) -> int:
     for preset, workload in jobs:
         spec = known[preset]["spec"]
         steps = args.steps if workload == "train" else args.infer_steps
-        row = {"preset": preset, "workload": workload, "note": known[preset]["note"],
-               "spec": spec}
+        row = {"preset": preset, "workload": workload, "note": known[preset]["note"], "spec": spec}
         records = {"jax": [], "lerobot": []}
         for rnd in range(args.rounds):  # the two sides alternate, so load drifts hit both
             for side, python, script, extra in (
@@ -226,8 +322,17 @@ def main(argv=None) -> int:
                 ("lerobot", args.lerobot_python, "lerobot_act.py", {}),
             ):
                 bar.set_postfix_str(f"{preset}/{workload}/{side}/round {rnd + 1}")
-                rec = run_worker(python, script, {**spec, **extra}, workload, steps,
-                                 args.warmup, args.timeout, cpus, args.single_thread)
+                rec = run_worker(
+                    python,
+                    script,
+                    {**spec, **extra},
+                    workload,
+                    steps,
+                    args.warmup,
+                    args.timeout,
+                    cpus,
+                    args.single_thread,
+                )
                 if "error" in rec:
                     tqdm.write(f"[{preset}/{workload}/{side}] {rec['error']}")
                 records[side].append(rec)
@@ -243,31 +348,41 @@ def main(argv=None) -> int:
             row["peak_rss_ratio_jax_over_torch"] = j["peak_rss_mb"] / t["peak_rss_mb"]
             row["params_equal"] = j["n_params"] == t["n_params"]
             if not row["params_equal"]:
-                tqdm.write(f"[{preset}] parameter counts differ: JAX {j['n_params']:,} vs "
-                           f"LeRobot {t['n_params']:,}")
+                tqdm.write(
+                    f"[{preset}] parameter counts differ: JAX {j['n_params']:,} vs "
+                    f"LeRobot {t['n_params']:,}"
+                )
         rows.append(row)
     bar.close()
 
     print(table(rows))
-    print("\nMedian of the timed calls after warm-up (best of --rounds); train = forward + "
-          "backward + clip(10) + AdamW, batch as in the preset; infer = one action chunk at "
-          "batch 1. Peak RSS is each worker process's own (JAX's includes compilation). Load: "
-          "1-min load average after the runs, on a shared machine.")
+    print(
+        "\nMedian of the timed calls after warm-up (best of --rounds); train = forward + "
+        "backward + clip(10) + AdamW, batch as in the preset; infer = one action chunk at "
+        "batch 1. Peak RSS is each worker process's own (JAX's includes compilation). Load: "
+        "1-min load average after the runs, on a shared machine."
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "cpu_count": os.cpu_count(),
         "loadavg_end": os.getloadavg(),
-        "steps": args.steps, "infer_steps": args.infer_steps, "warmup": args.warmup,
-        "rounds": args.rounds, "single_thread": args.single_thread,
+        "steps": args.steps,
+        "infer_steps": args.infer_steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "single_thread": args.single_thread,
         "cpus": sorted(cpus) if cpus else "all",
         "rows": rows,
     }
     args.out.write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out}")
-    failed = [f"{r['preset']}/{r['workload']}" for r in rows
-              if "error" in r["jax"] or "error" in r["lerobot"]]
+    failed = [
+        f"{r['preset']}/{r['workload']}"
+        for r in rows
+        if "error" in r["jax"] or "error" in r["lerobot"]
+    ]
     return 1 if failed else 0
 
 

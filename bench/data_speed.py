@@ -83,12 +83,20 @@ def child(spec: dict) -> dict:
     size, batch, chunk = spec["image_size"], spec["batch"], spec["chunk"]
     rss_imports = rss_mb()
     t = time.perf_counter()
-    episodes = data.load_episodes(spec["dataset_dir"], ("top", "lateral"), size, 6, 6,
-                                  decode=spec["mode"], decode_threads=spec["threads"])
+    episodes = data.load_episodes(
+        spec["dataset_dir"],
+        ("top", "lateral"),
+        size,
+        6,
+        6,
+        decode=spec["mode"],
+        decode_threads=spec["threads"],
+    )
     load_s = time.perf_counter() - t
     stats = normalization.compute([e.state for e in episodes], [e.action for e in episodes])
-    sampler = data.ChunkSampler(episodes, stats, chunk, batch, seed=0,
-                                decode_threads=spec["threads"])
+    sampler = data.ChunkSampler(
+        episodes, stats, chunk, batch, seed=0, decode_threads=spec["threads"]
+    )
     for step in range(3):
         sampler.batch(step)
     t = time.perf_counter()
@@ -105,23 +113,31 @@ def child(spec: dict) -> dict:
         "rss_after_load_mb": rss_mb(),
         "peak_rss_mb": rss_mb("VmHWM"),
         "batches_per_s": spec["batches"] / seconds,
-        "frames_decoded_per_s": (spec["batches"] * batch * 2 / seconds
-                                 if spec["mode"] == "lazy" else None),
+        "frames_decoded_per_s": (
+            spec["batches"] * batch * 2 / seconds if spec["mode"] == "lazy" else None
+        ),
     }
 
 
 def run_child(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
-                         capture_output=True, text=True, cwd=ROOT,
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", default="1,2,4",
-                   help="comma-separated decode thread counts for the lazy runs")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--threads", default="1,2,4", help="comma-separated decode thread counts for the lazy runs"
+    )
     p.add_argument("--batches", type=int, default=40, help="timed batches per run")
     p.add_argument("--shapes", default=",".join(SHAPES), help=f"of {sorted(SHAPES)}")
     p.add_argument("--frames", choices=["sim", "synthetic"], default="sim")
@@ -133,8 +149,12 @@ def main(argv=None):
         print(json.dumps(child(json.loads(args.child))))
         return
     threads = [int(n) for n in args.threads.split(",")]
-    results = {"load_average": os.getloadavg(), "cpu_count": os.cpu_count(),
-               "frames": args.frames, "runs": []}
+    results = {
+        "load_average": os.getloadavg(),
+        "cpu_count": os.cpu_count(),
+        "frames": args.frames,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         for shape in args.shapes.split(","):
@@ -143,22 +163,32 @@ def main(argv=None):
             read_ms = record_read_ms(dataset_dir)
             results.setdefault("record_read_ms", {})[shape] = read_ms
             print(f"{shape}: one episode record read + parsed in {read_ms:.1f} ms", flush=True)
-            base = dict(shape=shape, dataset_dir=str(dataset_dir), image_size=list(size),
-                        batch=batch, chunk=chunk, batches=args.batches)
+            base = dict(
+                shape=shape,
+                dataset_dir=str(dataset_dir),
+                image_size=list(size),
+                batch=batch,
+                chunk=chunk,
+                batches=args.batches,
+            )
             for mode, n in [("memory", max(threads))] + [("lazy", n) for n in threads]:
                 r = run_child(base | dict(mode=mode, threads=n))
                 results["runs"].append(r)
-                print(f"{shape:12s} {mode:6s} threads={n}: {r['batches_per_s']:7.1f} batches/s, "
-                      f"load {r['load_s']:.2f} s, images held {r['held_image_mb']:.1f} MiB "
-                      f"({r['frames']} frames), RSS {r['rss_after_imports_mb']:.0f} -> "
-                      f"{r['rss_after_load_mb']:.0f} MiB, peak {r['peak_rss_mb']:.0f} MiB",
-                      flush=True)
+                print(
+                    f"{shape:12s} {mode:6s} threads={n}: {r['batches_per_s']:7.1f} batches/s, "
+                    f"load {r['load_s']:.2f} s, images held {r['held_image_mb']:.1f} MiB "
+                    f"({r['frames']} frames), RSS {r['rss_after_imports_mb']:.0f} -> "
+                    f"{r['rss_after_load_mb']:.0f} MiB, peak {r['peak_rss_mb']:.0f} MiB",
+                    flush=True,
+                )
     seed_runs = [r for r in results["runs"] if r["shape"] == "seed"]
     if seed_runs:  # The seed config's dataset: 50 episodes of ~400 steps.
         per_frame = {r["mode"]: r["held_image_mb"] / r["frames"] for r in seed_runs}
         results["seed_50x400_gb"] = {m: v * 50 * 400 / 1024 for m, v in per_frame.items()}
-        print("seed config's 50 episodes of 400 steps, images held: " + ", ".join(
-            f"{m} {v:.1f} GiB" for m, v in results["seed_50x400_gb"].items()))
+        print(
+            "seed config's 50 episodes of 400 steps, images held: "
+            + ", ".join(f"{m} {v:.1f} GiB" for m, v in results["seed_50x400_gb"].items())
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

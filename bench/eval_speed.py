@@ -28,8 +28,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="sim_default", help="configs/<name>.py")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--ticks", type=int, default=200, help="ticks per episode")
@@ -68,28 +69,45 @@ def main(argv=None):
 
     control_loop.run_loop = recording_loop
     records = []
-    with SimRobot(image_size=tuple(config.model.image_size),
-                  cameras=tuple(config.model.cameras)) as robot:
+    with SimRobot(
+        image_size=tuple(config.model.image_size), cameras=tuple(config.model.cameras)
+    ) as robot:
         for spec in args.executions.split(","):
             loop_stats.clear()
             t0 = time.perf_counter()
-            rollouts = run_rollouts(lambda s=spec: policy.as_controller(make_executor(s)), robot,
-                                    episodes=args.episodes, max_steps=args.ticks, progress=False)
+            rollouts = run_rollouts(
+                lambda s=spec: policy.as_controller(make_executor(s)),
+                robot,
+                episodes=args.episodes,
+                max_steps=args.ticks,
+                progress=False,
+            )
             wall = time.perf_counter() - t0
             ticks = sum(r.steps for r in rollouts)
-            parts = {k: float(np.mean([s.latency_ms[k]["mean"] for s in loop_stats]))
-                     for k in ("observation", "policy", "send", "tick")}
-            records.append({
-                "config": args.config, "execution": spec, "episodes": args.episodes,
-                "ticks": ticks, "ticks_per_s": ticks / wall, "realtime_factor": ticks / wall / 30,
-                "mean_ms": parts, "policy_compile_s": compile_s,
-                "retraces_after_warmup": policy.retraces_after_warmup,
-                "image_size": list(config.model.image_size),
-            })
-            print(f"{args.config:>12} {spec:>16}: {ticks / wall:6.1f} ticks/s "
-                  f"({ticks / wall / 30:.1f}x real time); per tick: render+obs "
-                  f"{parts['observation']:.1f} ms, policy {parts['policy']:.1f} ms, "
-                  f"physics+send {parts['send']:.1f} ms")
+            parts = {
+                k: float(np.mean([s.latency_ms[k]["mean"] for s in loop_stats]))
+                for k in ("observation", "policy", "send", "tick")
+            }
+            records.append(
+                {
+                    "config": args.config,
+                    "execution": spec,
+                    "episodes": args.episodes,
+                    "ticks": ticks,
+                    "ticks_per_s": ticks / wall,
+                    "realtime_factor": ticks / wall / 30,
+                    "mean_ms": parts,
+                    "policy_compile_s": compile_s,
+                    "retraces_after_warmup": policy.retraces_after_warmup,
+                    "image_size": list(config.model.image_size),
+                }
+            )
+            print(
+                f"{args.config:>12} {spec:>16}: {ticks / wall:6.1f} ticks/s "
+                f"({ticks / wall / 30:.1f}x real time); per tick: render+obs "
+                f"{parts['observation']:.1f} ms, policy {parts['policy']:.1f} ms, "
+                f"physics+send {parts['send']:.1f} ms"
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     for r in records:
         r.update(peak_rss_gb=peak, load=os.getloadavg(), device=str(jax.devices()[0]))

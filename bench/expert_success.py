@@ -16,8 +16,9 @@ from hardware.sim.expert import evaluate
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--episodes", type=int, default=100, help="per distribution")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results/expert_success.json")
@@ -26,8 +27,10 @@ def main(argv=None):
     for dist in ("uniform", "named", "held_out"):
         s = evaluate(args.episodes, args.seed, dist, progress=False)
         results[dist] = s
-        print(f"{dist:>9}: {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
-              f"(mean {s['mean_episode_steps']:.0f} steps, {s['wall_s']:.1f} s)")
+        print(
+            f"{dist:>9}: {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
+            f"(mean {s['mean_episode_steps']:.0f} steps, {s['wall_s']:.1f} s)"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -50,10 +50,20 @@ def main(argv=None):
     )
     p.add_argument("--episodes", type=int, default=100, help="per cell (default %(default)s)")
     p.add_argument("--seed", type=int, default=2000, help="seed of the first cube start")
-    p.add_argument("--clearances", type=float, nargs="+",
-                   default=[0.0, 0.004, 0.008, FIXED_JAW_CLEARANCE], help="metres")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.002, 0.004, 0.008],
-                   help="aiming error, standard deviation in metres per axis")
+    p.add_argument(
+        "--clearances",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.004, 0.008, FIXED_JAW_CLEARANCE],
+        help="metres",
+    )
+    p.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.002, 0.004, 0.008],
+        help="aiming error, standard deviation in metres per axis",
+    )
     p.add_argument("--out", default="bench/results/expert_tolerance.json")
     args = p.parse_args(argv)
 
@@ -63,19 +73,28 @@ def main(argv=None):
     with robot:
         cells = [(c, s) for c in args.clearances for s in args.sigmas]
         for clearance, sigma in tqdm(cells, desc="cells", unit="cell"):
-            outcomes = [trial(robot, args.seed + i, clearance, sigma)
-                        for i in range(args.episodes)]
+            outcomes = [trial(robot, args.seed + i, clearance, sigma) for i in range(args.episodes)]
             ok = sum(s for s, _ in outcomes)
-            results.append({"clearance_m": clearance, "sigma_m": sigma, "episodes": args.episodes,
-                            "successes": ok,
-                            "failed_errors_m": [e for s, e in outcomes if not s]})
-    print(f"expert success with aiming error ({args.episodes} starts a cell, "
-          f"{time.perf_counter() - t0:.0f} s)")
+            results.append(
+                {
+                    "clearance_m": clearance,
+                    "sigma_m": sigma,
+                    "episodes": args.episodes,
+                    "successes": ok,
+                    "failed_errors_m": [e for s, e in outcomes if not s],
+                }
+            )
+    print(
+        f"expert success with aiming error ({args.episodes} starts a cell, "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
     print("clearance \\ sigma " + "".join(f"{1e3 * s:>8.0f}mm" for s in args.sigmas))
     for clearance in args.clearances:
         row = [r for r in results if r["clearance_m"] == clearance]
-        print(f"{1e3 * clearance:>15.0f}mm " +
-              "".join(f"{r['successes']:>7d}/{r['episodes']:<3d}" for r in row))
+        print(
+            f"{1e3 * clearance:>15.0f}mm "
+            + "".join(f"{r['successes']:>7d}/{r['episodes']:<3d}" for r in row)
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seed": args.seed, "cells": results}, indent=2))

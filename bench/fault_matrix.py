@@ -28,12 +28,16 @@ from pathlib import Path
 
 ROWS = (
     ("none", {}),
-    ("drop", {"drop": 0.05}), ("drop", {"drop": 0.3}),
+    ("drop", {"drop": 0.05}),
+    ("drop", {"drop": 0.3}),
     ("delay 50 ms", {"delay": 0.05, "delay_s": 0.05}),
     ("delay 50 ms", {"delay": 0.5, "delay_s": 0.05}),
-    ("corrupt", {"corrupt": 0.05}), ("corrupt", {"corrupt": 0.3}),
-    ("truncate", {"truncate": 0.05}), ("truncate", {"truncate": 0.3}),
-    ("wrong id", {"wrong_id": 0.05}), ("wrong id", {"wrong_id": 0.3}),
+    ("corrupt", {"corrupt": 0.05}),
+    ("corrupt", {"corrupt": 0.3}),
+    ("truncate", {"truncate": 0.05}),
+    ("truncate", {"truncate": 0.3}),
+    ("wrong id", {"wrong_id": 0.05}),
+    ("wrong id", {"wrong_id": 0.3}),
     ("dead servo 3", {"dead_ids": {3}}),
     ("overload on servo 2", {"error_bits": {2: 0x20}}),
     ("unplug after 2 s", {"unplug_after_s": 2.0}),
@@ -60,8 +64,14 @@ def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
 
     t0 = time.time()
     try:
-        eps = deploy_emulated(policy, episodes=1, seed=seed, max_steps=max_steps,
-                              clock="real", on_emulator=on_emulator)
+        eps = deploy_emulated(
+            policy,
+            episodes=1,
+            seed=seed,
+            max_steps=max_steps,
+            clock="real",
+            on_emulator=on_emulator,
+        )
         ep = eps[0]
         outcome = "protective stop" if ep.stop_reason else "completed"
         reason, ticks = ep.stop_reason, ep.stats.ticks
@@ -69,14 +79,20 @@ def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
         outcome, reason, ticks = "error", f"{type(e).__name__}: {e}", None
     emu = held["emu"]
     torque = {i: int(emu.get(i, "Torque_Enable")) for i in sorted(emu.servos)}
-    return {"outcome": outcome, "reason": reason, "ticks": ticks,
-            "torque_on_at_exit": sum(torque.values()), "servos": len(torque),
-            "wall_s": round(time.time() - t0, 1)}
+    return {
+        "outcome": outcome,
+        "reason": reason,
+        "ticks": ticks,
+        "torque_on_at_exit": sum(torque.values()),
+        "servos": len(torque),
+        "wall_s": round(time.time() - t0, 1),
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--max-steps", type=int, default=150, help="ticks per episode")
@@ -89,28 +105,41 @@ def main(argv=None) -> int:
     policy = Policy.from_checkpoint(args.checkpoint)
     policy.warmup()
     rows = []
-    for loaded in ((False,) if args.no_load else (False, True)):
+    for loaded in (False,) if args.no_load else (False, True):
         stop = multiprocessing.Event()
-        busy = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True)
-                for _ in range(os.cpu_count() if loaded else 0)]
+        busy = [
+            multiprocessing.Process(target=_busy, args=(stop,), daemon=True)
+            for _ in range(os.cpu_count() if loaded else 0)
+        ]
         for b in busy:
             b.start()
         try:
             for name, faults in ROWS:
                 r = run_row(policy, faults, args.max_steps, args.seed)
                 shown = {k: (sorted(v) if isinstance(v, set) else v) for k, v in faults.items()}
-                r.update(fault=name, knobs={k: str(v) for k, v in shown.items()},
-                         cpu_loaded=loaded, load_avg=os.getloadavg())
+                r.update(
+                    fault=name,
+                    knobs={k: str(v) for k, v in shown.items()},
+                    cpu_loaded=loaded,
+                    load_avg=os.getloadavg(),
+                )
                 rows.append(r)
-                print(f"{'loaded' if loaded else 'as is':7s} {name:22s} {str(shown):38s} "
-                      f"{r['outcome']:16s} torque on {r['torque_on_at_exit']}/{r['servos']}  "
-                      f"{(r['reason'] or '')[:70]}", flush=True)
+                print(
+                    f"{'loaded' if loaded else 'as is':7s} {name:22s} {str(shown):38s} "
+                    f"{r['outcome']:16s} torque on {r['torque_on_at_exit']}/{r['servos']}  "
+                    f"{(r['reason'] or '')[:70]}",
+                    flush=True,
+                )
         finally:
             stop.set()
             for b in busy:
                 b.join()
-    doc = {"command": "python bench/fault_matrix.py " + " ".join(argv or sys.argv[1:]),
-           "checkpoint": args.checkpoint, "max_steps": args.max_steps, "rows": rows}
+    doc = {
+        "command": "python bench/fault_matrix.py " + " ".join(argv or sys.argv[1:]),
+        "checkpoint": args.checkpoint,
+        "max_steps": args.max_steps,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")

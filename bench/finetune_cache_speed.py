@@ -52,29 +52,39 @@ def run_one(path: str, dataset: str, steps: int) -> dict:
     else:
         model = train.make_model(config)
         t0 = time.perf_counter()
-        memory, pos = F.encode_all(model, {"params": state.params,
-                                           "batch_stats": state.batch_stats}, sampler,
-                                   progress=False)
+        memory, pos = F.encode_all(
+            model,
+            {"params": state.params, "batch_stats": state.batch_stats},
+            sampler,
+            progress=False,
+        )
         once = time.perf_counter() - t0
         step = jax.jit(F.cached_train_step)
         for k in range(steps + 2):
             frames = sampler.frames_for(k)
             targets = sampler.gather_targets(frames)
             t0 = time.perf_counter()
-            state, metrics = step(state, memory[frames], pos, targets["actions"],
-                                  targets["action_is_pad"], rng)
+            state, metrics = step(
+                state, memory[frames], pos, targets["actions"], targets["action_is_pad"], rng
+            )
             jax.block_until_ready(metrics)
             times.append(time.perf_counter() - t0)
     per_step = float(np.median(times[2:]))  # the first two include compilation
-    return {"path": path, "frames": sampler.num_frames, "s_per_step": per_step,
-            "one_off_s": once, "est_1500_steps_s": once + 1500 * per_step,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "load_avg": os.getloadavg()}
+    return {
+        "path": path,
+        "frames": sampler.num_frames,
+        "s_per_step": per_step,
+        "one_off_s": once,
+        "est_1500_steps_s": once + 1500 * per_step,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_avg": os.getloadavg(),
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", required=True, help="act_episodes dataset dir (96x128 frames)")
     p.add_argument("--steps", type=int, default=30, help="timed steps per path")
     p.add_argument("--out", required=True, help="JSON file to write")
@@ -85,21 +95,41 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for path in ("masked", "cached"):
-        out = subprocess.run([sys.executable, __file__, "--one", path, "--dataset", args.dataset,
-                              "--steps", str(args.steps), "--out", "-"], check=True,
-                             capture_output=True, text=True, cwd=Path(__file__).parents[1],
-                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                path,
+                "--dataset",
+                args.dataset,
+                "--steps",
+                str(args.steps),
+                "--out",
+                "-",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[1],
+            env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])),
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1])
     masked, cached = rows
-    doc = {"command": "python bench/finetune_cache_speed.py " + " ".join(argv or sys.argv[1:]),
-           "config": "configs/sim_named.py, trainable decoder_mlp", "paths": rows,
-           "step_speedup": masked["s_per_step"] / cached["s_per_step"],
-           "fine_tune_1500_speedup": masked["est_1500_steps_s"] / cached["est_1500_steps_s"]}
+    doc = {
+        "command": "python bench/finetune_cache_speed.py " + " ".join(argv or sys.argv[1:]),
+        "config": "configs/sim_named.py, trainable decoder_mlp",
+        "paths": rows,
+        "step_speedup": masked["s_per_step"] / cached["s_per_step"],
+        "fine_tune_1500_speedup": masked["est_1500_steps_s"] / cached["est_1500_steps_s"],
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2))
-    print(f"cached step {doc['step_speedup']:.1f}x faster; a 1500-step fine-tune "
-          f"{doc['fine_tune_1500_speedup']:.1f}x faster including the encode; wrote {args.out}")
+    print(
+        f"cached step {doc['step_speedup']:.1f}x faster; a 1500-step fine-tune "
+        f"{doc['fine_tune_1500_speedup']:.1f}x faster including the encode; wrote {args.out}"
+    )
     return 0
 
 

@@ -52,10 +52,11 @@ def make_batch(spec: dict, batch_size: int, seed: int = 0) -> dict:
     h, w = spec["image_size"]
     c = spec["chunk_size"]
     pad = np.zeros((batch_size, c), bool)
-    pad[:, c - max(1, c // 10):] = True  # the chunk runs past the episode end
+    pad[:, c - max(1, c // 10) :] = True  # the chunk runs past the episode end
     return {
-        "images": {cam: rng.integers(0, 256, (batch_size, h, w, 3), np.uint8)
-                   for cam in spec["cameras"]},
+        "images": {
+            cam: rng.integers(0, 256, (batch_size, h, w, 3), np.uint8) for cam in spec["cameras"]
+        },
         "state": rng.standard_normal((batch_size, spec["state_dim"]), np.float32),
         "actions": rng.standard_normal((batch_size, c, spec["action_dim"]), np.float32),
         "action_is_pad": pad,
@@ -94,8 +95,12 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
 
             def loss_fn(p):
                 out = model.apply(
-                    {"params": p, "batch_stats": batch_stats}, batch["images"], batch["state"],
-                    batch["actions"], batch["action_is_pad"], train=True,
+                    {"params": p, "batch_stats": batch_stats},
+                    batch["images"],
+                    batch["state"],
+                    batch["actions"],
+                    batch["action_is_pad"],
+                    train=True,
                     rngs={"dropout": drop_rng, "latent": latent_rng},
                 )
                 return act_loss(out, batch["actions"], batch["action_is_pad"], KL_WEIGHT)
@@ -105,15 +110,19 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
             return optax.apply_updates(params, updates), opt_state, loss
 
         t0 = time.perf_counter()
-        compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(
-            params, opt_state, batch, jnp.int32(0)).compile()
+        compiled = (
+            jax.jit(train_step, donate_argnums=(0, 1))
+            .lower(params, opt_state, batch, jnp.int32(0))
+            .compile()
+        )
         compile_s = time.perf_counter() - t0
         state = {"params": params, "opt": opt_state, "step": 0}
         losses = []
 
         def step():
             state["params"], state["opt"], loss = compiled(
-                state["params"], state["opt"], batch, jnp.int32(state["step"]))
+                state["params"], state["opt"], batch, jnp.int32(state["step"])
+            )
             state["step"] += 1
             losses.append(float(loss))  # blocks until the step is done
     elif mode == "infer":
@@ -181,9 +190,12 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
 
 def main(argv=None) -> int:
     return act_bench_common.main(
-        run, DEFAULT_SPEC,
+        run,
+        DEFAULT_SPEC,
         "Time the JAX ACT (train step or batch-1 inference); prints one JSON object.",
-        "untimed calls after compile (>= 1)", argv)
+        "untimed calls after compile (>= 1)",
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def make_batch(spec: dict, batch_size: int, with_actions: bool, seed: int = 0) -
         c = spec["chunk_size"]
         batch["action"] = torch.randn(batch_size, c, spec["action_dim"], generator=g)
         pad = torch.zeros(batch_size, c, dtype=torch.bool)
-        pad[:, c - max(1, c // 10):] = True  # the chunk runs past the episode end
+        pad[:, c - max(1, c // 10) :] = True  # the chunk runs past the episode end
         batch["action_is_pad"] = pad
     return batch
 
@@ -113,15 +113,20 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in policy.parameters())
     n_backbone = sum(
-        p.numel() for n, p in policy.named_parameters() if n.startswith("model.backbone"))
+        p.numel() for n, p in policy.named_parameters() if n.startswith("model.backbone")
+    )
 
     if mode == "train":
         policy.train()
         batch = make_batch(spec, spec["batch"], with_actions=True, seed=seed)
         # What LeRobot's AdamWConfig preset builds: betas (0.9, 0.999), eps 1e-8, grad clip 10.
         optimizer = torch.optim.AdamW(
-            policy.get_optim_params(), lr=config.optimizer_lr, betas=(0.9, 0.999), eps=1e-8,
-            weight_decay=config.optimizer_weight_decay)
+            policy.get_optim_params(),
+            lr=config.optimizer_lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            weight_decay=config.optimizer_weight_decay,
+        )
         losses = []
 
         def step():
@@ -176,9 +181,12 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
 
 def main(argv=None) -> int:
     return act_bench_common.main(
-        run, DEFAULT_SPEC,
+        run,
+        DEFAULT_SPEC,
         "Time LeRobot's ACT (train step or batch-1 inference); prints one JSON object.",
-        "untimed calls first (>= 1)", argv)
+        "untimed calls first (>= 1)",
+        argv,
+    )
 
 
 if __name__ == "__main__":

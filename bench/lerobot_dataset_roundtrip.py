@@ -44,7 +44,7 @@ def frame(cam: int, ep: int, t: int):
 
     y, x = np.mgrid[0:H, 0:W]
     img = np.stack([x * 2, y * 2, np.full_like(x, 40 + 60 * cam + 30 * ep)], -1)
-    img[20:44, 3 * t % (W - 16):3 * t % (W - 16) + 16] = 250
+    img[20:44, 3 * t % (W - 16) : 3 * t % (W - 16) + 16] = 250
     return img.astype(np.uint8)
 
 
@@ -81,21 +81,37 @@ def make(root: Path, use_videos: bool, seed: int) -> None:
     features = {
         "observation.state": {"dtype": "float32", "shape": (6,), "names": names},
         "action": {"dtype": "float32", "shape": (6,), "names": names},
-        **{f"observation.images.{c}": {"dtype": kind, "shape": (H, W, 3),
-                                       "names": ["height", "width", "channels"]}
-           for c in CAMERAS},
+        **{
+            f"observation.images.{c}": {
+                "dtype": kind,
+                "shape": (H, W, 3),
+                "names": ["height", "width", "channels"],
+            }
+            for c in CAMERAS
+        },
     }
-    ds = LeRobotDataset.create("local/roundtrip", fps=FPS, features=features, root=root,
-                               robot_type="so101_follower", use_videos=use_videos)
+    ds = LeRobotDataset.create(
+        "local/roundtrip",
+        fps=FPS,
+        features=features,
+        root=root,
+        robot_type="so101_follower",
+        use_videos=use_videos,
+    )
     rng = np.random.default_rng(seed)
     written = {}
     for e, n in enumerate(LENGTHS):
         state = (rng.normal(size=(n, 6)) * 30).astype(np.float32)
         action = (rng.normal(size=(n, 6)) * 30).astype(np.float32)
         for t in range(n):
-            ds.add_frame({"observation.state": state[t], "action": action[t], "task": "pick",
-                          **{f"observation.images.{c}": frame(i, e, t)
-                             for i, c in enumerate(CAMERAS)}})
+            ds.add_frame(
+                {
+                    "observation.state": state[t],
+                    "action": action[t],
+                    "task": "pick",
+                    **{f"observation.images.{c}": frame(i, e, t) for i, c in enumerate(CAMERAS)},
+                }
+            )
         ds.save_episode()
         written[f"ep{e}/state"], written[f"ep{e}/action"] = state, action
     ds.finalize()
@@ -109,9 +125,12 @@ def make(root: Path, use_videos: bool, seed: int) -> None:
         items = [back[start + t] for t in range(n)]
         written[f"lerobot/ep{e}/timestamp"] = np.array([float(it["timestamp"]) for it in items])
         for c in CAMERAS:  # LeRobot hands out float CHW in [0, 1]
-            written[f"lerobot/ep{e}/{c}"] = np.stack([
-                (it[f"observation.images.{c}"].permute(1, 2, 0).numpy() * 255).round()
-                for it in items]).astype(np.uint8)
+            written[f"lerobot/ep{e}/{c}"] = np.stack(
+                [
+                    (it[f"observation.images.{c}"].permute(1, 2, 0).numpy() * 255).round()
+                    for it in items
+                ]
+            ).astype(np.uint8)
     written["codebase_version"] = np.array(CODEBASE_VERSION)
     np.savez(root / "reference.npz", **written)
 
@@ -131,9 +150,14 @@ def check(root: Path, tfds_dir: Path) -> dict:
     print(conv)
     eps = load_episodes(conv.dataset_dir, CAMERAS, (H, W), 6, 6)
     source = load(conv.dataset_dir)
-    result = {"codebase_version": str(ref["codebase_version"]), "size": [H, W],
-              "episodes": len(eps), "frames": sum(len(e) for e in eps),
-              "convert_s": round(seconds, 2), "ok": True}
+    result = {
+        "codebase_version": str(ref["codebase_version"]),
+        "size": [H, W],
+        "episodes": len(eps),
+        "frames": sum(len(e) for e in eps),
+        "convert_s": round(seconds, 2),
+        "ok": True,
+    }
     problems = []
     vs_lerobot, vs_written = [], []
     for e, ep in enumerate(eps):
@@ -173,8 +197,9 @@ def main(argv=None) -> int:
     p.add_argument("--lerobot-python", type=Path, default=DEFAULT_LEROBOT_PY)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default=f"{H}x{W}", help="HxW of the frames (default %(default)s)")
-    p.add_argument("--out", type=Path,
-                   help="default: bench/results/lerobot_dataset_roundtrip_<HxW>.json")
+    p.add_argument(
+        "--out", type=Path, help="default: bench/results/lerobot_dataset_roundtrip_<HxW>.json"
+    )
     args = p.parse_args(argv)
     H, W = (int(v) for v in args.size.split("x"))
     if args.make:
@@ -186,16 +211,26 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in ("videos", "images"):
             root = Path(tmp) / variant
-            cmd = [str(args.lerobot_python), __file__, "--make", str(root), "--seed",
-                   str(args.seed), "--size", args.size]
+            cmd = [
+                str(args.lerobot_python),
+                __file__,
+                "--make",
+                str(root),
+                "--seed",
+                str(args.seed),
+                "--size",
+                args.size,
+            ]
             cmd += ["--images"] if variant == "images" else []
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"LeRobot step failed:\n{proc.stderr[-4000:]}")
             make_s = time.perf_counter() - t0
-            results[variant] = {**check(root, Path(tmp) / "tfds"),
-                                "lerobot_make_s": round(make_s, 1)}
+            results[variant] = {
+                **check(root, Path(tmp) / "tfds"),
+                "lerobot_make_s": round(make_s, 1),
+            }
             shutil.rmtree(Path(tmp) / "tfds")
             print(f"{variant}: {json.dumps(results[variant])}")
     args.out = args.out or BENCH / "results" / f"lerobot_dataset_roundtrip_{args.size}.json"

@@ -70,7 +70,7 @@ def dump(path: Path, spec_overrides: dict, seed: int) -> None:
     state = rng.standard_normal((b, spec["state_dim"]), np.float32)
     actions = rng.standard_normal((b, c, spec["action_dim"]), np.float32)
     pad = np.zeros((b, c), bool)
-    pad[:, c - max(1, c // 10):] = True
+    pad[:, c - max(1, c // 10) :] = True
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     batch = {"observation.state": torch.from_numpy(state)}
@@ -81,11 +81,14 @@ def dump(path: Path, spec_overrides: dict, seed: int) -> None:
     captured = {"backbone": []}
     model = policy.model
     model.backbone.register_forward_hook(
-        lambda m, i, o: captured["backbone"].append(o["feature_map"].permute(0, 2, 3, 1)))
+        lambda m, i, o: captured["backbone"].append(o["feature_map"].permute(0, 2, 3, 1))
+    )
     model.encoder.register_forward_hook(
-        lambda m, i, o: captured.__setitem__("encoder", o.transpose(0, 1)))
+        lambda m, i, o: captured.__setitem__("encoder", o.transpose(0, 1))
+    )
     model.decoder.register_forward_hook(
-        lambda m, i, o: captured.__setitem__("decoder", o.transpose(0, 1)))
+        lambda m, i, o: captured.__setitem__("decoder", o.transpose(0, 1))
+    )
     out = {"actions": policy.predict_action_chunk(batch)}
     for cam, feat in zip(spec["cameras"], captured["backbone"], strict=True):
         out[f"backbone/{cam}"] = feat
@@ -99,10 +102,16 @@ def dump(path: Path, spec_overrides: dict, seed: int) -> None:
                 m.dropout = 0.0
         policy.train()
         with torch.no_grad():
-            _, (mu, logvar) = model({**batch, "action": torch.from_numpy(actions),
-                                     "action_is_pad": torch.from_numpy(pad),
-                                     "observation.images": [batch[f"observation.images.{k}"]
-                                                            for k in spec["cameras"]]})
+            _, (mu, logvar) = model(
+                {
+                    **batch,
+                    "action": torch.from_numpy(actions),
+                    "action_is_pad": torch.from_numpy(pad),
+                    "observation.images": [
+                        batch[f"observation.images.{k}"] for k in spec["cameras"]
+                    ],
+                }
+            )
         out["vae/mu"], out["vae/logvar"] = mu, logvar
 
     arrays = {f"sd/{k}": v.numpy() for k, v in policy.state_dict().items()}
@@ -151,14 +160,19 @@ def compare(npz_path: Path, tol: float, export_dir: Path) -> dict:
 
     images = {cam: data[f"in/images/{cam}"] for cam in config.cameras}
     state = data["in/state"]
-    out, cache = ACT(config).apply(variables, images, state, train=False,
-                                   mutable=["intermediates"])
+    out, cache = ACT(config).apply(variables, images, state, train=False, mutable=["intermediates"])
     ours = {"actions": out["actions"], **flatten(cache["intermediates"])}
     if config.use_vae:
         no_drop = ACT(dataclasses.replace(config, dropout=0.0))
-        vae = no_drop.apply(variables, images, state, data["in/actions"],
-                            data["in/action_is_pad"], train=True,
-                            rngs={"dropout": jax.random.key(0), "latent": jax.random.key(1)})
+        vae = no_drop.apply(
+            variables,
+            images,
+            state,
+            data["in/actions"],
+            data["in/action_is_pad"],
+            train=True,
+            rngs={"dropout": jax.random.key(0), "latent": jax.random.key(1)},
+        )
         ours["vae/mu"], ours["vae/logvar"] = vae["mu"], vae["logvar"]
 
     rows = {}
@@ -169,21 +183,37 @@ def compare(npz_path: Path, tol: float, export_dir: Path) -> dict:
             continue
         diff = float(np.max(np.abs(ref - got)))
         scale = float(np.max(np.abs(ref)))
-        rows[key] = {"shape": list(ref.shape), "max_abs_diff": diff, "ref_max_abs": scale,
-                     "rel_diff": diff / max(scale, 1e-12), "ok": diff / max(scale, 1.0) <= tol}
-    return {"spec": spec, "n_tensors": len(sd), "roundtrip_exact": roundtrip, "tol": tol,
-            "outputs": rows, "ok": roundtrip and all(r["ok"] for r in rows.values())}
+        rows[key] = {
+            "shape": list(ref.shape),
+            "max_abs_diff": diff,
+            "ref_max_abs": scale,
+            "rel_diff": diff / max(scale, 1e-12),
+            "ok": diff / max(scale, 1.0) <= tol,
+        }
+    return {
+        "spec": spec,
+        "n_tensors": len(sd),
+        "roundtrip_exact": roundtrip,
+        "tol": tol,
+        "outputs": rows,
+        "ok": roundtrip and all(r["ok"] for r in rows.values()),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="LeRobot ACT -> JAX ACT weight conversion parity check.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--spec", default=json.dumps(PARITY_SPEC),
-                        help="JSON overrides of bench/lerobot_act.py's spec (LeRobot defaults)")
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--spec",
+        default=json.dumps(PARITY_SPEC),
+        help="JSON overrides of bench/lerobot_act.py's spec (LeRobot defaults)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tol", type=float, default=1e-4,
-                        help="max |diff| / max(1, max |ref|) allowed per output")
+    parser.add_argument(
+        "--tol", type=float, default=1e-4, help="max |diff| / max(1, max |ref|) allowed per output"
+    )
     parser.add_argument("--npz", type=Path, help="compare an existing dump instead of making one")
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # step 1, in the LeRobot venv
     parser.add_argument("--load-check", type=Path, help=argparse.SUPPRESS)  # step 3, ditto
@@ -198,35 +228,49 @@ def main(argv=None) -> int:
         load_check(args.load_check, args.npz)
         return 0
     if not args.lerobot_python.exists():
-        parser.error(f"--lerobot-python {args.lerobot_python} does not exist: run "
-                     "`bash bench/lerobot_env.sh` first")
+        parser.error(
+            f"--lerobot-python {args.lerobot_python} does not exist: run "
+            "`bash bench/lerobot_env.sh` first"
+        )
     lerobot = [str(args.lerobot_python), __file__]
     with tempfile.TemporaryDirectory() as tmp:
         npz = args.npz
         if npz is None:
             npz = Path(tmp) / "lerobot_act.npz"
             print(f"running LeRobot ACT ({args.lerobot_python}) ...", flush=True)
-            subprocess.run([*lerobot, "--dump", str(npz), "--spec", args.spec,
-                            "--seed", str(args.seed)], check=True)
+            subprocess.run(
+                [*lerobot, "--dump", str(npz), "--spec", args.spec, "--seed", str(args.seed)],
+                check=True,
+            )
         result = compare(npz, args.tol, Path(tmp) / "exported")
         print("loading the export with LeRobot's ACTPolicy.from_pretrained ...", flush=True)
-        proc = subprocess.run([*lerobot, "--load-check", str(Path(tmp) / "exported"),
-                               "--npz", str(npz)], check=True, capture_output=True, text=True)
+        proc = subprocess.run(
+            [*lerobot, "--load-check", str(Path(tmp) / "exported"), "--npz", str(npz)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         result["export"] = json.loads(proc.stdout.strip().splitlines()[-1])
         result["ok"] = result["ok"] and result["export"]["equal"]
-    print(f"{result['n_tensors']} LeRobot tensors; to_lerobot(from_lerobot(sd)) == sd: "
-          f"{result['roundtrip_exact']}")
+    print(
+        f"{result['n_tensors']} LeRobot tensors; to_lerobot(from_lerobot(sd)) == sd: "
+        f"{result['roundtrip_exact']}"
+    )
     print(f"{'output':<24} {'shape':<22} {'max |diff|':>11} {'max |ref|':>10}  ok")
     for key, r in result["outputs"].items():
         if "max_abs_diff" in r:
-            print(f"{key:<24} {str(tuple(r['shape'])):<22} {r['max_abs_diff']:>11.2e} "
-                  f"{r['ref_max_abs']:>10.3g}  {r['ok']}")
+            print(
+                f"{key:<24} {str(tuple(r['shape'])):<22} {r['max_abs_diff']:>11.2e} "
+                f"{r['ref_max_abs']:>10.3g}  {r['ok']}"
+            )
         else:
             print(f"{key:<24} shape mismatch: LeRobot {r['shape_ref']}, JAX {r['shape_jax']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"export loaded by LeRobot's ACTPolicy.from_pretrained, state_dict identical: "
-          f"{result['export']['equal']} ({result['export']['n_tensors']} tensors)")
+    print(
+        f"export loaded by LeRobot's ACTPolicy.from_pretrained, state_dict identical: "
+        f"{result['export']['equal']} ({result['export']['n_tensors']} tensors)"
+    )
     print(f"{'PASS' if result['ok'] else 'FAIL'} (tol {args.tol}); wrote {args.out}")
     return 0 if result["ok"] else 1
 

@@ -65,14 +65,21 @@ def time_ticks(size, ticks: int, warmup: int = 20, supersample: int = 1) -> dict
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ticks", type=int, default=300, help="timed ticks per size")
     p.add_argument("--out", default="bench/results/sim_speed.json")
     args = p.parse_args(argv)
     results = []
-    runs = [(None, 1), ((48, 64), 1), ((96, 128), 1), ((96, 128), 2), ((240, 320), 1),
-            ((480, 640), 1)]
+    runs = [
+        (None, 1),
+        ((48, 64), 1),
+        ((96, 128), 1),
+        ((96, 128), 2),
+        ((240, 320), 1),
+        ((480, 640), 1),
+    ]
     for size, ss in runs:
         r = time_ticks(size, args.ticks, supersample=ss)
         target = TARGETS_MS.get(size) if ss == 1 else None
@@ -83,16 +90,27 @@ def main(argv=None):
         label += " (2x AA)" if ss > 1 else ""
         verdict = "" if target is None else f"  (target < {target} ms: "
         verdict += "" if target is None else ("ok)" if r["meets_target"] else "MISSED)")
-        print(f"{label:>18}: step + render median {r['median_ms']:.2f} ms "
-              f"(p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f}), "
-              f"cpu {r['cpu_median_ms']:.2f} ms{verdict}")
+        print(
+            f"{label:>18}: step + render median {r['median_ms']:.2f} ms "
+            f"(p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f}), "
+            f"cpu {r['cpu_median_ms']:.2f} ms{verdict}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "mujoco_gl": os.environ.get("MUJOCO_GL"), "load_avg": os.getloadavg()},
-        "results": results,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "mujoco_gl": os.environ.get("MUJOCO_GL"),
+                    "load_avg": os.getloadavg(),
+                },
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

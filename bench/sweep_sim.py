@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_overrides(text: str) -> dict:
-    """"model.dim_model=128,train.lr=3e-4" -> {"model.dim_model": 128, "train.lr": 0.0003}."""
+    """ "model.dim_model=128,train.lr=3e-4" -> {"model.dim_model": 128, "train.lr": 0.0003}."""
     out = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
@@ -54,8 +54,15 @@ def load_episode_files(dirs, cameras, image_size, state_dim, action_dim):
             for cam, f in images.items():
                 if f.shape[1:3] != tuple(image_size):
                     raise ValueError(f"{path}: camera {cam} frames are {f.shape[1:3]}")
-            episodes.append(EpisodeData(len(episodes), images, ep.state.astype(np.float32),
-                                        ep.action.astype(np.float32), ep.meta.success))
+            episodes.append(
+                EpisodeData(
+                    len(episodes),
+                    images,
+                    ep.state.astype(np.float32),
+                    ep.action.astype(np.float32),
+                    ep.meta.success,
+                )
+            )
     if not episodes:
         raise FileNotFoundError(f"no episodes in {dirs}")
     return episodes
@@ -90,11 +97,30 @@ def record(out: Path, episodes: int, shards: int, image_size: str) -> None:
         n = min(per, episodes - k * per)
         if n <= 0:
             break
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "hardware.record", "--robot", "sim", "--teleop", "expert",
-             "--episodes", str(n), "--out", str(out / f"shard_{k}"), "--seed", str(100 + k),
-             "--image-size", image_size, "--no-progress"],
-            cwd=ROOT, stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hardware.record",
+                    "--robot",
+                    "sim",
+                    "--teleop",
+                    "expert",
+                    "--episodes",
+                    str(n),
+                    "--out",
+                    str(out / f"shard_{k}"),
+                    "--seed",
+                    str(100 + k),
+                    "--image-size",
+                    image_size,
+                    "--no-progress",
+                ],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
+        )
     for p in procs:
         if p.wait() != 0:
             raise RuntimeError("recording failed")
@@ -113,14 +139,19 @@ def summarize(out: Path, variants: dict[str, str]) -> dict:
             if "val/l1" in m:
                 val[m["step"]] = m["val/l1"]
         wall = workdir / "wall_s.txt"
-        rows[name] = {"overrides": overrides, "success_rate": evals, "val_l1": val,
-                      "wall_s": float(wall.read_text()) if wall.exists() else None}
+        rows[name] = {
+            "overrides": overrides,
+            "success_rate": evals,
+            "val_l1": val,
+            "wall_s": float(wall.read_text()) if wall.exists() else None,
+        }
     return rows
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", help="output directory (required)")
     p.add_argument("--episodes", type=int, default=48, help="demos to record (default 48)")
     p.add_argument("--shards", type=int, default=4, help="parallel recorders (default 4)")
@@ -128,8 +159,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--eval-episodes", type=int, default=30)
-    p.add_argument("--variant", action="append", default=[],
-                   help="NAME:field=value,... (repeatable; 'base:' is the config as is)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:field=value,... (repeatable; 'base:' is the config as is)",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--overrides", default="", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -151,12 +186,29 @@ def main(argv=None):
     for name, overrides in variants.items():
         log = open(out / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         procs[name] = subprocess.Popen(
-            [sys.executable, __file__, "--one", name, "--overrides", overrides,
-             "--workdir", str(out / name), "--episodes-root", str(out / "episodes"),
-             "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-             "--eval-episodes", str(args.eval_episodes)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f"{0.8 / len(variants):.2f}"))
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--overrides",
+                overrides,
+                "--workdir",
+                str(out / name),
+                "--episodes-root",
+                str(out / "episodes"),
+                "--steps",
+                str(args.steps),
+                "--eval-every",
+                str(args.eval_every),
+                "--eval-episodes",
+                str(args.eval_episodes),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION=f"{0.8 / len(variants):.2f}"),
+        )
     while any(p.poll() is None for p in procs.values()):
         time.sleep(10)
         rows = summarize(out, variants)
@@ -165,8 +217,10 @@ def main(argv=None):
     (out / "sweep.json").write_text(json.dumps(rows, indent=1))
     for name, r in rows.items():
         rc = procs[name].returncode
-        print(f"{name:>12} rc={rc} success {r['success_rate']} val_l1 {r['val_l1']} "
-              f"wall {r['wall_s']} s  [{r['overrides']}]")
+        print(
+            f"{name:>12} rc={rc} success {r['success_rate']} val_l1 {r['val_l1']} "
+            f"wall {r['wall_s']} s  [{r['overrides']}]"
+        )
 
 
 if __name__ == "__main__":

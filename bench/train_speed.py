@@ -81,9 +81,12 @@ def measure(config_name: str, steps: int, inference_calls: int, overrides: list[
     t0 = time.perf_counter()
     state = jax.block_until_ready(init(jax.random.key(0)))
     init_s = time.perf_counter() - t0
-    step = jax.jit(lambda s, x, r: train.train_step(s, x, r, config.train.kl_weight),
-                   in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl),
-                   donate_argnums=0)
+    step = jax.jit(
+        lambda s, x, r: train.train_step(s, x, r, config.train.kl_weight),
+        in_shardings=(repl, data_sharding, repl),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
     key = jax.random.key(1)
     t0 = time.perf_counter()
     state, metrics = jax.block_until_ready(step(state, batch, key))
@@ -133,12 +136,20 @@ def measure(config_name: str, steps: int, inference_calls: int, overrides: list[
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--configs", default="sim_default",
-                   help="comma-separated names in configs/ (default %(default)s)")
+    p.add_argument(
+        "--configs",
+        default="sim_default",
+        help="comma-separated names in configs/ (default %(default)s)",
+    )
     p.add_argument("--steps", type=int, default=10, help="timed train steps after the first")
     p.add_argument("--inference-calls", type=int, default=20)
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="config override for every config, e.g. --set model.dtype=bfloat16")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="config override for every config, e.g. --set model.dtype=bfloat16",
+    )
     p.add_argument("--out", default=str(ROOT / "bench/results/train_speed.json"))
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one config, print JSON
     args = p.parse_args(argv)
@@ -152,24 +163,43 @@ def main(argv=None):
     for name in args.configs.split(","):
         load_before = os.getloadavg()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--steps", str(args.steps),
-             "--inference-calls", str(args.inference_calls),
-             *[f"--set={o}" for o in args.set]],
-            cwd=ROOT, capture_output=True, text=True,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
-                                                             os.environ.get("PYTHONPATH", "")])))
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--steps",
+                str(args.steps),
+                "--inference-calls",
+                str(args.inference_calls),
+                *[f"--set={o}" for o in args.set],
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=dict(
+                os.environ,
+                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            ),
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             sys.exit(f"{name}: the measuring process failed:\n{proc.stderr[-4000:]}")
-        record = json.loads(lines[-1][len("RESULT "):])
-        record.update(load_before=load_before, load_after=os.getloadavg(),
-                      host=platform.node(), date=datetime.datetime.now().isoformat())
+        record = json.loads(lines[-1][len("RESULT ") :])
+        record.update(
+            load_before=load_before,
+            load_after=os.getloadavg(),
+            host=platform.node(),
+            date=datetime.datetime.now().isoformat(),
+        )
         records.append(record)
-        print(f"{name:12s} {record['device']:>14s}  params {record['params'] / 1e6:6.2f} M  "
-              f"batch {record['batch_size']:3d}  train step {record['train_step_ms_median']:9.1f} "
-              f"ms (first call {record['train_step_first_call_s']:6.1f} s)  inference "
-              f"{record['inference_ms_median']:7.1f} ms  peak RSS {record['peak_rss_gb']:5.2f} GB",
-              flush=True)
+        print(
+            f"{name:12s} {record['device']:>14s}  params {record['params'] / 1e6:6.2f} M  "
+            f"batch {record['batch_size']:3d}  train step {record['train_step_ms_median']:9.1f} "
+            f"ms (first call {record['train_step_first_call_s']:6.1f} s)  inference "
+            f"{record['inference_ms_median']:7.1f} ms  peak RSS {record['peak_rss_gb']:5.2f} GB",
+            flush=True,
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=2))

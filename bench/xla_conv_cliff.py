@@ -47,8 +47,11 @@ def main() -> None:
         print(f"  {k:>5}: {ms:8.2f} ms")
     out = Path(__file__).resolve().parent / "results" / "xla_conv_cliff.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"jax": jax.__version__, "loadavg": os.getloadavg(),
-                               "median_ms": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"jax": jax.__version__, "loadavg": os.getloadavg(), "median_ms": rows}, indent=1
+        )
+    )
     print("wrote", out)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 
 def describe_range(kind: str, low, high, low_open: bool = False, high_open: bool = False) -> str:
-    """"a number in [0, 1)", "an integer >= 1", "a number > 0" (high=None: no upper bound)."""
+    """ "a number in [0, 1)", "an integer >= 1", "a number > 0" (high=None: no upper bound)."""
     if high is None:
         return f"{kind} {'>' if low_open else '>='} {low:g}"
     return f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
@@ -34,8 +34,11 @@ def _range_type(kind: str, convert, low, high, low_open: bool, high_open: bool):
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {need}, got {text!r}") from None
-        ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
-            high is None or (value < high if high_open else value <= high))
+        ok = (
+            math.isfinite(value)
+            and (value > low if low_open else value >= low)
+            and (high is None or (value < high if high_open else value <= high))
+        )
         if not ok:
             raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
         return value
@@ -49,8 +52,9 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return _range_type("an integer", int, low, high, False, False)
 
 
-def number_in(low: float, high: float | None = None, *, low_open: bool = False,
-              high_open: bool = False) -> Callable[[str], float]:
+def number_in(
+    low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
     """An argparse type: a finite float in [low, high]; `low_open`/`high_open` exclude an end."""
     return _range_type("a number", float, low, high, low_open, high_open)
 

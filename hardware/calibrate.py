@@ -173,8 +173,9 @@ def main(argv=None) -> int:
         action="store_true",
         help="run on an emulated arm with a scripted user (a demonstration)",
     )
-    parser.add_argument("--seed", type=int_in(0), default=0,
-                        help="--emulate: mounting offsets seed")
+    parser.add_argument(
+        "--seed", type=int_in(0), default=0, help="--emulate: mounting offsets seed"
+    )
     args = parser.parse_args(argv)
     profile = get_profile(args.robot)
     out = args.out or default_path(profile.name)

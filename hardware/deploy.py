@@ -154,21 +154,30 @@ def run_episode(
             print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
             park_at_start(arm, park_pose)
             try:
-                run_loop(arm, controller, fps=fps, max_steps=max_steps, realtime=realtime,
-                         on_step=on_step, on_stop=lambda s: box.setdefault("stats", s))
+                run_loop(
+                    arm,
+                    controller,
+                    fps=fps,
+                    max_steps=max_steps,
+                    realtime=realtime,
+                    on_step=on_step,
+                    on_stop=lambda s: box.setdefault("stats", s),
+                )
             except ProtectiveStop as e:
                 stop_reason = str(e)
                 box["stats"].stopped_by = "protective stop"
             except KeyboardInterrupt as e:
                 done = box["stats"].summary() if "stats" in box else "0 ticks"
-                print(f"{signal_name(e)} after {done}; parking, then torque off",
-                      file=sys.stderr)
+                print(f"{signal_name(e)} after {done}; parking, then torque off", file=sys.stderr)
                 raise
     except BaseException as e:
         problem = torque_off_problem(arm)
         if problem:
-            why = (f"stopped by {signal_name(e)}" if isinstance(e, KeyboardInterrupt)
-                   else f"{type(e).__name__}: {e}")
+            why = (
+                f"stopped by {signal_name(e)}"
+                if isinstance(e, KeyboardInterrupt)
+                else f"{type(e).__name__}: {e}"
+            )
             raise TorqueNotConfirmed(f"{why}; {problem}") from e
         raise
     problem = torque_off_problem(arm)
@@ -186,21 +195,28 @@ def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> 
         if ep.seed is not None:
             parts.append(f"seed {ep.seed}")
         if ep.success is not None:
-            parts.append(f"success after {ep.time_to_success_s:.2f} s" if ep.success
-                         else "no success")
+            parts.append(
+                f"success after {ep.time_to_success_s:.2f} s" if ep.success else "no success"
+            )
         parts.append(ep.stats.summary())
         if ep.stop_reason:
             parts.append(f"PROTECTIVE STOP: {ep.stop_reason}")
         print(": ".join(parts[:1]) + ": " + ", ".join(parts[1:]), file=out)
     stats = episodes[-1].stats if len(episodes) == 1 else _merge([e.stats for e in episodes])
     if len(episodes) > 1:
-        print(f"latency over {len(episodes)} episodes (p50/p90/p99: tick-weighted means of the "
-              "episodes' percentiles):", file=out)
+        print(
+            f"latency over {len(episodes)} episodes (p50/p90/p99: tick-weighted means of the "
+            "episodes' percentiles):",
+            file=out,
+        )
     for part in ("observation", "policy", "send", "tick"):
         lat = stats.latency_ms.get(part)
         if lat:
-            print(f"  {part:>11} ms: p50 {lat['p50']:6.1f}  p90 {lat['p90']:6.1f}  "
-                  f"p99 {lat['p99']:6.1f}  max {lat['max']:6.1f}", file=out)
+            print(
+                f"  {part:>11} ms: p50 {lat['p50']:6.1f}  p90 {lat['p90']:6.1f}  "
+                f"p99 {lat['p99']:6.1f}  max {lat['max']:6.1f}",
+                file=out,
+            )
     if any(e.success is not None for e in episodes):
         k = sum(bool(e.success) for e in episodes)
         print(f"success {k}/{len(episodes)} (sim success check)", file=out)
@@ -211,15 +227,20 @@ def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> 
 def _merge(all_stats: list[LoopStats]) -> LoopStats:
     """Several episodes' stats in one: percentiles are tick-weighted means of the episodes'
     (LoopStats keeps no raw samples), max is the max."""
-    merged = LoopStats(ticks=sum(s.ticks for s in all_stats),
-                       overruns=sum(s.overruns for s in all_stats),
-                       wall_s=sum(s.wall_s for s in all_stats))
+    merged = LoopStats(
+        ticks=sum(s.ticks for s in all_stats),
+        overruns=sum(s.overruns for s in all_stats),
+        wall_s=sum(s.wall_s for s in all_stats),
+    )
     for part in all_stats[0].latency_ms:
         rows = [(s.latency_ms[part], s.ticks) for s in all_stats if s.latency_ms.get(part)]
         w = np.array([t for _, t in rows], float)
         merged.latency_ms[part] = {
-            k: (float(max(r[k] for r, _ in rows)) if k == "max"
-                else float(np.average([r[k] for r, _ in rows], weights=w)))
+            k: (
+                float(max(r[k] for r, _ in rows))
+                if k == "max"
+                else float(np.average([r[k] for r, _ in rows], weights=w))
+            )
             for k in rows[0][0]
         }
     return merged
@@ -256,8 +277,14 @@ def deploy_emulated(
     """
     from act_jax.execution import make_executor
 
-    rig = EmulatedFollower(robot, calibration, image_size=policy.image_size,
-                           cameras=tuple(policy.cameras), clock=clock, fps=fps)
+    rig = EmulatedFollower(
+        robot,
+        calibration,
+        image_size=policy.image_size,
+        cameras=tuple(policy.cameras),
+        clock=clock,
+        fps=fps,
+    )
     rig.start()
     if on_emulator is not None:
         on_emulator(rig.emu)
@@ -272,9 +299,15 @@ def deploy_emulated(
                 rig.tick()
                 return held.update(t, rig.success())
 
-            ep = run_episode(arm, policy.as_controller(make_executor(execution)), fps=fps,
-                             max_steps=max_steps, realtime=rig.vclock is None,
-                             park_pose=park_pose, on_step=on_step)
+            ep = run_episode(
+                arm,
+                policy.as_controller(make_executor(execution)),
+                fps=fps,
+                max_steps=max_steps,
+                realtime=rig.vclock is None,
+                park_pose=park_pose,
+                on_step=on_step,
+            )
             ep.seed, ep.success, ep.time_to_success_s = seed + i, held.done, held.time_s
             results.append(ep)
             if ep.stop_reason:
@@ -284,18 +317,36 @@ def deploy_emulated(
     return results
 
 
-def deploy_real(policy, *, robot: str, port: str, calibration: ArmCalibration,
-                cameras: dict[str, int | str], execution: str, fps: float, max_steps: int,
-                park_pose: tuple[float, ...] | None = None, width: int | None = None,
-                height: int | None = None) -> list[Episode]:
+def deploy_real(
+    policy,
+    *,
+    robot: str,
+    port: str,
+    calibration: ArmCalibration,
+    cameras: dict[str, int | str],
+    execution: str,
+    fps: float,
+    max_steps: int,
+    park_pose: tuple[float, ...] | None = None,
+    width: int | None = None,
+    height: int | None = None,
+) -> list[Episode]:
     """Opens the cameras, then the arm, and runs one episode in real time."""
     from act_jax.execution import make_executor
 
     cams = open_cameras(cameras, width, height, fps)
     try:
         arm = ServoArm(robot, port, calibration, cameras=cams)
-        return [run_episode(arm, policy.as_controller(make_executor(execution)), fps=fps,
-                            max_steps=max_steps, realtime=True, park_pose=park_pose)]
+        return [
+            run_episode(
+                arm,
+                policy.as_controller(make_executor(execution)),
+                fps=fps,
+                max_steps=max_steps,
+                realtime=True,
+                park_pose=park_pose,
+            )
+        ]
     finally:
         close_cameras(cams)
 
@@ -303,35 +354,67 @@ def deploy_real(policy, *, robot: str, port: str, calibration: ArmCalibration,
 # -- CLI ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m hardware.deploy", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m hardware.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", required=True, help="training workdir (or its checkpoints/)")
     p.add_argument("--robot", required=True, choices=sorted(PROFILES), help="arm profile")
     p.add_argument("--port", help="serial port, e.g. /dev/ttyACM0 (not with --emulate)")
-    p.add_argument("--calibration",
-                   help="the arm's calibration JSON (python -m hardware.calibrate); with "
-                   "--emulate, optional: written into the emulated servos' EEPROM")
-    p.add_argument("--cameras", help="NAME=SOURCE,... e.g. top=0,lateral=2 or top=/dev/video0 "
-                   "(names must be the checkpoint's; not with --emulate)")
-    p.add_argument("--camera-size", default=None,
-                   help="WIDTHxHEIGHT to request from the cameras (default: theirs)")
-    p.add_argument("--execution", default=None,
-                   help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)")
-    p.add_argument("--max-steps", type=int_in(1), default=None,
-                   help="ticks per episode (default: the checkpoint config's eval.max_steps)")
-    p.add_argument("--fps", type=number_in(0, MAX_FPS, low_open=True), default=30.0,
-                   help=f"control rate, in (0, {MAX_FPS}] Hz (default %(default)s)")
-    p.add_argument("--park-pose", default=None,
-                   help="6 comma-separated values to park at before torque off "
-                   "(default: the pose the arm started from)")
-    p.add_argument("--emulate", action="store_true",
-                   help="no hardware: servo emulator + MuJoCo scene behind the real servo stack")
-    p.add_argument("--episodes", type=int_in(1), default=1,
-                   help="--emulate: episodes (cube resets)")
+    p.add_argument(
+        "--calibration",
+        help="the arm's calibration JSON (python -m hardware.calibrate); with "
+        "--emulate, optional: written into the emulated servos' EEPROM",
+    )
+    p.add_argument(
+        "--cameras",
+        help="NAME=SOURCE,... e.g. top=0,lateral=2 or top=/dev/video0 "
+        "(names must be the checkpoint's; not with --emulate)",
+    )
+    p.add_argument(
+        "--camera-size",
+        default=None,
+        help="WIDTHxHEIGHT to request from the cameras (default: theirs)",
+    )
+    p.add_argument(
+        "--execution",
+        default=None,
+        help="open_loop | receding:N | ensemble[:M] (default: the checkpoint config's)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int_in(1),
+        default=None,
+        help="ticks per episode (default: the checkpoint config's eval.max_steps)",
+    )
+    p.add_argument(
+        "--fps",
+        type=number_in(0, MAX_FPS, low_open=True),
+        default=30.0,
+        help=f"control rate, in (0, {MAX_FPS}] Hz (default %(default)s)",
+    )
+    p.add_argument(
+        "--park-pose",
+        default=None,
+        help="6 comma-separated values to park at before torque off "
+        "(default: the pose the arm started from)",
+    )
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="no hardware: servo emulator + MuJoCo scene behind the real servo stack",
+    )
+    p.add_argument(
+        "--episodes", type=int_in(1), default=1, help="--emulate: episodes (cube resets)"
+    )
     p.add_argument("--seed", type=int_in(0), default=0, help="--emulate: cube seed of episode 0")
-    p.add_argument("--clock", choices=("virtual", "real"), default="virtual",
-                   help="--emulate: emulated time advances 1/fps per tick (virtual), or is the "
-                   "wall clock (real)")
+    p.add_argument(
+        "--clock",
+        choices=("virtual", "real"),
+        default="virtual",
+        help="--emulate: emulated time advances 1/fps per tick (virtual), or is the "
+        "wall clock (real)",
+    )
     return p
 
 
@@ -351,8 +434,10 @@ def _main(args) -> int:
     if args.emulate:
         for flag in ("port", "cameras", "camera_size"):
             if getattr(args, flag) is not None:
-                raise DeployError(f"--{flag.replace('_', '-')} is not used with --emulate (the "
-                                  "emulator makes the port; the sim renders the cameras)")
+                raise DeployError(
+                    f"--{flag.replace('_', '-')} is not used with --emulate (the "
+                    "emulator makes the port; the sim renders the cameras)"
+                )
     else:
         missing = [f"--{f}" for f in ("port", "calibration", "cameras") if not getattr(args, f)]
         if missing:
@@ -382,33 +467,59 @@ def _main(args) -> int:
     # 2. Compile before torque goes on.
     t0 = time.perf_counter()
     policy.warmup()
-    print(f"policy: {args.checkpoint} (step {policy.step}, cameras {list(policy.cameras)}, "
-          f"images {policy.image_size}), compiled in {time.perf_counter() - t0:.1f} s; "
-          f"execution {execution}")
+    print(
+        f"policy: {args.checkpoint} (step {policy.step}, cameras {list(policy.cameras)}, "
+        f"images {policy.image_size}), compiled in {time.perf_counter() - t0:.1f} s; "
+        f"execution {execution}"
+    )
 
     # 3. Run.
     try:
         if args.emulate:
             episodes = deploy_emulated(
-                policy, robot=profile.name, calibration=calib, execution=execution,
-                episodes=args.episodes, seed=args.seed, fps=args.fps, max_steps=max_steps,
-                clock=args.clock, park_pose=park_pose,
-                on_emulator=lambda emu: print(f"emulated {profile.name} on {emu.port} "
-                                              "(servo emulator + MuJoCo arm, cube and box)"))
-            note = (f"virtual (emulated time advances 1/{args.fps:g} s per tick; wall time is "
-                    "this CPU's)" if args.clock == "virtual" else "real (wall clock)")
+                policy,
+                robot=profile.name,
+                calibration=calib,
+                execution=execution,
+                episodes=args.episodes,
+                seed=args.seed,
+                fps=args.fps,
+                max_steps=max_steps,
+                clock=args.clock,
+                park_pose=park_pose,
+                on_emulator=lambda emu: print(
+                    f"emulated {profile.name} on {emu.port} "
+                    "(servo emulator + MuJoCo arm, cube and box)"
+                ),
+            )
+            note = (
+                f"virtual (emulated time advances 1/{args.fps:g} s per tick; wall time is "
+                "this CPU's)"
+                if args.clock == "virtual"
+                else "real (wall clock)"
+            )
         else:
             episodes = deploy_real(
-                policy, robot=profile.name, port=args.port, calibration=calib, cameras=cameras,
-                execution=execution, fps=args.fps, max_steps=max_steps, park_pose=park_pose,
-                width=size[0] if size else None, height=size[1] if size else None)
+                policy,
+                robot=profile.name,
+                port=args.port,
+                calibration=calib,
+                cameras=cameras,
+                execution=execution,
+                fps=args.fps,
+                max_steps=max_steps,
+                park_pose=park_pose,
+                width=size[0] if size else None,
+                height=size[1] if size else None,
+            )
             note = "real (wall clock)"
     except TorqueNotConfirmed as e:
         print(f"deploy: {e}", file=sys.stderr)
         return EXIT_TORQUE
     except KeyboardInterrupt as e:
-        print(f"stopped by {signal_name(e)}: the arm was left parked with torque off",
-              file=sys.stderr)
+        print(
+            f"stopped by {signal_name(e)}: the arm was left parked with torque off", file=sys.stderr
+        )
         return exit_status(e)
     except CameraError as e:
         print(f"deploy: camera error: {e}", file=sys.stderr)
@@ -419,8 +530,10 @@ def _main(args) -> int:
     print_report(episodes, policy, note)
     stopped = [e.stop_reason for e in episodes if e.stop_reason]
     if stopped:
-        print(f"deploy: PROTECTIVE STOP: {stopped[0]} (torque off, read back from every "
-              "servo)", file=sys.stderr)
+        print(
+            f"deploy: PROTECTIVE STOP: {stopped[0]} (torque off, read back from every servo)",
+            file=sys.stderr,
+        )
         return EXIT_STOP
     return EXIT_OK
 

@@ -93,8 +93,12 @@ def _make_leader(robot, args) -> object:
     return args.rig.leader(robot)
 
 
-ROBOTS: dict[str, Callable] = {"sim": _make_sim, "so101": _make_arm, "so100": _make_arm,
-                               "koch": _make_arm}
+ROBOTS: dict[str, Callable] = {
+    "sim": _make_sim,
+    "so101": _make_arm,
+    "so100": _make_arm,
+    "koch": _make_arm,
+}
 TELEOPS: dict[str, Callable] = {"expert": _make_expert, "leader": _make_leader}
 ARMS = ("so101", "so100", "koch")  # servo arms: recorded with --teleop leader, via a TeleopRig
 
@@ -116,36 +120,57 @@ def check_args(args) -> TeleopSettings:
       ArgumentError: naming the flag (and the file) that is wrong.
     """
     if args.robot not in LEADER_PROFILE:
-        raise ArgumentError(f"--teleop leader drives a servo arm: --robot one of "
-                            f"{sorted(LEADER_PROFILE)}, not {args.robot!r}")
+        raise ArgumentError(
+            f"--teleop leader drives a servo arm: --robot one of "
+            f"{sorted(LEADER_PROFILE)}, not {args.robot!r}"
+        )
     leader = LEADER_PROFILE[args.robot]
     if args.emulate:
         given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
         if given:
-            raise ArgumentError(f"--{given[0].replace('_', '-')} is not used with --emulate (the "
-                                "emulators make the ports; the sim renders the cameras)")
+            raise ArgumentError(
+                f"--{given[0].replace('_', '-')} is not used with --emulate (the "
+                "emulators make the ports; the sim renders the cameras)"
+            )
     else:
-        missing = [f"--{f.replace('_', '-')}" for f in
-                   ("port", "calibration", "cameras", "leader_port", "leader_calibration")
-                   if not getattr(args, f)]
+        missing = [
+            f"--{f.replace('_', '-')}"
+            for f in ("port", "calibration", "cameras", "leader_port", "leader_calibration")
+            if not getattr(args, f)
+        ]
         if missing:
-            raise ArgumentError(f"{', '.join(missing)} required to record with a leader arm "
-                                "(or use --emulate)")
+            raise ArgumentError(
+                f"{', '.join(missing)} required to record with a leader arm (or use --emulate)"
+            )
         if args.port == args.leader_port:
-            raise ArgumentError(f"--port and --leader-port are both {args.port}: the follower "
-                                "and the leader are two buses")
+            raise ArgumentError(
+                f"--port and --leader-port are both {args.port}: the follower "
+                "and the leader are two buses"
+            )
     calib = lcalib = None
     if args.calibration:
         calib = load_calibration(args.calibration, args.robot)
     if args.leader_calibration:
         if args.calibration and str(args.calibration) == str(args.leader_calibration):
-            raise ArgumentError(f"--calibration and --leader-calibration are the same file "
-                                f"({args.calibration}): calibrate each arm and pass its own file")
+            raise ArgumentError(
+                f"--calibration and --leader-calibration are the same file "
+                f"({args.calibration}): calibrate each arm and pass its own file"
+            )
         lcalib = load_calibration(args.leader_calibration, leader, "--leader-calibration")
     cameras = parse_cameras(args.cameras) if args.cameras else None
-    return TeleopSettings(args.robot, leader, calib, lcalib, args.port, args.leader_port,
-                          cameras, tuple(args.image_size), args.reset_time, bool(args.emulate),
-                          args.seed)
+    return TeleopSettings(
+        args.robot,
+        leader,
+        calib,
+        lcalib,
+        args.port,
+        args.leader_port,
+        cameras,
+        tuple(args.image_size),
+        args.reset_time,
+        bool(args.emulate),
+        args.seed,
+    )
 
 
 def build_tfds(episodes: str, data_dir: str, name: str) -> int:
@@ -155,8 +180,17 @@ def build_tfds(episodes: str, data_dir: str, name: str) -> int:
     writes, so `hardware` must not import `datasets` (that edge would close a package cycle).
     The builder's command line is the contract, the same one a person runs by hand.
     """
-    cmd = [sys.executable, "-m", "act_jax_datasets.episodes", "--episodes", str(episodes),
-           "--data-dir", str(data_dir), "--name", name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "act_jax_datasets.episodes",
+        "--episodes",
+        str(episodes),
+        "--data-dir",
+        str(data_dir),
+        "--name",
+        name,
+    ]
     done = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True)
     print(done.stdout, end="", flush=True)  # "built PATH", through this process's stdout
     return done.returncode
@@ -164,42 +198,71 @@ def build_tfds(episodes: str, data_dir: str, name: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m hardware.record", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m hardware.record",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--robot", default="sim", help=f"one of {sorted(ROBOTS)} (default sim)")
     p.add_argument("--teleop", default="expert", help=f"one of {sorted(TELEOPS)} (default expert)")
-    p.add_argument("--episodes", type=int_in(1), required=True,
-                   help="total episodes wanted in --out")
+    p.add_argument(
+        "--episodes", type=int_in(1), required=True, help="total episodes wanted in --out"
+    )
     p.add_argument("--out", default="data/episodes/sim_demos", help="episode directory")
-    p.add_argument("--image-size", default="480x640",
-                   help="HEIGHTxWIDTH: rendered (sim, --emulate) or asked of the cameras "
-                   "(default %(default)s)")
-    p.add_argument("--seed", type=int_in(0), default=0,
-                   help="recording seed (default %(default)s)")
-    p.add_argument("--distribution", default="uniform", type=distribution_arg, metavar="SPEC",
-                   help=f"cube start distribution (sim): {SPEC_HELP} (default %(default)s)")
-    p.add_argument("--max-steps", type=int_in(1), default=DEFAULT_MAX_STEPS,
-                   help="ticks before an episode is cut; a leader-arm episode lasts this long "
-                   "(default %(default)s = 13.3 s at 30 fps)")
-    p.add_argument("--build-tfds", metavar="DATA_DIR", default=None,
-                   help="afterwards, build the TFDS dataset act_episodes/NAME under DATA_DIR")
+    p.add_argument(
+        "--image-size",
+        default="480x640",
+        help="HEIGHTxWIDTH: rendered (sim, --emulate) or asked of the cameras "
+        "(default %(default)s)",
+    )
+    p.add_argument("--seed", type=int_in(0), default=0, help="recording seed (default %(default)s)")
+    p.add_argument(
+        "--distribution",
+        default="uniform",
+        type=distribution_arg,
+        metavar="SPEC",
+        help=f"cube start distribution (sim): {SPEC_HELP} (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int_in(1),
+        default=DEFAULT_MAX_STEPS,
+        help="ticks before an episode is cut; a leader-arm episode lasts this long "
+        "(default %(default)s = 13.3 s at 30 fps)",
+    )
+    p.add_argument(
+        "--build-tfds",
+        metavar="DATA_DIR",
+        default=None,
+        help="afterwards, build the TFDS dataset act_episodes/NAME under DATA_DIR",
+    )
     p.add_argument("--name", default="sim_demos", help="TFDS config name (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     arm = p.add_argument_group("servo arms (--robot so101|so100|koch --teleop leader)")
     arm.add_argument("--port", help="the follower's serial port, e.g. /dev/ttyACM0")
-    arm.add_argument("--calibration", help="the follower's calibration JSON "
-                     "(python -m hardware.calibrate); optional with --emulate")
+    arm.add_argument(
+        "--calibration",
+        help="the follower's calibration JSON "
+        "(python -m hardware.calibrate); optional with --emulate",
+    )
     arm.add_argument("--cameras", help="NAME=SOURCE,... e.g. top=0,lateral=2")
     arm.add_argument("--leader-port", help="the leader's serial port, e.g. /dev/ttyACM1")
-    arm.add_argument("--leader-calibration", help="the leader's calibration JSON; optional "
-                     "with --emulate")
-    arm.add_argument("--reset-time", type=number_in(0), default=None, metavar="S",
-                     help="seconds to reset the scene between episodes, instead of asking "
-                     "(Enter / r / q) on the terminal")
-    arm.add_argument("--emulate", action="store_true",
-                     help="no hardware: the follower is the MuJoCo scene behind the servo "
-                     "emulator, the leader an emulated arm moved by a scripted hand")
+    arm.add_argument(
+        "--leader-calibration", help="the leader's calibration JSON; optional with --emulate"
+    )
+    arm.add_argument(
+        "--reset-time",
+        type=number_in(0),
+        default=None,
+        metavar="S",
+        help="seconds to reset the scene between episodes, instead of asking "
+        "(Enter / r / q) on the terminal",
+    )
+    arm.add_argument(
+        "--emulate",
+        action="store_true",
+        help="no hardware: the follower is the MuJoCo scene behind the servo "
+        "emulator, the leader an emulated arm moved by a scripted hand",
+    )
     return p
 
 
@@ -214,16 +277,32 @@ def main(argv=None) -> int:
     if args.teleop not in TELEOPS:
         p.error(f"unknown --teleop {args.teleop!r}: choose from {sorted(TELEOPS)}")
     if args.teleop == "expert" and args.robot in ARMS:
-        p.error(f"unknown --robot {args.robot!r} for --teleop expert (the scripted expert drives "
-                f"only --robot sim): record a {args.robot} arm with --teleop leader")
+        p.error(
+            f"unknown --robot {args.robot!r} for --teleop expert (the scripted expert drives "
+            f"only --robot sim): record a {args.robot} arm with --teleop leader"
+        )
     try:
         args.image_size = parse_image_size(args.image_size)
     except ValueError as e:
         p.error(f"--image-size: {e}")
-    settings = {"image_size": list(args.image_size), "distribution": args.distribution,
-                "teleop": args.teleop}
-    arm_flags = [f for f in ("port", "calibration", "cameras", "leader_port",
-                             "leader_calibration", "reset_time", "emulate") if getattr(args, f)]
+    settings = {
+        "image_size": list(args.image_size),
+        "distribution": args.distribution,
+        "teleop": args.teleop,
+    }
+    arm_flags = [
+        f
+        for f in (
+            "port",
+            "calibration",
+            "cameras",
+            "leader_port",
+            "leader_calibration",
+            "reset_time",
+            "emulate",
+        )
+        if getattr(args, f)
+    ]
     if args.robot in ARMS or args.teleop == "leader":
         try:
             rig_settings = check_args(args)  # before any port or camera opens
@@ -232,8 +311,10 @@ def main(argv=None) -> int:
         del settings["distribution"]
         rig = TeleopRig(rig_settings)
     elif arm_flags:
-        p.error(f"--{arm_flags[0].replace('_', '-')} is for a servo arm (--robot so101|so100|"
-                "koch --teleop leader)")
+        p.error(
+            f"--{arm_flags[0].replace('_', '-')} is for a servo arm (--robot so101|so100|"
+            "koch --teleop leader)"
+        )
     else:
         rig = None
     # One recorder per --out: a second one stops here, naming the first, before any port opens.
@@ -252,21 +333,34 @@ def main(argv=None) -> int:
             robot = ROBOTS[args.robot](args)
             stack.enter_context(robot)
             teleop = stack.enter_context(TELEOPS[args.teleop](robot, args))
-            written = record(robot, teleop, args.out, args.episodes, seed=args.seed,
-                             max_steps=args.max_steps, settings=settings,
-                             progress=not args.no_progress, rig=rig)
+            written = record(
+                robot,
+                teleop,
+                args.out,
+                args.episodes,
+                seed=args.seed,
+                max_steps=args.max_steps,
+                settings=settings,
+                progress=not args.no_progress,
+                rig=rig,
+            )
         except KeyboardInterrupt as e:
             kept = len(list_episodes(args.out))
-            print(f"stopped by {signal_name(e)}: the episode in progress (if any) was "
-                  f"discarded; {args.out} holds {kept} complete episodes", file=sys.stderr)
+            print(
+                f"stopped by {signal_name(e)}: the episode in progress (if any) was "
+                f"discarded; {args.out} holds {kept} complete episodes",
+                file=sys.stderr,
+            )
             stack.close()  # the follower parks, then torque off
             if rig is not None and torque_off_problem(robot) is None:
                 print("the follower was left parked with torque off", file=sys.stderr)
             status = exit_status(e)
         except ProtectiveStop as e:  # the follower already holds or has torque off
             stack.close()
-            print(f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",
-                  file=sys.stderr)
+            print(
+                f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",
+                file=sys.stderr,
+            )
             status = EXIT_STOP
         except (CameraError, MotorBusError) as e:
             stack.close()

@@ -248,9 +248,7 @@ def frames_from_dataset(dataset_dir, config, norm_stats, n_frames: int):
     meta = {
         "episode": [int(episodes[e].episode_index) for e in ep_of[frames]],
         "step": t_of[frames].tolist(),
-        "phase": [
-            PHASES[phase_of[e][t]] for e, t in zip(ep_of[frames], t_of[frames], strict=True)
-        ],
+        "phase": [PHASES[phase_of[e][t]] for e, t in zip(ep_of[frames], t_of[frames], strict=True)],
     }
     keep = ("images", "state", "actions", "action_is_pad")
     return {k: batch[k] for k in keep}, meta

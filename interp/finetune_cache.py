@@ -44,8 +44,10 @@ def cache_blocker(config, trainable: Sequence[str], params) -> str | None:
     selected = P.select(params, trainable)
     outside = [k for k in selected if not any(re.search(p, k) for p in AFTER_ENCODER)]
     if outside:
-        return (f"{len(outside)} trainable tensors lie before the decoder (e.g. {outside[0]}): "
-                "only decoder and action-head fine-tunes can train on cached memory")
+        return (
+            f"{len(outside)} trainable tensors lie before the decoder (e.g. {outside[0]}): "
+            "only decoder and action-head fine-tunes can train on cached memory"
+        )
     if config.model.get("use_vae", False):
         return "config.model.use_vae: the latent token changes the memory at every step"
     aug = config.data.get("augment", {})
@@ -54,8 +56,9 @@ def cache_blocker(config, trainable: Sequence[str], params) -> str | None:
     return None
 
 
-def encode_all(model: ACT, variables: dict, sampler, batch_size: int = 64,
-               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def encode_all(
+    model: ACT, variables: dict, sampler, batch_size: int = 64, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """(memory (N, T, D) float32, pos (1, T, D)) of every frame of `sampler` (a ChunkSampler),
     in its flat frame order, at inference settings."""
     from tqdm import tqdm
@@ -63,8 +66,9 @@ def encode_all(model: ACT, variables: dict, sampler, batch_size: int = 64,
     encode = jax.jit(lambda v, i, s: model.apply(v, i, s, method=ACT.encode, train=False))
     chunks, pos = [], None
     n = sampler.num_frames
-    for start in tqdm(range(0, n, batch_size), desc="cache memory", unit="batch",
-                      disable=not progress):
+    for start in tqdm(
+        range(0, n, batch_size), desc="cache memory", unit="batch", disable=not progress
+    ):
         frames = np.arange(start, min(start + batch_size, n))
         padded = np.concatenate([frames, np.full(batch_size - len(frames), frames[-1])])
         batch = sampler.gather(padded)  # one shape for every call: one compile
@@ -80,19 +84,34 @@ def cached_train_step(state, memory, pos, actions, action_is_pad, rng):
     dropout_rng, _ = jax.random.split(step_rng)
 
     def loss_fn(params):
-        out = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, memory, pos,
-                             method=ACT.decode, train=True, rngs={"dropout": dropout_rng})
+        out = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            memory,
+            pos,
+            method=ACT.decode,
+            train=True,
+            rngs={"dropout": dropout_rng},
+        )
         return act_loss({"actions": out}, actions, action_is_pad, 0.0)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads),
-                   param_norm=optax.tree.norm(state.params))
+    metrics = dict(
+        metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params)
+    )
     return state, metrics
 
 
-def train_on_cache(state, sampler, memory: np.ndarray, pos: np.ndarray, steps: int,
-                   rng: jax.Array, log_every: int = 50, progress: bool = True):
+def train_on_cache(
+    state,
+    sampler,
+    memory: np.ndarray,
+    pos: np.ndarray,
+    steps: int,
+    rng: jax.Array,
+    log_every: int = 50,
+    progress: bool = True,
+):
     """Runs `steps` cached steps from `state` (a `act_jax.train.TrainState` whose optimiser
     freezes everything but the decoder and head) on the sampler's batch order.
 
@@ -103,13 +122,20 @@ def train_on_cache(state, sampler, memory: np.ndarray, pos: np.ndarray, steps: i
     pos = jnp.asarray(pos)
     rows = []
     start = int(state.step)
-    bar = tqdm(range(start, start + steps), desc="fine-tune (cached)", unit="step",
-               disable=not progress)
+    bar = tqdm(
+        range(start, start + steps), desc="fine-tune (cached)", unit="step", disable=not progress
+    )
     for step in bar:
         frames = sampler.frames_for(step)
         targets = sampler.gather_targets(frames)
-        state, metrics = step_fn(state, jnp.asarray(memory[frames]), pos, targets["actions"],
-                                 targets["action_is_pad"], rng)
+        state, metrics = step_fn(
+            state,
+            jnp.asarray(memory[frames]),
+            pos,
+            targets["actions"],
+            targets["action_is_pad"],
+            rng,
+        )
         if (step + 1) % log_every == 0 or step + 1 == start + steps:
             row = {"step": step + 1, **{f"train/{k}": float(v) for k, v in metrics.items()}}
             rows.append(row)
@@ -132,19 +158,37 @@ def finetune_cached(config, base_variables: dict, norm_stats, workdir, *, progre
 
     m, tc = config.model, config.train
     dataset_dir = data.ensure_dataset(config.data, m.image_size)
-    episodes = data.load_episodes(dataset_dir, m.cameras, m.image_size, m.state_dim,
-                                  m.action_dim, **data.decode_options(config.data))
+    episodes = data.load_episodes(
+        dataset_dir,
+        m.cameras,
+        m.image_size,
+        m.state_dim,
+        m.action_dim,
+        **data.decode_options(config.data),
+    )
     train_ids, _ = data.split_episodes(len(episodes), config.data.val_fraction, tc.seed)
-    sampler = data.ChunkSampler([episodes[i] for i in train_ids], norm_stats, m.chunk_size,
-                                tc.batch_size, tc.seed)
+    sampler = data.ChunkSampler(
+        [episodes[i] for i in train_ids], norm_stats, m.chunk_size, tc.batch_size, tc.seed
+    )
     model = train.make_model(config)
-    state = train.TrainState.create(apply_fn=model.apply, params=base_variables["params"],
-                                    batch_stats=base_variables.get("batch_stats", {}),
-                                    tx=train.make_optimizer(tc))
+    state = train.TrainState.create(
+        apply_fn=model.apply,
+        params=base_variables["params"],
+        batch_stats=base_variables.get("batch_stats", {}),
+        tx=train.make_optimizer(tc),
+    )
     memory, pos = encode_all(model, base_variables, sampler, progress=progress)
     _, step_rng = jax.random.split(jax.random.key(tc.seed))  # the trainer's derivation
-    state, rows = train_on_cache(state, sampler, memory, pos, tc.num_steps, step_rng,
-                                 log_every=tc.get("log_every", 50), progress=progress)
+    state, rows = train_on_cache(
+        state,
+        sampler,
+        memory,
+        pos,
+        tc.num_steps,
+        step_rng,
+        log_every=tc.get("log_every", 50),
+        progress=progress,
+    )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(checkpoints.config_to_json(config))

@@ -49,8 +49,17 @@ def run_all(base: Path, workdir: Path, presets, seeds, replay_old: bool, rest: l
             run = workdir / f"{preset}_s{seed}"
             out = run / "freeze_finetune.json"
             if not out.exists():
-                argv = ["--base", str(base), "--workdir", str(run), "--trainable", preset,
-                        "--seed", str(seed), *rest]
+                argv = [
+                    "--base",
+                    str(base),
+                    "--workdir",
+                    str(run),
+                    "--trainable",
+                    preset,
+                    "--seed",
+                    str(seed),
+                    *rest,
+                ]
                 argv += ["--replay-old"] if replay_old else []
                 argv += ["--cached"] if cacheable(preset) else []
                 argv += ["--reuse-before", str(first)] if first else []
@@ -67,19 +76,28 @@ def summarize(results: dict) -> dict:
     """Per preset: success after, new and old places, per seed and across seeds."""
     table = {}
     for preset, by_seed in results.items():
-        row = {"trainable_params": next(iter(by_seed.values()))["trainable_params"],
-               "cached": next(iter(by_seed.values())).get("cached", False)}
+        row = {
+            "trainable_params": next(iter(by_seed.values()))["trainable_params"],
+            "cached": next(iter(by_seed.values())).get("cached", False),
+        }
         for which in ("new", "old"):
             rates = [r["after"][which]["success_rate"] for r in by_seed.values()]
-            row[which] = {"per_seed": dict(zip(map(str, by_seed), rates, strict=True)),
-                          "mean": float(np.mean(rates)), "min": float(np.min(rates)),
-                          "max": float(np.max(rates))}
-        row["finetune_loss_last"] = [r["finetune_loss"].get("last", {}).get("loss")
-                                     for r in by_seed.values()]
+            row[which] = {
+                "per_seed": dict(zip(map(str, by_seed), rates, strict=True)),
+                "mean": float(np.mean(rates)),
+                "min": float(np.min(rates)),
+                "max": float(np.max(rates)),
+            }
+        row["finetune_loss_last"] = [
+            r["finetune_loss"].get("last", {}).get("loss") for r in by_seed.values()
+        ]
         table[preset] = row
     any_run = next(iter(next(iter(results.values())).values()))
-    return {"before": {w: any_run["before"][w]["success_rate"] for w in ("new", "old")},
-            "steps": any_run["steps"], "presets": table}
+    return {
+        "before": {w: any_run["before"][w]["success_rate"] for w in ("new", "old")},
+        "steps": any_run["steps"],
+        "presets": table,
+    }
 
 
 def figure(summary: dict) -> bytes:
@@ -94,9 +112,14 @@ def figure(summary: dict) -> bytes:
     for ax, which in zip(axes, ("new", "old"), strict=True):
         for preset, row in summary["presets"].items():
             r = row[which]
-            ax.errorbar([0, steps], [summary["before"][which], r["mean"]],
-                        yerr=[[0, r["mean"] - r["min"]], [0, r["max"] - r["mean"]]],
-                        marker="o", capsize=3, label=preset)
+            ax.errorbar(
+                [0, steps],
+                [summary["before"][which], r["mean"]],
+                yerr=[[0, r["mean"] - r["min"]], [0, r["max"] - r["mean"]]],
+                marker="o",
+                capsize=3,
+                label=preset,
+            )
         ax.set_title(f"{which} places")
         ax.set_xlabel("fine-tune steps")
         ax.set_ylim(-0.05, 1.05)
@@ -112,19 +135,35 @@ def write_page(path: Path, summary: dict, png: bytes, command: str) -> None:
     from interp.page import Page
 
     page = Page("Which parameters does a fine-tune need?")
-    page.paragraph(f"Every preset fine-tuned {summary['steps']} steps on the same demos per "
-                   "seed; success after, at the new places and at the base's own, with the "
-                   f"base at {100 * summary['before']['new']:.0f}% and "
-                   f"{100 * summary['before']['old']:.0f}% before.")
+    page.paragraph(
+        f"Every preset fine-tuned {summary['steps']} steps on the same demos per "
+        "seed; success after, at the new places and at the base's own, with the "
+        f"base at {100 * summary['before']['new']:.0f}% and "
+        f"{100 * summary['before']['old']:.0f}% before."
+    )
     rows = []
     for preset, row in summary["presets"].items():
-        rows.append([preset, row["trainable_params"], "yes" if row["cached"] else "no",
-                     f"{row['new']['mean']:.2f} ({row['new']['min']:.2f}-{row['new']['max']:.2f})",
-                     f"{row['old']['mean']:.2f} ({row['old']['min']:.2f}-{row['old']['max']:.2f})",
-                     ", ".join("n/a" if v is None else f"{v:.4f}"
-                               for v in row["finetune_loss_last"])])
-    page.table(["preset", "trainable params", "cached", "new: mean (min-max)",
-                "old: mean (min-max)", "final loss per seed"], rows)
+        rows.append(
+            [
+                preset,
+                row["trainable_params"],
+                "yes" if row["cached"] else "no",
+                f"{row['new']['mean']:.2f} ({row['new']['min']:.2f}-{row['new']['max']:.2f})",
+                f"{row['old']['mean']:.2f} ({row['old']['min']:.2f}-{row['old']['max']:.2f})",
+                ", ".join("n/a" if v is None else f"{v:.4f}" for v in row["finetune_loss_last"]),
+            ]
+        )
+    page.table(
+        [
+            "preset",
+            "trainable params",
+            "cached",
+            "new: mean (min-max)",
+            "old: mean (min-max)",
+            "final loss per seed",
+        ],
+        rows,
+    )
     page.figure(png, "Success against fine-tune steps (0: the base), min-max over seeds")
     page.command(command)
     page.write(path)
@@ -132,17 +171,24 @@ def write_page(path: Path, summary: dict, png: bytes, command: str) -> None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    own, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
-        else (argv, [])
-    p = ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    own, rest = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="one sub-directory per run goes here")
-    p.add_argument("--presets", nargs="+", default=list(DEFAULT_PRESETS),
-                   help="presets of interp.params.PRESETS (default %(default)s)")
+    p.add_argument(
+        "--presets",
+        nargs="+",
+        default=list(DEFAULT_PRESETS),
+        help="presets of interp.params.PRESETS (default %(default)s)",
+    )
     p.add_argument("--seeds", nargs="+", type=int_in(0), default=[0, 1, 2], help="default 0 1 2")
-    p.add_argument("--replay-old", action="store_true",
-                   help="demos at the new and the base's own places (see freeze_finetune)")
+    p.add_argument(
+        "--replay-old",
+        action="store_true",
+        help="demos at the new and the base's own places (see freeze_finetune)",
+    )
     args = p.parse_args(own)
     unknown = [k for k in args.presets if k not in P.PRESETS]
     if unknown:
@@ -158,8 +204,10 @@ def main(argv=None) -> int:
     png = figure(summary)
     write_page(workdir / "compare.html", summary, png, command)
     for preset, row in summary["presets"].items():
-        print(f"{preset:20s} new {row['new']['mean']:.2f} ({row['new']['min']:.2f}-"
-              f"{row['new']['max']:.2f})  old {row['old']['mean']:.2f}")
+        print(
+            f"{preset:20s} new {row['new']['mean']:.2f} ({row['new']['min']:.2f}-"
+            f"{row['new']['max']:.2f})  old {row['old']['mean']:.2f}"
+        )
     print(f"wrote {workdir / 'compare.json'} and compare.html")
     return 0
 

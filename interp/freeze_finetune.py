@@ -41,8 +41,18 @@ from interp import params as P
 EXIT_USAGE = 2
 
 
-def build_config(base_config, *, base: Path, trainable: tuple[str, ...], locations: str,
-                 demos: int, steps: int, lr: float, seed: int, data_root: str = "data"):
+def build_config(
+    base_config,
+    *,
+    base: Path,
+    trainable: tuple[str, ...],
+    locations: str,
+    demos: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    data_root: str = "data",
+):
     """The fine-tuning experiment's config: the base's, with data, init and freezing changed."""
     from act_jax.evaluate import path_safe
 
@@ -92,26 +102,57 @@ def finetune_loss(metrics: Path) -> dict:
     loss = [(r["step"], r["train/loss"]) for r in rows if "train/loss" in r]
     if not loss:
         return {}
-    return {"first": {"step": loss[0][0], "loss": loss[0][1]},
-            "last": {"step": loss[-1][0], "loss": loss[-1][1]},
-            "last5_mean": float(np.mean([v for _, v in loss[-5:]]))}
+    return {
+        "first": {"step": loss[0][0], "loss": loss[0][1]},
+        "last": {"step": loss[-1][0], "loss": loss[-1][1]},
+        "last5_mean": float(np.mean([v for _, v in loss[-5:]])),
+    }
 
 
-def evaluate_both(workdir: Path, tag: str, *, locations: str, base_distribution: str,
-                  episodes: int, seed: int, max_steps: int | None) -> dict:
+def evaluate_both(
+    workdir: Path,
+    tag: str,
+    *,
+    locations: str,
+    base_distribution: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None,
+) -> dict:
     from act_jax.evaluate import evaluate_checkpoint, path_safe
 
     out = {}
     for which, dist in (("new", locations), ("old", base_distribution)):
-        s = evaluate_checkpoint(workdir, episodes=episodes, seed=seed, distribution=dist,
-                                max_steps=max_steps, videos=2, progress=False,
-                                out=workdir / "eval" / path_safe(f"{tag}_{which}_{dist}"))
-        out[which] = {k: s[k] for k in ("successes", "episodes", "success_rate", "ci95",
-                                        "distribution", "per_location") if k in s}
-        locs = ", ".join(f"{loc}: {b['successes']}/{b['episodes']}"
-                         for loc, b in s.get("per_location", {}).items())
-        print(f"{tag}: {which} locations ({dist}) {s['successes']}/{s['episodes']}"
-              + (f" [{locs}]" if locs else ""))
+        s = evaluate_checkpoint(
+            workdir,
+            episodes=episodes,
+            seed=seed,
+            distribution=dist,
+            max_steps=max_steps,
+            videos=2,
+            progress=False,
+            out=workdir / "eval" / path_safe(f"{tag}_{which}_{dist}"),
+        )
+        out[which] = {
+            k: s[k]
+            for k in (
+                "successes",
+                "episodes",
+                "success_rate",
+                "ci95",
+                "distribution",
+                "per_location",
+            )
+            if k in s
+        }
+        locs = ", ".join(
+            f"{loc}: {b['successes']}/{b['episodes']}"
+            for loc, b in s.get("per_location", {}).items()
+        )
+        print(
+            f"{tag}: {which} locations ({dist}) {s['successes']}/{s['episodes']}"
+            + (f" [{locs}]" if locs else "")
+        )
     return out
 
 
@@ -140,9 +181,11 @@ def _loss_sentence(result: dict) -> str:
     if not loss:
         return ""
     demos = ("new and replayed old" if result.get("replay_old") else "new") + " locations"
-    return (f"Fine-tune loss on the demos ({html.escape(demos)}): {loss['first']['loss']:.4f} at "
-            f"step {loss['first']['step']}, {loss['last']['loss']:.4f} at step "
-            f"{loss['last']['step']}.")
+    return (
+        f"Fine-tune loss on the demos ({html.escape(demos)}): {loss['first']['loss']:.4f} at "
+        f"step {loss['first']['step']}, {loss['last']['loss']:.4f} at step "
+        f"{loss['last']['step']}."
+    )
 
 
 def write_report(path: Path, result: dict) -> None:
@@ -150,8 +193,9 @@ def write_report(path: Path, result: dict) -> None:
     for tag in ("before", "after"):
         for which in ("new", "old"):
             r = result[tag][which]
-            rows.append((f"{tag}, {which} ({r['distribution']})", r["success_rate"],
-                         tuple(r["ci95"])))
+            rows.append(
+                (f"{tag}, {which} ({r['distribution']})", r["success_rate"], tuple(r["ci95"]))
+            )
     per_loc = ""
     for which in ("new", "old"):
         before, after = (result[t][which].get("per_location", {}) for t in ("before", "after"))
@@ -159,25 +203,30 @@ def write_report(path: Path, result: dict) -> None:
             cells = "".join(
                 f"<tr><td>{html.escape(loc)}</td><td>{b['successes']}/{b['episodes']}</td>"
                 f"<td>{after[loc]['successes']}/{after[loc]['episodes']}</td></tr>"
-                for loc, b in before.items() if loc in after)
+                for loc, b in before.items()
+                if loc in after
+            )
             dist = result["before"][which]["distribution"]
-            per_loc += (f"<h3>{which} locations ({html.escape(dist)})"
-                        f"</h3><table><tr><th>location</th><th>before</th><th>after</th></tr>"
-                        f"{cells}</table>")
+            per_loc += (
+                f"<h3>{which} locations ({html.escape(dist)})"
+                f"</h3><table><tr><th>location</th><th>before</th><th>after</th></tr>"
+                f"{cells}</table>"
+            )
     table = "\n".join(
         f"<tr><td>{html.escape(m['module'])}</td><td>{m['params']:,}</td>"
         f"<td>{m['changed']}/{m['tensors']}</td><td>{m['relative_change']:.2e}</td></tr>"
-        for m in result["param_change"])
+        for m in result["param_change"]
+    )
     path.write_text(f"""<!doctype html><meta charset="utf-8">
-<title>freeze_finetune: {html.escape(result['trainable_name'])}</title>
+<title>freeze_finetune: {html.escape(result["trainable_name"])}</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}
 td,th{{padding:2px 10px;text-align:right}} td:first-child,th:first-child{{text-align:left}}</style>
-<h1>Fine-tuning only <code>{html.escape(result['trainable_name'])}</code></h1>
-<p>Base <code>{html.escape(result['base'])}</code> (step {result['base_step']}), fine-tuned
-{result['steps']} steps on {result['demos']} demos at the <b>{html.escape(result['locations'])}</b>
-locations: {result['trainable_params']:,} of {result['total_params']:,} parameters trainable
-({100 * result['trainable_params'] / result['total_params']:.1f}%). Frozen tensors bit-identical:
-<b>{result['frozen_unchanged']}</b>. {_loss_sentence(result)}</p>
+<h1>Fine-tuning only <code>{html.escape(result["trainable_name"])}</code></h1>
+<p>Base <code>{html.escape(result["base"])}</code> (step {result["base_step"]}), fine-tuned
+{result["steps"]} steps on {result["demos"]} demos at the <b>{html.escape(result["locations"])}</b>
+locations: {result["trainable_params"]:,} of {result["total_params"]:,} parameters trainable
+({100 * result["trainable_params"] / result["total_params"]:.1f}%). Frozen tensors bit-identical:
+<b>{result["frozen_unchanged"]}</b>. {_loss_sentence(result)}</p>
 {_bar_svg(rows)}
 <h2>Success by cube location</h2>
 <p>Ids as in <code>hardware/sim/cube.py</code>: held-out 5-8 lie between named locations
@@ -186,7 +235,7 @@ locations: {result['trainable_params']:,} of {result['total_params']:,} paramete
 <h2>Parameter change by module</h2>
 <table><tr><th>module</th><th>params</th><th>tensors changed</th><th>relative change</th></tr>
 {table}</table>
-<p>Command: <code>{html.escape(result['command'])}</code></p>
+<p>Command: <code>{html.escape(result["command"])}</code></p>
 """)
 
 
@@ -194,35 +243,67 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="where the fine-tuned run and reports go")
-    p.add_argument("--trainable", nargs="+", default=["decoder_mlp"],
-                   help=f"a preset ({', '.join(P.PRESETS)}) or regexes over parameter paths "
-                        "(default %(default)s)")
-    p.add_argument("--locations", default="held_out", type=distribution_arg, metavar="SPEC",
-                   help="cube start distribution of the new demos and the 'new' evaluation")
-    p.add_argument("--replay-old", action="store_true",
-                   help="record the demos at the new and the base's own locations together "
-                   "(new plus replayed old), not at the new ones only")
-    p.add_argument("--cached", action="store_true",
-                   help="train on the frozen encoder's output, computed once per frame "
-                   "(interp.finetune_cache): for decoder and action-head fine-tunes; equal to "
-                   "the normal path with dropout off")
-    p.add_argument("--demos", type=int_in(1), default=60,
-                   help="demos recorded at the new locations")
+    p.add_argument(
+        "--trainable",
+        nargs="+",
+        default=["decoder_mlp"],
+        help=f"a preset ({', '.join(P.PRESETS)}) or regexes over parameter paths "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--locations",
+        default="held_out",
+        type=distribution_arg,
+        metavar="SPEC",
+        help="cube start distribution of the new demos and the 'new' evaluation",
+    )
+    p.add_argument(
+        "--replay-old",
+        action="store_true",
+        help="record the demos at the new and the base's own locations together "
+        "(new plus replayed old), not at the new ones only",
+    )
+    p.add_argument(
+        "--cached",
+        action="store_true",
+        help="train on the frozen encoder's output, computed once per frame "
+        "(interp.finetune_cache): for decoder and action-head fine-tunes; equal to "
+        "the normal path with dropout off",
+    )
+    p.add_argument(
+        "--demos", type=int_in(1), default=60, help="demos recorded at the new locations"
+    )
     p.add_argument("--steps", type=int_in(1), default=1500, help="fine-tuning steps")
-    p.add_argument("--lr", type=number_in(0, 1, low_open=True), default=1e-4,
-                   help="peak learning rate (cosine decay)")
+    p.add_argument(
+        "--lr",
+        type=number_in(0, 1, low_open=True),
+        default=1e-4,
+        help="peak learning rate (cosine decay)",
+    )
     p.add_argument("--eval-episodes", type=int_in(1), default=30, help="per evaluation (4 of them)")
     p.add_argument("--seed", type=int_in(0), default=0, help="demo recording and training seed")
     p.add_argument("--eval-seed", type=int_in(0), default=1000)
-    p.add_argument("--max-steps", type=int_in(1), default=None,
-                   help="ticks before a rollout fails (default: the base config's)")
+    p.add_argument(
+        "--max-steps",
+        type=int_in(1),
+        default=None,
+        help="ticks before a rollout fails (default: the base config's)",
+    )
     p.add_argument("--data-root", default="data", help="episodes/ and tfds/ go under it")
-    p.add_argument("--eval-jitter", default="3mm,3deg", metavar="JITTER",
-                   help="jitter of the evaluation starts at located distributions, so that "
-                   "each rollout is an independent outcome ('' for none; default %(default)s)")
-    p.add_argument("--reuse-before", metavar="JSON", default=None,
-                   help="take the 'before' evaluations from this freeze_finetune.json (same base "
-                   "and evaluation settings; interp.finetune_compare uses it)")
+    p.add_argument(
+        "--eval-jitter",
+        default="3mm,3deg",
+        metavar="JITTER",
+        help="jitter of the evaluation starts at located distributions, so that "
+        "each rollout is an independent outcome ('' for none; default %(default)s)",
+    )
+    p.add_argument(
+        "--reuse-before",
+        metavar="JSON",
+        default=None,
+        help="take the 'before' evaluations from this freeze_finetune.json (same base "
+        "and evaluation settings; interp.finetune_compare uses it)",
+    )
     args = p.parse_args(argv)
 
     # ---- Validate everything before any work.
@@ -249,11 +330,21 @@ def main(argv=None) -> int:
         try:
             distribution_arg(demo_locations)
         except argparse.ArgumentTypeError as e:
-            p.error(f"--replay-old: the base's distribution {base_distribution!r} cannot join "
-                    f"--locations {args.locations!r}: {e}")
-    config = build_config(base_config, base=base, trainable=trainable, locations=demo_locations,
-                          demos=args.demos, steps=args.steps, lr=args.lr, seed=args.seed,
-                          data_root=args.data_root)
+            p.error(
+                f"--replay-old: the base's distribution {base_distribution!r} cannot join "
+                f"--locations {args.locations!r}: {e}"
+            )
+    config = build_config(
+        base_config,
+        base=base,
+        trainable=trainable,
+        locations=demo_locations,
+        demos=args.demos,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
     if args.cached:
         from interp.finetune_cache import cache_blocker
 
@@ -261,15 +352,21 @@ def main(argv=None) -> int:
         if why:
             p.error(f"--cached: {why}")
     total_params = P.count(base_variables["params"])
-    print(f"freeze_finetune: {trainable_params:,} of {total_params:,} "
-          f"parameters trainable ({' | '.join(trainable)})")
+    print(
+        f"freeze_finetune: {trainable_params:,} of {total_params:,} "
+        f"parameters trainable ({' | '.join(trainable)})"
+    )
 
     # ---- Before, fine-tune, after.
     from act_jax import sim_demos, train
 
-    ev = dict(locations=jittered(args.locations, args.eval_jitter),
-              base_distribution=jittered(base_distribution, args.eval_jitter),
-              episodes=args.eval_episodes, seed=args.eval_seed, max_steps=args.max_steps)
+    ev = dict(
+        locations=jittered(args.locations, args.eval_jitter),
+        base_distribution=jittered(base_distribution, args.eval_jitter),
+        episodes=args.eval_episodes,
+        seed=args.eval_seed,
+        max_steps=args.max_steps,
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     before = None
     if args.reuse_before:
@@ -288,30 +385,52 @@ def main(argv=None) -> int:
 
     change = P.compare(base_variables["params"], tuned_params)
     base_flat, tuned_flat = P.flatten(base_variables["params"]), P.flatten(tuned_params)
-    moved = [k for k, v in base_flat.items() if not P.matches(k, trainable)
-             and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))]
+    moved = [
+        k
+        for k, v in base_flat.items()
+        if not P.matches(k, trainable)
+        and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))
+    ]
     result = dict(
-        base=str(base), base_step=int(base_step), workdir=str(workdir), locations=args.locations,
-        demo_locations=demo_locations, replay_old=args.replay_old, cached=args.cached,
+        base=str(base),
+        base_step=int(base_step),
+        workdir=str(workdir),
+        locations=args.locations,
+        demo_locations=demo_locations,
+        replay_old=args.replay_old,
+        cached=args.cached,
         finetune_loss=finetune_loss(workdir / "metrics.jsonl"),
-        base_distribution=base_distribution, demos=args.demos, steps=args.steps, lr=args.lr,
-        trainable_name=" ".join(args.trainable), trainable=list(trainable),
-        trainable_params=trainable_params, total_params=total_params,
-        frozen_unchanged=not moved, frozen_moved=moved, before=before, after=after,
+        base_distribution=base_distribution,
+        demos=args.demos,
+        steps=args.steps,
+        lr=args.lr,
+        trainable_name=" ".join(args.trainable),
+        trainable=list(trainable),
+        trainable_params=trainable_params,
+        total_params=total_params,
+        frozen_unchanged=not moved,
+        frozen_moved=moved,
+        before=before,
+        after=after,
         eval_settings={k: v for k, v in ev.items()},
-        param_change=change, command="python -m interp.freeze_finetune " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        param_change=change,
+        command="python -m interp.freeze_finetune "
+        + " ".join(sys.argv[1:] if argv is None else argv),
     )
     (workdir / "freeze_finetune.json").write_text(json.dumps(result, indent=2))
     write_report(workdir / "freeze_finetune.html", result)
-    print(f"new locations: {before['new']['successes']}/{before['new']['episodes']} -> "
-          f"{after['new']['successes']}/{after['new']['episodes']}; old: "
-          f"{before['old']['successes']}/{before['old']['episodes']} -> "
-          f"{after['old']['successes']}/{after['old']['episodes']}; frozen tensors "
-          f"{'unchanged' if not moved else f'MOVED: {moved[:3]}'}")
+    print(
+        f"new locations: {before['new']['successes']}/{before['new']['episodes']} -> "
+        f"{after['new']['successes']}/{after['new']['episodes']}; old: "
+        f"{before['old']['successes']}/{before['old']['episodes']} -> "
+        f"{after['old']['successes']}/{after['old']['episodes']}; frozen tensors "
+        f"{'unchanged' if not moved else f'MOVED: {moved[:3]}'}"
+    )
     if result["finetune_loss"]:
-        print(f"fine-tune loss {result['finetune_loss']['first']['loss']:.4f} -> "
-              f"{result['finetune_loss']['last']['loss']:.4f}")
+        print(
+            f"fine-tune loss {result['finetune_loss']['first']['loss']:.4f} -> "
+            f"{result['finetune_loss']['last']['loss']:.4f}"
+        )
     print(f"report: {workdir / 'freeze_finetune.html'}")
     return 0 if not moved else 1
 

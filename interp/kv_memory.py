@@ -69,8 +69,14 @@ def chance_purity(place: np.ndarray, k: int, draws: int = 500, seed: int = 0) ->
     """Mean location purity of k frames drawn at random (no replacement)."""
     rng = np.random.default_rng(seed)
     k = min(k, len(place))
-    return float(np.mean([np.bincount(place[rng.choice(len(place), k, replace=False)]).max() / k
-                          for _ in range(draws)]))
+    return float(
+        np.mean(
+            [
+                np.bincount(place[rng.choice(len(place), k, replace=False)]).max() / k
+                for _ in range(draws)
+            ]
+        )
+    )
 
 
 def value_check(network, batch: dict, units: list[int], frames_of: dict[int, np.ndarray]) -> list:
@@ -83,8 +89,10 @@ def value_check(network, batch: dict, units: list[int], frames_of: dict[int, np.
     rows = []
     for u in units:
         idx = frames_of[u]
-        sub = {"images": {c: v[idx] for c, v in batch["images"].items()},
-               "state": batch["state"][idx]}
+        sub = {
+            "images": {c: v[idx] for c, v in batch["images"].items()},
+            "state": batch["state"][idx],
+        }
         clean, cache = run_with_cache(model, variables, sub, names=[HIDDEN, MLP_OUT])
         hidden = np.asarray(cache[HIDDEN])
         h_u = hidden[..., u]  # (b, C)
@@ -101,15 +109,28 @@ def value_check(network, batch: dict, units: list[int], frames_of: dict[int, np.
         _, predicted = jax.jvp(actions_from, (base_out,), (delta,))
         p, a = np.asarray(predicted).ravel(), actual.ravel()
         denom = np.linalg.norm(p) * np.linalg.norm(a)
-        rows.append({"unit": int(u), "cosine": float(p @ a / denom) if denom > 0 else None,
-                     "norm_ratio": float(np.linalg.norm(p) / max(np.linalg.norm(a), 1e-12)),
-                     "actual_change": float(np.abs(a).mean())})
+        rows.append(
+            {
+                "unit": int(u),
+                "cosine": float(p @ a / denom) if denom > 0 else None,
+                "norm_ratio": float(np.linalg.norm(p) / max(np.linalg.norm(a), 1e-12)),
+                "actual_change": float(np.abs(a).mean()),
+            }
+        )
     return rows
 
 
-def analyse(checkpoint, *, dataset=None, frame_stride: int = 3, top_k: int = 50,
-            check_units: int = 16, random_init_seed: int = 0, batch_size: int = 32,
-            progress: bool = True) -> dict:
+def analyse(
+    checkpoint,
+    *,
+    dataset=None,
+    frame_stride: int = 3,
+    top_k: int = 50,
+    check_units: int = 16,
+    random_init_seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict:
     """Collects the hidden units of the trained and an untrained network on the training
     frames and computes the statistics of the module docstring."""
     import tempfile
@@ -122,23 +143,38 @@ def analyse(checkpoint, *, dataset=None, frame_stride: int = 3, top_k: int = 50,
     dataset = Path(dataset) if dataset else dataset_dir_for(trained.config.data)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for tag, network in (("trained", trained),
-                             ("random_init", load_network(checkpoint,
-                                                          random_init_seed=random_init_seed))):
-            collect(network, dataset, [HIDDEN], Path(tmp) / tag, pooled=True,
-                    frame_stride=frame_stride, batch_size=batch_size, progress=progress)
+        for tag, network in (
+            ("trained", trained),
+            ("random_init", load_network(checkpoint, random_init_seed=random_init_seed)),
+        ):
+            collect(
+                network,
+                dataset,
+                [HIDDEN],
+                Path(tmp) / tag,
+                pooled=True,
+                frame_stride=frame_stride,
+                batch_size=batch_size,
+                progress=progress,
+            )
             c = Collection(Path(tmp) / tag)
             hidden = c.features(HIDDEN)  # (N, F)
-            labels = {f: c.labels(f) for f in ("location_id", "cube_start_pose", "episode",
-                                                "episode_position", "frame")}
+            labels = {
+                f: c.labels(f)
+                for f in ("location_id", "cube_start_pose", "episode", "episode_position", "frame")
+            }
             place = places(labels["location_id"], labels["cube_start_pose"][:, :2])
             keys = unit_keys(hidden, place, labels["episode"], top_k)
             out[tag] = {"keys": keys, "labels": labels, "place": place}
     place = out["trained"]["place"]
     k = min(top_k, len(place))
-    result = {"frames": int(len(place)), "units": int(len(out["trained"]["keys"]["purity"])),
-              "top_k": k, "places": int(len(np.unique(place))),
-              "chance_purity": chance_purity(place, k)}
+    result = {
+        "frames": int(len(place)),
+        "units": int(len(out["trained"]["keys"]["purity"])),
+        "top_k": k,
+        "places": int(len(np.unique(place))),
+        "chance_purity": chance_purity(place, k),
+    }
     for tag in ("trained", "random_init"):
         keys = out[tag]["keys"]
         alive = keys["alive"]
@@ -155,8 +191,9 @@ def analyse(checkpoint, *, dataset=None, frame_stride: int = 3, top_k: int = 50,
     order = np.argsort(-np.where(keys["alive"], keys["purity"], -1), kind="stable")
     units = [int(u) for u in order[:check_units]]
     labels = out["trained"]["labels"]
-    result["value_check"] = _value_check_on_frames(trained, dataset, labels, keys, units,
-                                                   min(k, 16))
+    result["value_check"] = _value_check_on_frames(
+        trained, dataset, labels, keys, units, min(k, 16)
+    )
     return result
 
 
@@ -165,16 +202,18 @@ def _value_check_on_frames(network, dataset, labels, keys, units, per_unit: int)
     from act_jax.data import ChunkSampler, load_episodes
 
     m = network.config.model
-    episodes = load_episodes(dataset, m.cameras, m.image_size, m.state_dim, m.action_dim,
-                             decode="lazy")
+    episodes = load_episodes(
+        dataset, m.cameras, m.image_size, m.state_dim, m.action_dim, decode="lazy"
+    )
     sampler = ChunkSampler(episodes, network.norm_stats, m.chunk_size, 1, seed=0)
     starts = np.concatenate([[0], np.cumsum([len(e) for e in episodes])[:-1]])
     flat = starts[labels["episode_position"]] + labels["frame"]  # row -> sampler frame
     wanted = sorted({int(f) for u in units for f in flat[keys["top"][u][:per_unit]]})
     batch = sampler.gather(np.array(wanted))
     where = {f: i for i, f in enumerate(wanted)}
-    frames_of = {u: np.array([where[int(f)] for f in flat[keys["top"][u][:per_unit]]])
-                 for u in units}
+    frames_of = {
+        u: np.array([where[int(f)] for f in flat[keys["top"][u][:per_unit]]]) for u in units
+    }
     return value_check(network, batch, units, frames_of)
 
 
@@ -212,33 +251,47 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="default: the checkpoint's training dataset")
     p.add_argument("--frame-stride", type=int_in(1), default=3, help="every s-th frame")
     p.add_argument("--top-k", type=int_in(2), default=50, help="top frames per unit")
-    p.add_argument("--check-units", type=int_in(1), default=16,
-                   help="purest units whose value vectors are checked by ablation")
+    p.add_argument(
+        "--check-units",
+        type=int_in(1),
+        default=16,
+        help="purest units whose value vectors are checked by ablation",
+    )
     p.add_argument("--random-init-seed", type=int_in(0), default=0)
     args = p.parse_args(argv)
     t0 = time.time()
     try:
-        result = analyse(args.checkpoint, dataset=args.dataset, frame_stride=args.frame_stride,
-                         top_k=args.top_k, check_units=args.check_units,
-                         random_init_seed=args.random_init_seed)
+        result = analyse(
+            args.checkpoint,
+            dataset=args.dataset,
+            frame_stride=args.frame_stride,
+            top_k=args.top_k,
+            check_units=args.check_units,
+            random_init_seed=args.random_init_seed,
+        )
     except FileNotFoundError as e:
         p.error(str(e))
-    result.update(command="python -m interp.kv_memory " + " ".join(argv or sys.argv[1:]),
-                  wall_time_s=round(time.time() - t0, 1))
+    result.update(
+        command="python -m interp.kv_memory " + " ".join(argv or sys.argv[1:]),
+        wall_time_s=round(time.time() - t0, 1),
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kv_memory.json").write_text(json.dumps(result, indent=1))
     (out / "kv_memory.png").write_bytes(figure(result))
     for tag in ("trained", "random_init"):
         r = result[tag]
-        print(f"{tag:12s} {r['alive_units']} live units, median location purity "
-              f"{r['purity_median']:.2f} (chance {result['chance_purity']:.2f}), "
-              f"{100 * r['share_pure_units']:.0f}% of units >= 0.9, median episode entropy "
-              f"{r['episode_entropy_median']:.2f}")
+        print(
+            f"{tag:12s} {r['alive_units']} live units, median location purity "
+            f"{r['purity_median']:.2f} (chance {result['chance_purity']:.2f}), "
+            f"{100 * r['share_pure_units']:.0f}% of units >= 0.9, median episode entropy "
+            f"{r['episode_entropy_median']:.2f}"
+        )
     cos = [r["cosine"] for r in result["value_check"] if r["cosine"] is not None]
     if cos:
-        print(f"value vectors vs ablation: median cosine {np.median(cos):.2f} over {len(cos)} "
-              "units")
+        print(
+            f"value vectors vs ablation: median cosine {np.median(cos):.2f} over {len(cos)} units"
+        )
     print(f"wrote {out}/kv_memory.json and kv_memory.png in {result['wall_time_s']:.0f} s")
     return 0
 

@@ -68,14 +68,18 @@ def verdict(results: dict) -> dict:
     if n < MIN_STARTS:
         return {"verdict": "undecided (too few starts beyond the tolerance)", **numbers}
     a_near, a_interp, a_act = _median_alpha(near), _median_alpha(interp), _median_alpha(act)
-    rate = {k: float(np.mean([s["success"] for s in v]))
-            for k, v in (("act", act), ("nearest", near), ("interpolate", interp))}
+    rate = {
+        k: float(np.mean([s["success"] for s in v]))
+        for k, v in (("act", act), ("nearest", near), ("interpolate", interp))
+    }
     nearest_fails = [i for i, s in enumerate(near) if not s["success"]]
-    rescued = (float(np.mean([act[i]["success"] for i in nearest_fails]))
-               if nearest_fails else None)
-    numbers.update(alpha_median={"act": a_act, "nearest": a_near, "interpolate": a_interp},
-                   success_rate=rate, act_success_where_nearest_fails=rescued,
-                   nearest_failures=len(nearest_fails))
+    rescued = float(np.mean([act[i]["success"] for i in nearest_fails])) if nearest_fails else None
+    numbers.update(
+        alpha_median={"act": a_act, "nearest": a_near, "interpolate": a_interp},
+        success_rate=rate,
+        act_success_where_nearest_fails=rescued,
+        nearest_failures=len(nearest_fails),
+    )
     if a_near is None or a_interp is None or not (a_near < LOOKUP_ALPHA < INTERP_ALPHA < a_interp):
         return {"verdict": "invalid (alpha does not separate the oracles)", **numbers}
     if a_act is None:
@@ -105,8 +109,11 @@ def plot(results: dict) -> bytes:
     ax1.set_ylabel("success (95% Wilson CI)")
     ax1.set_title("same independent starts")
     for k, marker in zip(names, "os^vD", strict=False):
-        pts = [(s["nearest_train_m"] * 100, s["alpha"]) for s in results[k]["per_start"]
-               if s["alpha"] is not None]
+        pts = [
+            (s["nearest_train_m"] * 100, s["alpha"])
+            for s in results[k]["per_start"]
+            if s["alpha"] is not None
+        ]
         if pts:
             x, y = zip(*pts, strict=True)
             ax2.scatter(x, y, label=k, marker=marker, alpha=0.7)
@@ -118,8 +125,13 @@ def plot(results: dict) -> bytes:
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(fontsize=8)
     else:
-        ax2.text(0.5, 0.5, "no start far enough from a demo for alpha", ha="center",
-                 transform=ax2.transAxes)
+        ax2.text(
+            0.5,
+            0.5,
+            "no start far enough from a demo for alpha",
+            ha="center",
+            transform=ax2.transAxes,
+        )
     fig.tight_layout()
     from interp.overlays import fig_to_png
 
@@ -138,29 +150,48 @@ def add_section(page, doc: dict, png: bytes) -> None:
     if "alpha_median" in v:
         a, r = v["alpha_median"], v["success_rate"]
         fmt = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
-        numbers = (f" On the {n} starts farther than {100 * TOLERANCE_M:.1f} cm from every "
-                   f"training pose: median alpha {fmt(a['act'])} for ACT ({fmt(a['nearest'])} "
-                   f"nearest-replay, {fmt(a['interpolate'])} interpolation oracle); success "
-                   f"{100 * r['act']:.0f}% ACT, {100 * r['nearest']:.0f}% nearest replay, "
-                   f"{100 * r['interpolate']:.0f}% interpolation.")
-    page.verdict(f"The claim that ACT acts as a lookup table over its demos: {v['verdict']}."
-                 + numbers, VERDICT_STATUS.get(v["verdict"], "partial"))
+        numbers = (
+            f" On the {n} starts farther than {100 * TOLERANCE_M:.1f} cm from every "
+            f"training pose: median alpha {fmt(a['act'])} for ACT ({fmt(a['nearest'])} "
+            f"nearest-replay, {fmt(a['interpolate'])} interpolation oracle); success "
+            f"{100 * r['act']:.0f}% ACT, {100 * r['nearest']:.0f}% nearest replay, "
+            f"{100 * r['interpolate']:.0f}% interpolation."
+        )
+    page.verdict(
+        f"The claim that ACT acts as a lookup table over its demos: {v['verdict']}." + numbers,
+        VERDICT_STATUS.get(v["verdict"], "partial"),
+    )
     page.paragraph(
         f"{doc['starts']} independent test starts ({doc['test']}, seeds {doc['seed']}-"
         f"{doc['seed'] + doc['starts'] - 1}), the same for every policy; {doc['train_poses']} "
         f"training demos; the lookup table (alt) holds {doc['alt_frames']} training frames. "
         "alpha = 0: the grasp goes where the nearest demo's did; 1: where the expert's would. "
-        "The rule was fixed before the runs (interp.lookup_study).")
+        "The rule was fixed before the runs (interp.lookup_study)."
+    )
     rows = []
     for name, r in doc["results"].items():
         beyond = _beyond(r)
-        rows.append([name, f"{r['successes']}/{r['starts']}",
-                     f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}",
-                     "" if r["alpha_median"] is None else r["alpha_median"],
-                     f"{sum(s['success'] for s in beyond)}/{len(beyond)}",
-                     "" if _median_alpha(beyond) is None else _median_alpha(beyond)])
-    page.table(["policy", "successes", "95% interval", "median alpha", "successes beyond tol.",
-                "median alpha beyond tol."], rows)
+        rows.append(
+            [
+                name,
+                f"{r['successes']}/{r['starts']}",
+                f"{r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}",
+                "" if r["alpha_median"] is None else r["alpha_median"],
+                f"{sum(s['success'] for s in beyond)}/{len(beyond)}",
+                "" if _median_alpha(beyond) is None else _median_alpha(beyond),
+            ]
+        )
+    page.table(
+        [
+            "policy",
+            "successes",
+            "95% interval",
+            "median alpha",
+            "successes beyond tol.",
+            "median alpha beyond tol.",
+        ],
+        rows,
+    )
     page.figure(png, "Success per policy, and alpha against the distance to the nearest demo")
     page.command(doc["command"])
 
@@ -169,17 +200,24 @@ def main(argv=None) -> int:
     from hardware.arguments import ArgumentParser, int_in
     from hardware.sim.cube import SPEC_HELP, distribution_arg
 
-    p = ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training workdir of the policy")
-    p.add_argument("--test", required=True, type=distribution_arg, metavar="SPEC",
-                   help=f"test starts: {SPEC_HELP}; jitter makes every start independent")
+    p.add_argument(
+        "--test",
+        required=True,
+        type=distribution_arg,
+        metavar="SPEC",
+        help=f"test starts: {SPEC_HELP}; jitter makes every start independent",
+    )
     p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
     p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
     p.add_argument("--execution", default=None, help="chunk execution (default: the config's)")
     p.add_argument("--max-steps", type=int_in(1), default=None, help="ticks before a rollout fails")
-    p.add_argument("--dataset", default=None,
-                   help="training dataset (default: the one the checkpoint's config names)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="training dataset (default: the one the checkpoint's config names)",
+    )
     p.add_argument("--out", required=True, help="directory for lookup.json, .png and .html")
     args = p.parse_args(argv)
     from act_jax.data import dataset_dir_for
@@ -205,12 +243,17 @@ def main(argv=None) -> int:
     t0 = time.time()
     train, _ = O.train_poses_from(None, str(dataset))
     if len(train) < 3:
-        p.error(f"{dataset} has demos from {len(train)} distinct cube poses; the interpolation "
-                "oracle needs at least 3")
+        p.error(
+            f"{dataset} has demos from {len(train)} distinct cube poses; the interpolation "
+            "oracle needs at least 3"
+        )
     alt = ActionLookupTable.from_dataset(dataset, cfg)
     policy.warmup()
-    robot = SimRobot(image_size=tuple(cfg.model.image_size), cameras=tuple(cfg.model.cameras),
-                     distribution=args.test)
+    robot = SimRobot(
+        image_size=tuple(cfg.model.image_size),
+        cameras=tuple(cfg.model.cameras),
+        distribution=args.test,
+    )
     with robot:
         oracles = O.Oracles(robot, train)
         policies = {
@@ -218,18 +261,29 @@ def main(argv=None) -> int:
             "alt": lambda: alt.as_controller(make_executor(execution)),
             **{n: oracles.make_policy(n) for n in O.ORACLES},
         }
-        results = O.run_study(policies, robot, train, starts=args.starts, seed=args.seed,
-                              max_steps=max_steps)
+        results = O.run_study(
+            policies, robot, train, starts=args.starts, seed=args.seed, max_steps=max_steps
+        )
     decision = verdict(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = plot(results)
     (out / "lookup.png").write_bytes(png)
-    doc = {"command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]),
-           "checkpoint": str(args.checkpoint), "step": policy.step, "dataset": str(dataset),
-           "train_poses": len(train), "alt_frames": len(alt), "test": args.test,
-           "starts": args.starts, "seed": args.seed, "execution": execution,
-           "wall_time_s": round(time.time() - t0, 1), "verdict": decision, "results": results}
+    doc = {
+        "command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]),
+        "checkpoint": str(args.checkpoint),
+        "step": policy.step,
+        "dataset": str(dataset),
+        "train_poses": len(train),
+        "alt_frames": len(alt),
+        "test": args.test,
+        "starts": args.starts,
+        "seed": args.seed,
+        "execution": execution,
+        "wall_time_s": round(time.time() - t0, 1),
+        "verdict": decision,
+        "results": results,
+    }
     (out / "lookup.json").write_text(json.dumps(doc, indent=2))
     from interp.page import Page
 
@@ -237,8 +291,10 @@ def main(argv=None) -> int:
     add_section(page, doc, png)
     page.write(out / "lookup.html")
     O.print_table(results)
-    print(f"verdict: {decision['verdict']} ({decision['starts_beyond_tolerance']} starts beyond "
-          f"{100 * TOLERANCE_M:.1f} cm)")
+    print(
+        f"verdict: {decision['verdict']} ({decision['starts_beyond_tolerance']} starts beyond "
+        f"{100 * TOLERANCE_M:.1f} cm)"
+    )
     print(f"wrote {out}/lookup.json, lookup.png and lookup.html in {doc['wall_time_s']:.0f} s")
     return 0
 

@@ -110,8 +110,9 @@ def nominal_plan(robot, cube_pose: np.ndarray) -> np.ndarray:
     from hardware.sim.expert import plan_pick_and_place
 
     rng = np.random.default_rng(0)  # unused with timing_jitter=0
-    plan = plan_pick_and_place(robot, np.asarray(cube_pose, np.float64), robot.box_pose(), rng,
-                               timing_jitter=0.0)
+    plan = plan_pick_and_place(
+        robot, np.asarray(cube_pose, np.float64), robot.box_pose(), rng, timing_jitter=0.0
+    )
     return plan.actions
 
 
@@ -180,8 +181,9 @@ def expert_grasp_points(robot, poses: Sequence[np.ndarray], max_steps: int = 400
 
 
 # -- a study over test starts ---------------------------------------------------------------------
-def score_rollouts(rollouts, train_poses: np.ndarray, t_train: np.ndarray,
-                   t_test: np.ndarray) -> dict:
+def score_rollouts(
+    rollouts, train_poses: np.ndarray, t_train: np.ndarray, t_test: np.ndarray
+) -> dict:
     """Success with its Wilson interval, and alpha per rollout and its median, for rollouts
     from independent starts; `t_test[i]` is t(c) of rollout i's start."""
     from act_jax.evaluate import wilson_interval
@@ -203,11 +205,19 @@ def score_rollouts(rollouts, train_poses: np.ndarray, t_train: np.ndarray,
         "ci95": list(wilson_interval(k, len(rollouts))),
         "alpha_median": float(np.median(finite)) if finite else None,
         "alpha_iqr": [float(np.percentile(finite, 25)), float(np.percentile(finite, 75))]
-        if finite else None,
+        if finite
+        else None,
         "per_start": [
-            {"seed": r.seed, "location_id": r.location_id, "success": r.success,
-             "cube_xy": [float(v) for v in r.cube_start_pose[:2]], "nearest_train_m": d,
-             "grasp_point": r.grasp_point, "grasp_target": r.grasp_target, "alpha": a}
+            {
+                "seed": r.seed,
+                "location_id": r.location_id,
+                "success": r.success,
+                "cube_xy": [float(v) for v in r.cube_start_pose[:2]],
+                "nearest_train_m": d,
+                "grasp_point": r.grasp_point,
+                "grasp_target": r.grasp_target,
+                "alpha": a,
+            }
             for r, d, a in zip(rollouts, dists, alphas, strict=True)
         ],
     }
@@ -218,8 +228,10 @@ def print_table(results: dict) -> None:
     for name, r in results.items():
         lo, hi = r["ci95"]
         a = "n/a" if r["alpha_median"] is None else f"{r['alpha_median']:.2f}"
-        print(f"{name:12s} success {r['successes']}/{r['starts']} (95% CI {100 * lo:.0f}-"
-              f"{100 * hi:.0f}%), median alpha {a}")
+        print(
+            f"{name:12s} success {r['successes']}/{r['starts']} (95% CI {100 * lo:.0f}-"
+            f"{100 * hi:.0f}%), median alpha {a}"
+        )
 
 
 def train_poses_from(spec: str | None, dataset: str | None) -> tuple[np.ndarray, str]:
@@ -233,17 +245,21 @@ def train_poses_from(spec: str | None, dataset: str | None) -> tuple[np.ndarray,
     if spec is not None:
         dist = CubeDistribution.make(spec)
         if not dist.num_locations:
-            raise ValueError(f"--train {spec!r} has no locations: use a located spec or "
-                             "--train-dataset")
+            raise ValueError(
+                f"--train {spec!r} has no locations: use a located spec or --train-dataset"
+            )
         size = SceneConfig().cube_size
         poses = [np.array([x, y, size / 2, 1.0, 0.0, 0.0, 0.0]) for x, y in dist.locations]
         return np.stack(poses), spec
     from act_jax.data import png_source, read_example
 
     source = png_source(dataset)
-    poses = [np.asarray(read_example(source, i, dataset)["episode_metadata"]["cube_start_pose"],
-                        np.float64)
-             for i in range(len(source))]
+    poses = [
+        np.asarray(
+            read_example(source, i, dataset)["episode_metadata"]["cube_start_pose"], np.float64
+        )
+        for i in range(len(source))
+    ]
     return distinct(np.stack(poses)), str(dataset)
 
 
@@ -254,39 +270,70 @@ def distinct(poses: np.ndarray) -> np.ndarray:
     return poses[np.sort(first)]
 
 
-def run_study(policies: dict[str, Callable[[], Callable]], robot, train_poses: np.ndarray, *,
-              starts: int, seed: int, max_steps: int = 400, progress: bool = True) -> dict:
+def run_study(
+    policies: dict[str, Callable[[], Callable]],
+    robot,
+    train_poses: np.ndarray,
+    *,
+    starts: int,
+    seed: int,
+    max_steps: int = 400,
+    progress: bool = True,
+) -> dict:
     """Runs every policy from the same `starts` test starts (seed + i, location i % K) and
     scores them against the expert's grasp points."""
     from act_jax.evaluate import run_rollouts
 
     locations = list(range(robot.num_locations)) if robot.num_locations else None
     t_train = expert_grasp_points(robot, train_poses, max_steps)
-    rollouts = {name: run_rollouts(make_policy, robot, episodes=starts, seed=seed,
-                                   max_steps=max_steps, locations=locations, progress=progress)
-                for name, make_policy in policies.items()}
+    rollouts = {
+        name: run_rollouts(
+            make_policy,
+            robot,
+            episodes=starts,
+            seed=seed,
+            max_steps=max_steps,
+            locations=locations,
+            progress=progress,
+        )
+        for name, make_policy in policies.items()
+    }
     if "expert" in rollouts:  # the expert oracle's own grasp targets are t(c)
-        t_test = np.array([np.nan * np.ones(3) if r.grasp_target is None else r.grasp_target
-                           for r in rollouts["expert"]])
+        t_test = np.array(
+            [
+                np.nan * np.ones(3) if r.grasp_target is None else r.grasp_target
+                for r in rollouts["expert"]
+            ]
+        )
     else:
         poses = [np.asarray(r.cube_start_pose) for r in next(iter(rollouts.values()))]
         t_test = expert_grasp_points(robot, poses, max_steps)
-    return {name: score_rollouts(rs, train_poses, t_train, t_test)
-            for name, rs in rollouts.items()}
+    return {name: score_rollouts(rs, train_poses, t_train, t_test) for name, rs in rollouts.items()}
 
 
 def main(argv=None) -> int:
     from hardware.arguments import ArgumentParser, int_in
     from hardware.sim.cube import SPEC_HELP, distribution_arg
 
-    p = ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", type=distribution_arg, metavar="SPEC",
-                   help="training locations as a located spec (named, grid:3x3, ...)")
-    p.add_argument("--train-dataset", metavar="DIR",
-                   help="or: an act_episodes dataset whose demos' start poses are the training set")
-    p.add_argument("--test", required=True, type=distribution_arg, metavar="SPEC",
-                   help=f"test starts: {SPEC_HELP}; jitter makes every start independent")
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--train",
+        type=distribution_arg,
+        metavar="SPEC",
+        help="training locations as a located spec (named, grid:3x3, ...)",
+    )
+    p.add_argument(
+        "--train-dataset",
+        metavar="DIR",
+        help="or: an act_episodes dataset whose demos' start poses are the training set",
+    )
+    p.add_argument(
+        "--test",
+        required=True,
+        type=distribution_arg,
+        metavar="SPEC",
+        help=f"test starts: {SPEC_HELP}; jitter makes every start independent",
+    )
     p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
     p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
     p.add_argument("--max-steps", type=int_in(1), default=400, help="ticks before a rollout fails")
@@ -301,14 +348,26 @@ def main(argv=None) -> int:
     t0 = time.time()
     with SimRobot(cameras=(), distribution=args.test) as robot:
         oracles = Oracles(robot, train)
-        result = run_study({n: oracles.make_policy(n) for n in ORACLES}, robot, train,
-                           starts=args.starts, seed=args.seed, max_steps=args.max_steps)
+        result = run_study(
+            {n: oracles.make_policy(n) for n in ORACLES},
+            robot,
+            train,
+            starts=args.starts,
+            seed=args.seed,
+            max_steps=args.max_steps,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"command": "python -m interp.oracles " + " ".join(argv or sys.argv[1:]),
-           "train": train_name, "train_poses": len(train), "test": args.test,
-           "starts": args.starts, "seed": args.seed, "wall_time_s": round(time.time() - t0, 1),
-           "oracles": result}
+    doc = {
+        "command": "python -m interp.oracles " + " ".join(argv or sys.argv[1:]),
+        "train": train_name,
+        "train_poses": len(train),
+        "test": args.test,
+        "starts": args.starts,
+        "seed": args.seed,
+        "wall_time_s": round(time.time() - t0, 1),
+        "oracles": result,
+    }
     (out / "oracles.json").write_text(json.dumps(doc, indent=2))
     print_table(result)
     print(f"wrote {out / 'oracles.json'} in {doc['wall_time_s']:.0f} s")

@@ -55,8 +55,10 @@ def resolve(selection: str | Sequence[str]) -> tuple[str, ...]:
         if selection in PRESETS:
             return PRESETS[selection]
         if re.fullmatch(r"[A-Za-z_]+", selection):  # looks like a name, not a pattern
-            raise ValueError(f"unknown preset {selection!r}: one of {sorted(PRESETS)}, "
-                             "or regexes over parameter paths")
+            raise ValueError(
+                f"unknown preset {selection!r}: one of {sorted(PRESETS)}, "
+                "or regexes over parameter paths"
+            )
         selection = (selection,)
     for pattern in selection:
         try:
@@ -114,8 +116,9 @@ def compare(before: Mapping, after: Mapping, depth: int = 3) -> list[dict]:
         x, y = np.asarray(a[name], np.float64), np.asarray(b[name], np.float64)
         if x.shape != y.shape:
             raise ValueError(f"{name}: shape {x.shape} before, {y.shape} after")
-        row = rows.setdefault(module_of(name, depth), dict(params=0, tensors=0, changed=0,
-                                                           _d2=0.0, _n2=0.0))
+        row = rows.setdefault(
+            module_of(name, depth), dict(params=0, tensors=0, changed=0, _d2=0.0, _n2=0.0)
+        )
         row["params"] += x.size
         row["tensors"] += 1
         row["changed"] += int(not np.array_equal(x, y))
@@ -124,6 +127,11 @@ def compare(before: Mapping, after: Mapping, depth: int = 3) -> list[dict]:
     out = []
     for module, r in rows.items():
         d2, n2 = r.pop("_d2"), r.pop("_n2")
-        out.append(dict(module=module, **r,
-                        relative_change=float(np.sqrt(d2 / n2)) if n2 > 0 else float(d2 > 0)))
+        out.append(
+            dict(
+                module=module,
+                **r,
+                relative_change=float(np.sqrt(d2 / n2)) if n2 > 0 else float(d2 > 0),
+            )
+        )
     return out

@@ -343,8 +343,9 @@ def build_report(
     return result
 
 
-def _page(numbers, attention_pngs, frames, meta, model, variables, config, command,
-          extra=None) -> Page:
+def _page(
+    numbers, attention_pngs, frames, meta, model, variables, config, command, extra=None
+) -> Page:
     from interp.hooks import run_with_cache
 
     ck = numbers["checkpoint"]
@@ -541,12 +542,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the network before training)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass")
-    p.add_argument("--lookup-study", metavar="DIR", default=None,
-                   help="add the section of an interp.lookup_study run (its --out directory)")
+    p.add_argument(
+        "--lookup-study",
+        metavar="DIR",
+        default=None,
+        help="add the section of an interp.lookup_study run (its --out directory)",
+    )
     args = p.parse_args(argv)
     if args.lookup_study and not (Path(args.lookup_study) / "lookup.json").is_file():
-        p.error(f"--lookup-study: no lookup.json in {args.lookup_study} (run "
-                "python -m interp.lookup_study --out DIR first)")
+        p.error(
+            f"--lookup-study: no lookup.json in {args.lookup_study} (run "
+            "python -m interp.lookup_study --out DIR first)"
+        )
     for flag in ("frame_stride", "attention_frames", "sim_starts", "batch_size", "max_steps"):
         v = getattr(args, flag)
         if v is not None and v < 1:

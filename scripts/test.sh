@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: lint, then the test suite (slow checks excluded; run them with `-m slow`).
+# The test command: lint and format check (ruff, pinned in setup.cfg), then the test suite
+# (slow checks excluded; run them with `-m slow`).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_model.py -x`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 ruff check .
+ruff format --check .
 python -m pytest -m "not slow" "$@"

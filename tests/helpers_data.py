@@ -22,8 +22,9 @@ from hardware.recording.episodes import EpisodeMeta, encode_png, write_episode
 CAMERAS = ("top", "lateral")
 
 
-def synthetic_episode(rng: np.random.Generator, index: int, steps: int,
-                      image_size: tuple[int, int], cameras=CAMERAS) -> dict:
+def synthetic_episode(
+    rng: np.random.Generator, index: int, steps: int, image_size: tuple[int, int], cameras=CAMERAS
+) -> dict:
     """A smooth random joint trajectory with frames whose brightness follows the first joint,
     so images carry information about the state (a model can learn something from them)."""
     h, w = image_size
@@ -39,14 +40,29 @@ def synthetic_episode(rng: np.random.Generator, index: int, steps: int,
             img[: h // 2, : w // 2] = rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8)
             frames.append(encode_png(img))
         png[cam] = frames
-    return dict(state=state, action=action, timestamp=np.arange(steps) / 30.0, png=png,
-                meta=EpisodeMeta(episode_index=index, robot_type="synthetic",
-                                 success=bool(index % 2), seed=index, cameras=tuple(cameras)))
+    return dict(
+        state=state,
+        action=action,
+        timestamp=np.arange(steps) / 30.0,
+        png=png,
+        meta=EpisodeMeta(
+            episode_index=index,
+            robot_type="synthetic",
+            success=bool(index % 2),
+            seed=index,
+            cameras=tuple(cameras),
+        ),
+    )
 
 
-def write_episodes(episodes_dir: Path, num_episodes: int = 4, steps: int = 12,
-                   image_size: tuple[int, int] = (32, 32), seed: int = 0,
-                   cameras=CAMERAS) -> list[dict]:
+def write_episodes(
+    episodes_dir: Path,
+    num_episodes: int = 4,
+    steps: int = 12,
+    image_size: tuple[int, int] = (32, 32),
+    seed: int = 0,
+    cameras=CAMERAS,
+) -> list[dict]:
     """Writes `num_episodes` synthetic episodes (lengths `steps`, `steps`+1, ...)."""
     rng = np.random.default_rng(seed)
     written = []
@@ -81,7 +97,7 @@ def damage_episode(path: Path, how: str) -> bytes:
     elif how == "bit_flipped":
         with zipfile.ZipFile(path) as z:
             info = z.getinfo("state.npy")
-        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:][:4])
+        name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 :][:4])
         raw[info.header_offset + 30 + name_len + extra_len + info.compress_size // 2] ^= 0x04
     else:
         raise ValueError(f"damage how={how!r}: one of {DAMAGE}")
@@ -119,9 +135,12 @@ def fast_compiles(cache_dir: Path):
     """
     from jax.experimental.compilation_cache import compilation_cache
 
-    names = ("jax_disable_most_optimizations", "jax_compilation_cache_dir",
-             "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
+    names = (
+        "jax_disable_most_optimizations",
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
     old = {n: jax.config.values[n] for n in names}
     jax.config.update("jax_disable_most_optimizations", True)
     jax.config.update("jax_compilation_cache_dir", os.fspath(cache_dir))
@@ -139,9 +158,13 @@ def fast_compiles(cache_dir: Path):
 def subprocess_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a child Python that shares the test's compile settings and cache."""
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-               JAX_COMPILATION_CACHE_DIR=os.fspath(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               PYTHONPATH=os.pathsep.join([os.fspath(root), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+        JAX_COMPILATION_CACHE_DIR=os.fspath(cache_dir),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        PYTHONPATH=os.pathsep.join([os.fspath(root), os.environ.get("PYTHONPATH", "")]),
+    )
     env.update(extra)
     return env

@@ -25,17 +25,27 @@ RANGES = {"MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"), "QUANTILE10": 
 
 
 def tiny_config(cameras=("top", "lateral"), **kw) -> ACTConfig:
-    sizes = dict(image_size=(32, 32), chunk_size=4, dim_model=32, n_heads=4, dim_feedforward=48,
-                 n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4,
-                 backbone_width=1.0)
+    sizes = dict(
+        image_size=(32, 32),
+        chunk_size=4,
+        dim_model=32,
+        n_heads=4,
+        dim_feedforward=48,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        n_vae_encoder_layers=1,
+        latent_dim=4,
+        backbone_width=1.0,
+    )
     return ACTConfig(cameras=tuple(cameras), **{**sizes, **kw})
 
 
 def random_variables(config: ACTConfig, seed: int = 0) -> dict:
     """Initialised weights, with batch statistics moved off 0/1 so that a dropped one shows."""
     images = {c: jnp.zeros((1, *config.image_size, 3), jnp.uint8) for c in config.cameras}
-    variables = ACT(config).init({"params": jax.random.key(seed)}, images,
-                                 jnp.zeros((1, config.state_dim)), train=False)
+    variables = ACT(config).init(
+        {"params": jax.random.key(seed)}, images, jnp.zeros((1, config.state_dim)), train=False
+    )
     rng = np.random.default_rng(seed)
 
     def jitter(path, x):
@@ -47,8 +57,10 @@ def random_variables(config: ACTConfig, seed: int = 0) -> dict:
             return (x + rng.normal(0, 0.05, x.shape)).astype(np.float32)
         return x
 
-    return {"params": jax.tree.map(np.asarray, variables["params"]),
-            "batch_stats": jax.tree_util.tree_map_with_path(jitter, variables["batch_stats"])}
+    return {
+        "params": jax.tree.map(np.asarray, variables["params"]),
+        "batch_stats": jax.tree_util.tree_map_with_path(jitter, variables["batch_stats"]),
+    }
 
 
 def dataset_stats(dim: int, rng: np.random.Generator, constant_last: bool = True) -> dict:
@@ -62,31 +74,61 @@ def dataset_stats(dim: int, rng: np.random.Generator, constant_last: bool = True
     def at(frac):
         return (lo + np.float32(frac) * (hi - lo)).astype(np.float32)
 
-    return {"mean": at(0.55), "std": ((hi - lo) / 4).astype(np.float32), "min": lo, "max": hi,
-            "q01": at(0.01), "q99": at(0.99), "q10": at(0.1), "q90": at(0.9),
-            "count": np.array([1000], np.int64)}
+    return {
+        "mean": at(0.55),
+        "std": ((hi - lo) / 4).astype(np.float32),
+        "min": lo,
+        "max": hi,
+        "q01": at(0.01),
+        "q99": at(0.99),
+        "q10": at(0.1),
+        "q90": at(0.9),
+        "count": np.array([1000], np.int64),
+    }
 
 
-def lerobot_folder(path: Path, config: ACTConfig, variables: dict, *, camera_keys: list[str],
-                   modes: dict[str, str], layout: str = "0.4", seed: int = 0,
-                   constant_last: bool = True) -> dict:
+def lerobot_folder(
+    path: Path,
+    config: ACTConfig,
+    variables: dict,
+    *,
+    camera_keys: list[str],
+    modes: dict[str, str],
+    layout: str = "0.4",
+    seed: int = 0,
+    constant_last: bool = True,
+) -> dict:
     """Writes a LeRobot ACT folder; returns {"stats": feature -> stats, "modes": ..., "eps"}."""
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lerobot = cl.config_to_lerobot(config)
     h, w = config.image_size
-    lerobot["input_features"] = {"observation.state": lerobot["input_features"][
-        "observation.state"], **{k: {"type": "VISUAL", "shape": [3, h, w]} for k in camera_keys}}
+    lerobot["input_features"] = {
+        "observation.state": lerobot["input_features"]["observation.state"],
+        **{k: {"type": "VISUAL", "shape": [3, h, w]} for k in camera_keys},
+    }
     lerobot["normalization_mapping"] = dict(modes)
-    lerobot.update(n_action_steps=config.chunk_size, temporal_ensemble_coeff=None,
-                   optimizer_lr=1e-5, optimizer_lr_backbone=1e-5, optimizer_weight_decay=1e-4,
-                   kl_weight=10.0, device="cuda")
-    stats = {"observation.state": dataset_stats(config.state_dim, rng, constant_last),
-             "action": dataset_stats(config.action_dim, rng, constant_last),
-             "timestamp": dataset_stats(1, rng)}  # a dataset feature the policy does not use
+    lerobot.update(
+        n_action_steps=config.chunk_size,
+        temporal_ensemble_coeff=None,
+        optimizer_lr=1e-5,
+        optimizer_lr_backbone=1e-5,
+        optimizer_weight_decay=1e-4,
+        kl_weight=10.0,
+        device="cuda",
+    )
+    stats = {
+        "observation.state": dataset_stats(config.state_dim, rng, constant_last),
+        "action": dataset_stats(config.action_dim, rng, constant_last),
+        "timestamp": dataset_stats(1, rng),
+    }  # a dataset feature the policy does not use
     for key in camera_keys:
-        stats[key] = {"mean": IMAGENET_MEAN.reshape(3, 1, 1), "std": IMAGENET_STD.reshape(3, 1, 1),
-                      "min": np.zeros((3, 1, 1), np.float32), "max": np.ones((3, 1, 1), np.float32)}
+        stats[key] = {
+            "mean": IMAGENET_MEAN.reshape(3, 1, 1),
+            "std": IMAGENET_STD.reshape(3, 1, 1),
+            "min": np.zeros((3, 1, 1), np.float32),
+            "max": np.ones((3, 1, 1), np.float32),
+        }
     (path / "config.json").write_text(json.dumps(lerobot, indent=4))
     tensors = cl.to_lerobot(variables, config)
     if layout == "v2":
@@ -101,9 +143,11 @@ def v2_buffers(lerobot: dict, stats: dict, modes: dict) -> dict[str, np.ndarray]
     """lerobot 0.3.x's `normalize_inputs` / `normalize_targets` / `unnormalize_outputs` buffers:
     mean/std or min/max per feature by its type's mode, images' shaped (3, 1, 1)."""
     out = {}
-    groups = (("normalize_inputs", lerobot["input_features"]),
-              ("normalize_targets", lerobot["output_features"]),
-              ("unnormalize_outputs", lerobot["output_features"]))
+    groups = (
+        ("normalize_inputs", lerobot["input_features"]),
+        ("normalize_targets", lerobot["output_features"]),
+        ("unnormalize_outputs", lerobot["output_features"]),
+    )
     for prefix, features in groups:
         for key, feature in features.items():
             mode = modes.get(feature["type"], "IDENTITY")
@@ -113,33 +157,51 @@ def v2_buffers(lerobot: dict, stats: dict, modes: dict) -> dict[str, np.ndarray]
     return out
 
 
-def write_processors_as_lerobot(path: Path, lerobot: dict, stats: dict, modes: dict,
-                                eps: float = 1e-8) -> None:
+def write_processors_as_lerobot(
+    path: Path, lerobot: dict, stats: dict, modes: dict, eps: float = 1e-8
+) -> None:
     """policy_{pre,post}processor.json and their state files, as lerobot 0.4.4 saves them."""
     features = {**lerobot["input_features"], **lerobot["output_features"]}
     flat = {f"{k}.{s}": v for k, d in stats.items() for s, v in d.items()}
     pre_file = "policy_preprocessor_step_3_normalizer_processor.safetensors"
     post_file = "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
-    device = {"registry_name": "device_processor", "config": {"device": "cuda",
-                                                               "float_dtype": None}}
-    pre = {"name": "policy_preprocessor", "steps": [
-        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
-        {"registry_name": "to_batch_processor", "config": {}}, device,
-        {"registry_name": "normalizer_processor",
-         "config": {"eps": eps, "features": features, "norm_map": modes},
-         "state_file": pre_file}]}
-    post = {"name": "policy_postprocessor", "steps": [
-        {"registry_name": "unnormalizer_processor",
-         "config": {"eps": eps, "features": lerobot["output_features"], "norm_map": modes},
-         "state_file": post_file}, device]}
+    device = {
+        "registry_name": "device_processor",
+        "config": {"device": "cuda", "float_dtype": None},
+    }
+    pre = {
+        "name": "policy_preprocessor",
+        "steps": [
+            {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+            {"registry_name": "to_batch_processor", "config": {}},
+            device,
+            {
+                "registry_name": "normalizer_processor",
+                "config": {"eps": eps, "features": features, "norm_map": modes},
+                "state_file": pre_file,
+            },
+        ],
+    }
+    post = {
+        "name": "policy_postprocessor",
+        "steps": [
+            {
+                "registry_name": "unnormalizer_processor",
+                "config": {"eps": eps, "features": lerobot["output_features"], "norm_map": modes},
+                "state_file": post_file,
+            },
+            device,
+        ],
+    }
     (path / "policy_preprocessor.json").write_text(json.dumps(pre, indent=2))
     (path / "policy_postprocessor.json").write_text(json.dumps(post, indent=2))
     cl.write_safetensors(path / pre_file, flat)
     cl.write_safetensors(path / post_file, flat)
 
 
-def lerobot_transform(x, mode: str, stats: dict, *, inverse: bool, layout: str,
-                      eps: float = 1e-8) -> np.ndarray:
+def lerobot_transform(
+    x, mode: str, stats: dict, *, inverse: bool, layout: str, eps: float = 1e-8
+) -> np.ndarray:
     """LeRobot's (un)normalisation of one feature, float32 as in torch."""
     x, f = np.asarray(x, np.float32), np.float32
     if mode == "IDENTITY":
@@ -156,15 +218,22 @@ def lerobot_transform(x, mode: str, stats: dict, *, inverse: bool, layout: str,
     return (x + 1) / f(2) * denom + lo if inverse else f(2) * (x - lo) / denom - 1
 
 
-def lerobot_chunk(folder: dict, config: ACTConfig, variables: dict, images: dict,
-                  state: np.ndarray) -> np.ndarray:
+def lerobot_chunk(
+    folder: dict, config: ACTConfig, variables: dict, images: dict, state: np.ndarray
+) -> np.ndarray:
     """`postprocessor(policy.predict_action_chunk(preprocessor(obs)))` for one observation: the
     network is ours (its weights convert exactly, bench/parity_lerobot.py), the normalisation
     LeRobot's. Images are uint8 (H, W, 3) by our camera names, in LeRobot's camera order."""
     s, m, layout = folder["stats"], folder["modes"], folder["layout"]
-    norm_state = lerobot_transform(state, m.get("STATE", "IDENTITY"), s["observation.state"],
-                                   inverse=False, layout=layout)
+    norm_state = lerobot_transform(
+        state, m.get("STATE", "IDENTITY"), s["observation.state"], inverse=False, layout=layout
+    )
     batch = {c: jnp.asarray(images[c][None]) for c in config.cameras}
     out = ACT(config).apply(variables, batch, jnp.asarray(norm_state[None]), train=False)
-    return lerobot_transform(np.asarray(out["actions"][0]), m.get("ACTION", "IDENTITY"),
-                             s["action"], inverse=True, layout=layout)
+    return lerobot_transform(
+        np.asarray(out["actions"][0]),
+        m.get("ACTION", "IDENTITY"),
+        s["action"],
+        inverse=True,
+        layout=layout,
+    )

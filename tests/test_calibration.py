@@ -38,8 +38,7 @@ def calib_with(**changes):
 
 
 def test_units_follow_lerobot_formulas():
-    c = calib_with(gripper={"range_min": 2000, "range_max": 3000},
-                   wrist_flex={"drive_mode": 1})
+    c = calib_with(gripper={"range_min": 2000, "range_max": 3000}, wrist_flex={"drive_mode": 1})
     ticks = np.array([2000, 3000, 1000, 2500, 2000, 2250])
     u = c.to_units(ticks)
     k = 360 / 4095
@@ -119,8 +118,12 @@ def test_killed_mid_write_leaves_old_file_intact(tmp_path):
     # SIGKILL at random moments of a save loop: the file always loads, as one of the versions.
     rng = np.random.default_rng(0)
     for _ in range(5):
-        child = subprocess.Popen([sys.executable, "-c", _KILLER, str(path), "loop"], env=env,
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILLER, str(path), "loop"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout.readline().strip() == "GO"
         time.sleep(rng.uniform(0.01, 0.1))
         child.kill()
@@ -129,8 +132,11 @@ def test_killed_mid_write_leaves_old_file_intact(tmp_path):
         assert {j.homing_offset for j in loaded.joints.values()} <= {0, 1}
 
 
-@given(mount=st.integers(0, 4095), half=st.integers(16, 2000), proto=st.sampled_from(
-    ["feetech", "dynamixel"]))
+@given(
+    mount=st.integers(0, 4095),
+    half=st.integers(16, 2000),
+    proto=st.sampled_from(["feetech", "dynamixel"]),
+)
 @settings(max_examples=300, deadline=None)
 def test_half_turn_homing_keeps_the_wrap_outside_travel(mount, half, proto):
     offset = half_turn_offset(proto, mount)

@@ -18,15 +18,23 @@ def _fast(tmp_path_factory):
 
 
 def stats():
-    return normalization.NormStats(np.arange(6, dtype=np.float32), np.ones(6, np.float32),
-                                   -np.arange(6, dtype=np.float32), np.full(6, 2.0, np.float32))
+    return normalization.NormStats(
+        np.arange(6, dtype=np.float32),
+        np.ones(6, np.float32),
+        -np.arange(6, dtype=np.float32),
+        np.full(6, 2.0, np.float32),
+    )
 
 
 def small_state(value=1.0):
     params = {"backbone": {"w": jnp.full((3,), value)}, "head": {"w": jnp.full((2, 2), value)}}
     tx = train.make_optimizer(tiny.get_config().train)
-    return {"step": jnp.int32(7), "params": params, "batch_stats": {"bn": {"mean": jnp.zeros(3)}},
-            "opt_state": tx.init(params)}
+    return {
+        "step": jnp.int32(7),
+        "params": params,
+        "batch_stats": {"bn": {"mean": jnp.zeros(3)}},
+        "opt_state": tx.init(params),
+    }
 
 
 def abstract(tree):
@@ -86,8 +94,9 @@ def test_load_policy_params_rebuilds_a_working_policy(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, variables["params"], state.params)
     np.testing.assert_array_equal(got_stats.state_mean, stats().state_mean)
     images = {cam: np.full((1, h, w, 3), 128, np.uint8) for cam in config.model.cameras}
-    out = jax.jit(lambda v, i, s: model.apply(v, i, s, train=False))(variables, images,
-                                                                     np.zeros((1, 6), np.float32))
+    out = jax.jit(lambda v, i, s: model.apply(v, i, s, train=False))(
+        variables, images, np.zeros((1, 6), np.float32)
+    )
     assert out["actions"].shape == (1, c, a)
     # The same call through restore_latest, and through the checkpoints/ directory itself.
     again, _, _, step = checkpoints.restore_latest(tmp_path / "run" / "checkpoints")
@@ -163,10 +172,14 @@ def test_evaluate_cli_names_a_missing_checkpoint_and_bad_counts(tmp_path, capsys
 
     for argv, message in (
         (["--checkpoint", str(tmp_path / "none")], f"--checkpoint: no checkpoints in {tmp_path}"),
-        (["--checkpoint", str(tmp_path), "--episodes", "0"],
-         "argument --episodes: must be an integer >= 1, got 0"),
-        (["--checkpoint", str(tmp_path), "--videos", "-1"],
-         "argument --videos: must be an integer >= 0, got -1"),
+        (
+            ["--checkpoint", str(tmp_path), "--episodes", "0"],
+            "argument --episodes: must be an integer >= 1, got 0",
+        ),
+        (
+            ["--checkpoint", str(tmp_path), "--videos", "-1"],
+            "argument --videos: must be an integer >= 0, got -1",
+        ),
         (["--checkpoint", str(tmp_path), "--seed", "-3"], "argument --seed: must be an integer"),
         (["--checkpoint", str(tmp_path), "--execution", "ensemble:-1"], "argument --execution"),
     ):

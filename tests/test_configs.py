@@ -44,29 +44,59 @@ def test_configs_are_locked_against_unknown_keys():
         config.model.chunk = 10
 
 
-@pytest.mark.parametrize("argv, cwd, message", [
-    (["--config.train.not_a_field=1"], ROOT,
-     "train: --config.train.not_a_field: no field config.train.not_a_field in configs/tiny.py"),
-    (["--config.nope.x=1"], ROOT, "train: --config.nope.x: no field config.nope.x in "),
-    (["--config.train.lr=abc"], ROOT, "train: flag --config.train.lr=abc: could not convert"),
-    (["--config.data.val_fraction=1.5"], ROOT,
-     "train: config.data.val_fraction=1.5: must be a number in [0, 1)"),
-    (["--config.train.num_steps=-1"], ROOT, "train: config.train.num_steps=-1: must be an "
-     "integer >= 0"),
-    (["--config=configs/nope.py"], ROOT, "train: --config configs/nope.py: no such file"),
-    (["--config", str(ROOT / "configs/tiny.py")], "elsewhere",
-     f"No module named 'configs': the configs import each other as `configs.<name>`; run from "
-     f"the repository root (cd {ROOT}) or set PYTHONPATH={ROOT}"),
-], ids=["unknown_field", "unknown_section", "bad_value", "val_fraction", "num_steps",
-        "missing_file", "other_directory"])
+@pytest.mark.parametrize(
+    "argv, cwd, message",
+    [
+        (
+            ["--config.train.not_a_field=1"],
+            ROOT,
+            "train: --config.train.not_a_field: no field config.train.not_a_field"
+            " in configs/tiny.py",
+        ),
+        (["--config.nope.x=1"], ROOT, "train: --config.nope.x: no field config.nope.x in "),
+        (["--config.train.lr=abc"], ROOT, "train: flag --config.train.lr=abc: could not convert"),
+        (
+            ["--config.data.val_fraction=1.5"],
+            ROOT,
+            "train: config.data.val_fraction=1.5: must be a number in [0, 1)",
+        ),
+        (
+            ["--config.train.num_steps=-1"],
+            ROOT,
+            "train: config.train.num_steps=-1: must be an integer >= 0",
+        ),
+        (["--config=configs/nope.py"], ROOT, "train: --config configs/nope.py: no such file"),
+        (
+            ["--config", str(ROOT / "configs/tiny.py")],
+            "elsewhere",
+            "No module named 'configs': the configs import each other as `configs.<name>`;"
+            " run from "
+            f"the repository root (cd {ROOT}) or set PYTHONPATH={ROOT}",
+        ),
+    ],
+    ids=[
+        "unknown_field",
+        "unknown_section",
+        "bad_value",
+        "val_fraction",
+        "num_steps",
+        "missing_file",
+        "other_directory",
+    ],
+)
 def test_the_command_line_names_a_bad_config_in_one_line_and_writes_nothing(
-        argv, cwd, message, tmp_path):
+    argv, cwd, message, tmp_path
+):
     workdir = tmp_path / "never_written"
     if not any(a.startswith("--config=") or a == "--config" for a in argv):
         argv = ["--config", "configs/tiny.py", *argv]
     proc = subprocess.run(
         [sys.executable, "-m", "act_jax.train", *argv, "--workdir", str(workdir)],
-        cwd=tmp_path if cwd == "elsewhere" else cwd, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path if cwd == "elsewhere" else cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr[-2000:]
     assert not workdir.exists()

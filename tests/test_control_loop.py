@@ -47,8 +47,13 @@ def test_each_tick_observes_decides_sends_in_order():
         robot.calls.append("policy")
         return obs["state"] + 4
 
-    stats = run_loop(robot, policy, max_steps=3, realtime=False,
-                     on_step=lambda t, o, a, s: seen.append((t, a.copy(), s.copy())))
+    stats = run_loop(
+        robot,
+        policy,
+        max_steps=3,
+        realtime=False,
+        on_step=lambda t, o, a, s: seen.append((t, a.copy(), s.copy())),
+    )
     assert robot.calls == ["observe", "policy", "send"] * 3
     assert stats.ticks == 3 and stats.stopped_by == "max_steps"
     # on_step sees both the policy's action and what the robot actually sent (clipped).
@@ -76,11 +81,17 @@ def test_realtime_keeps_the_rate_and_counts_overruns():
 
 def test_stops_on_stop_and_on_step():
     robot = LogRobot()
-    stats = run_loop(robot, lambda o: o["state"], max_steps=100, realtime=False,
-                     stop=lambda: len(robot.calls) >= 10)
+    stats = run_loop(
+        robot,
+        lambda o: o["state"],
+        max_steps=100,
+        realtime=False,
+        stop=lambda: len(robot.calls) >= 10,
+    )
     assert stats.stopped_by == "stop" and stats.ticks == 5
-    stats = run_loop(robot, lambda o: o["state"], max_steps=100, realtime=False,
-                     on_step=lambda t, *_: t == 6)
+    stats = run_loop(
+        robot, lambda o: o["state"], max_steps=100, realtime=False, on_step=lambda t, *_: t == 6
+    )
     assert stats.stopped_by == "on_step" and stats.ticks == 7
 
 

@@ -44,8 +44,9 @@ def weights(names: tuple[str, ...]):
 
 def make_folder(path, keys, modes, layout="0.4", **kw):
     config, variables = weights(tuple(k.rsplit(".", 1)[-1] for k in keys))
-    folder = lerobot_folder(path, config, variables, camera_keys=keys, modes=modes, layout=layout,
-                            **kw)
+    folder = lerobot_folder(
+        path, config, variables, camera_keys=keys, modes=modes, layout=layout, **kw
+    )
     return config, variables, folder
 
 
@@ -54,28 +55,45 @@ def observation(config, folder, seed=1):
     st = folder["stats"]["observation.state"]
     state = rng.uniform(st["min"], st["max"]).astype(np.float32)
     state[-1] = st["min"][-1]  # the constant joint sits where it always was
-    images = {c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8)
-              for c in config.cameras}
+    images = {
+        c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8) for c in config.cameras
+    }
     return images, state
 
 
 CASES = [  # layout, modes, LeRobot camera keys, --cameras
-    ("0.4", MEAN_STD, ["observation.images.laptop", "observation.images.phone"],
-     "laptop=top,phone=lateral"),
+    (
+        "0.4",
+        MEAN_STD,
+        ["observation.images.laptop", "observation.images.phone"],
+        "laptop=top,phone=lateral",
+    ),
     ("0.4", MIN_MAX, ["observation.images.top"], None),
     ("v2", MEAN_STD, ["observation.images.front"], "front=top"),
     ("v2", MIN_MAX, ["observation.images.top", "observation.images.lateral"], None),
-    ("0.4", {"VISUAL": "MEAN_STD", "STATE": "QUANTILES", "ACTION": "QUANTILE10"},
-     ["observation.images.lateral", "observation.images.top"], None),
+    (
+        "0.4",
+        {"VISUAL": "MEAN_STD", "STATE": "QUANTILES", "ACTION": "QUANTILE10"},
+        ["observation.images.lateral", "observation.images.top"],
+        None,
+    ),
     ("0.4", {"VISUAL": "MEAN_STD", "ACTION": "MEAN_STD"}, ["observation.images.top"], None),
 ]
 
 
-@pytest.mark.parametrize("layout, modes, keys, cameras", CASES,
-                         ids=["0.4-mean_std-2cam", "0.4-min_max-1cam", "v2-mean_std-1cam",
-                              "v2-min_max-2cam", "0.4-quantiles-2cam", "0.4-state_identity"])
-def test_imported_policy_matches_lerobots_pipeline(tmp_path, capsys, layout, modes, keys,
-                                                   cameras):
+@pytest.mark.parametrize(
+    "layout, modes, keys, cameras",
+    CASES,
+    ids=[
+        "0.4-mean_std-2cam",
+        "0.4-min_max-1cam",
+        "v2-mean_std-1cam",
+        "v2-min_max-2cam",
+        "0.4-quantiles-2cam",
+        "0.4-state_identity",
+    ],
+)
+def test_imported_policy_matches_lerobots_pipeline(tmp_path, capsys, layout, modes, keys, cameras):
     config, variables, folder = make_folder(tmp_path / "pretrained_model", keys, modes, layout)
     argv = ["--from-lerobot", str(tmp_path / "pretrained_model"), "--out", str(tmp_path / "w")]
     assert convert.main(argv + (["--cameras", cameras] if cameras else [])) == 0
@@ -85,8 +103,9 @@ def test_imported_policy_matches_lerobots_pipeline(tmp_path, capsys, layout, mod
     ours = tuple(mapping.get(c, c) for c in config.cameras)
     assert policy.cameras == ours  # renamed, LeRobot's order kept
     images, state = observation(config, folder)
-    got = policy.predict_chunk({"images": dict(zip(ours, images.values(), strict=True)),
-                                "state": state})
+    got = policy.predict_chunk(
+        {"images": dict(zip(ours, images.values(), strict=True)), "state": state}
+    )
     want = lerobot_chunk(folder, config, variables, images, state)
     assert got.shape == (config.chunk_size, config.action_dim)
     assert np.abs(got - want).max() < TOL, np.abs(got - want).max()
@@ -139,19 +158,24 @@ def _break(folder, how):
         for p in folder.glob("policy_*"):
             p.unlink()
     elif how == "image_identity":
-        _edit_json(folder / "policy_preprocessor.json", **{"steps/3/config/norm_map/VISUAL":
-                                                           "IDENTITY"})
+        _edit_json(
+            folder / "policy_preprocessor.json", **{"steps/3/config/norm_map/VISUAL": "IDENTITY"}
+        )
     elif how == "image_stats":
-        _edit_tensors(folder / PRE_STATS, **{"observation.images.top.mean":
-                                            np.full((3, 1, 1), 0.5, np.float32)})
+        _edit_tensors(
+            folder / PRE_STATS,
+            **{"observation.images.top.mean": np.full((3, 1, 1), 0.5, np.float32)},
+        )
     elif how == "unknown_mode":
-        _edit_json(folder / "policy_postprocessor.json", **{"steps/0/config/norm_map/ACTION":
-                                                            "QUANTILE5"})
+        _edit_json(
+            folder / "policy_postprocessor.json", **{"steps/0/config/norm_map/ACTION": "QUANTILE5"}
+        )
     elif how == "missing_min":
         _edit_tensors(folder / PRE_STATS, **{"observation.state.min": None})
     elif how == "bad_shape":
-        _edit_tensors(folder / "model.safetensors",
-                      **{"model.action_head.bias": np.zeros(7, np.float32)})
+        _edit_tensors(
+            folder / "model.safetensors", **{"model.action_head.bias": np.zeros(7, np.float32)}
+        )
 
 
 BAD = [  # how, extra argv, the phrase the one line holds
@@ -172,8 +196,9 @@ BAD = [  # how, extra argv, the phrase the one line holds
 
 
 @pytest.mark.parametrize("how, extra, phrase", BAD, ids=[b[0] or b[1][1] for b in BAD])
-def test_bad_input_is_one_line_and_writes_nothing(good_folder, tmp_path, capsys, how, extra,
-                                                  phrase):
+def test_bad_input_is_one_line_and_writes_nothing(
+    good_folder, tmp_path, capsys, how, extra, phrase
+):
     folder = tmp_path / "pretrained_model"
     shutil.copytree(good_folder, folder)
     _break(folder, how)
@@ -188,12 +213,20 @@ def test_unmapped_cameras_and_a_used_out_are_refused(tmp_path, capsys):
     folder = tmp_path / "pretrained_model"
     make_folder(folder, ["observation.images.laptop"], MEAN_STD)
     assert convert.main(["--from-lerobot", str(folder), "--out", str(tmp_path / "w")]) == 2
-    assert "camera 'laptop' of the LeRobot checkpoint does not map to one of ours ['top', " \
+    assert (
+        "camera 'laptop' of the LeRobot checkpoint does not map to one of ours ['top', "
         "'lateral']: pass --cameras laptop=top" in capsys.readouterr().err
+    )
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
-    argv = ["--from-lerobot", str(folder), "--out", str(tmp_path / "used"), "--cameras",
-            "laptop=top"]
+    argv = [
+        "--from-lerobot",
+        str(folder),
+        "--out",
+        str(tmp_path / "used"),
+        "--cameras",
+        "laptop=top",
+    ]
     assert convert.main(argv) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrained_model", "used"]
@@ -204,11 +237,16 @@ def test_evaluate_runs_on_an_imported_checkpoint(tmp_path):
 
     # No constant joint here: the sim's joints move, and a zero range would send them far out.
     folder = tmp_path / "pretrained_model"
-    make_folder(folder, ["observation.images.top", "observation.images.lateral"], MIN_MAX,
-                constant_last=False)
+    make_folder(
+        folder,
+        ["observation.images.top", "observation.images.lateral"],
+        MIN_MAX,
+        constant_last=False,
+    )
     assert convert.main(["--from-lerobot", str(folder), "--out", str(tmp_path / "w")]) == 0
-    result = evaluate_checkpoint(tmp_path / "w", episodes=1, max_steps=3, videos=0,
-                                 out=tmp_path / "eval", progress=False)
+    result = evaluate_checkpoint(
+        tmp_path / "w", episodes=1, max_steps=3, videos=0, out=tmp_path / "eval", progress=False
+    )
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert result["episodes"] == saved["episodes"] == 1
     assert result["policy_retraces_after_warmup"] == 0
@@ -222,15 +260,19 @@ def project_checkpoint(workdir, **model):
     from act_jax.normalization import MIN_STD, NormStats
 
     config_model = tiny_config(**model)
-    config = convert.experiment_config(convert.load_base_config(convert.DEFAULT_BASE_CONFIG),
-                                       config_model, {"execution": "ensemble:0.01",
-                                                      "optimizer": {}})
+    config = convert.experiment_config(
+        convert.load_base_config(convert.DEFAULT_BASE_CONFIG),
+        config_model,
+        {"execution": "ensemble:0.01", "optimizer": {}},
+    )
     del config["lerobot"]
     rng = np.random.default_rng(3)
-    stats = NormStats(rng.normal(0, 30, 6).astype(np.float32),
-                      np.maximum(rng.uniform(0, 20, 6), MIN_STD).astype(np.float32),
-                      rng.normal(0, 30, 6).astype(np.float32),
-                      np.full(6, MIN_STD, np.float32))
+    stats = NormStats(
+        rng.normal(0, 30, 6).astype(np.float32),
+        np.maximum(rng.uniform(0, 20, 6), MIN_STD).astype(np.float32),
+        rng.normal(0, 30, 6).astype(np.float32),
+        np.full(6, MIN_STD, np.float32),
+    )
     variables = random_variables(config_model, seed=5)
     checkpoints.save(workdir, 7, {**variables, "step": 7, "opt_state": {}}, config, stats)
     return config_model, variables, stats
@@ -245,13 +287,20 @@ def test_round_trip_gives_identical_params_and_statistics(tmp_path, capsys):
     assert "lerobot 0.4.4 layout" in capsys.readouterr().out
     d = tmp_path / "d"
     assert sorted(p.name for p in d.iterdir()) == [
-        "config.json", "model.safetensors", "policy_postprocessor.json",
+        "config.json",
+        "model.safetensors",
+        "policy_postprocessor.json",
         "policy_postprocessor_step_0_unnormalizer_processor.safetensors",
-        "policy_preprocessor.json", "policy_preprocessor_step_3_normalizer_processor.safetensors"]
+        "policy_preprocessor.json",
+        "policy_preprocessor_step_3_normalizer_processor.safetensors",
+    ]
     pre = json.loads((d / "policy_preprocessor.json").read_text())
     assert [s["registry_name"] for s in pre["steps"]] == [
-        "rename_observations_processor", "to_batch_processor", "device_processor",
-        "normalizer_processor"]
+        "rename_observations_processor",
+        "to_batch_processor",
+        "device_processor",
+        "normalizer_processor",
+    ]
     lerobot = json.loads((d / "config.json").read_text())
     assert (lerobot["n_action_steps"], lerobot["temporal_ensemble_coeff"]) == (1, 0.01)
     assert lerobot["normalization_mapping"] == MEAN_STD
@@ -279,12 +328,16 @@ def test_exported_processors_give_our_chunk(tmp_path):
     config, variables, _ = project_checkpoint(tmp_path / "w")
     assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 0
     pre, post = read_processors(tmp_path / "d")
-    folder = {"stats": {**pre.stats, "action": post.stats["action"]}, "modes": MEAN_STD,
-              "layout": "0.4"}
+    folder = {
+        "stats": {**pre.stats, "action": post.stats["action"]},
+        "modes": MEAN_STD,
+        "layout": "0.4",
+    }
     assert pre.eps == post.eps == 0.0
     rng = np.random.default_rng(2)
-    images = {c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8)
-              for c in config.cameras}
+    images = {
+        c: rng.integers(0, 256, (*config.image_size, 3), dtype=np.uint8) for c in config.cameras
+    }
     state = rng.normal(0, 30, 6).astype(np.float32)
     want = lerobot_chunk(folder, config, variables, images, state)
     got = Policy.from_checkpoint(tmp_path / "w").predict_chunk({"images": images, "state": state})
@@ -294,17 +347,35 @@ def test_exported_processors_give_our_chunk(tmp_path):
 def test_an_imported_checkpoint_exports_with_its_camera_names(tmp_path):
     folder = tmp_path / "pretrained_model"
     make_folder(folder, ["observation.images.laptop", "observation.images.phone"], MEAN_STD)
-    argv = ["--from-lerobot", str(folder), "--out", str(tmp_path / "w"), "--cameras",
-            "laptop=top,phone=lateral"]
+    argv = [
+        "--from-lerobot",
+        str(folder),
+        "--out",
+        str(tmp_path / "w"),
+        "--cameras",
+        "laptop=top,phone=lateral",
+    ]
     assert convert.main(argv) == 0
     assert convert.main(["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "d")]) == 0
     assert list(json.loads((tmp_path / "d" / "config.json").read_text())["input_features"]) == [
-        "observation.state", "observation.images.laptop", "observation.images.phone"]
-    argv = ["--to-lerobot", str(tmp_path / "w"), "--out", str(tmp_path / "e"), "--cameras",
-            "top=wrist"]
+        "observation.state",
+        "observation.images.laptop",
+        "observation.images.phone",
+    ]
+    argv = [
+        "--to-lerobot",
+        str(tmp_path / "w"),
+        "--out",
+        str(tmp_path / "e"),
+        "--cameras",
+        "top=wrist",
+    ]
     assert convert.main(argv) == 0
     assert list(json.loads((tmp_path / "e" / "config.json").read_text())["input_features"]) == [
-        "observation.state", "observation.images.wrist", "observation.images.phone"]
+        "observation.state",
+        "observation.images.wrist",
+        "observation.images.phone",
+    ]
 
 
 def test_a_narrow_backbone_is_refused_saying_what_to_train(tmp_path, capsys):

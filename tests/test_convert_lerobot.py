@@ -16,9 +16,19 @@ import pytest
 from act_jax import convert_lerobot as cl
 from act_jax.model import ACT, ACTConfig
 
-TINY = ACTConfig(cameras=("top", "lateral"), image_size=(64, 64), chunk_size=8, dim_model=32,
-                 n_heads=4, dim_feedforward=48, n_encoder_layers=2, n_decoder_layers=1,
-                 n_vae_encoder_layers=1, latent_dim=4, backbone_width=1.0)
+TINY = ACTConfig(
+    cameras=("top", "lateral"),
+    image_size=(64, 64),
+    chunk_size=8,
+    dim_model=32,
+    n_heads=4,
+    dim_feedforward=48,
+    n_encoder_layers=2,
+    n_decoder_layers=1,
+    n_vae_encoder_layers=1,
+    latent_dim=4,
+    backbone_width=1.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +38,12 @@ def tiny_variables():
     images = {c: jnp.zeros((1, 64, 64, 3), jnp.uint8) for c in TINY.cameras}
     state = jnp.zeros((1, TINY.state_dim))
     shapes = jax.eval_shape(
-        lambda: ACT(TINY).init({"params": jax.random.key(0)}, images, state, train=False))
+        lambda: ACT(TINY).init({"params": jax.random.key(0)}, images, state, train=False)
+    )
     rng = np.random.default_rng(0)
     return jax.tree_util.tree_map(
-        lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), shapes)
+        lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), shapes
+    )
 
 
 def test_lerobot_default_key_set_matches_the_reference_inventory():
@@ -39,11 +51,18 @@ def test_lerobot_default_key_set_matches_the_reference_inventory():
     config = ACTConfig(n_encoder_layers=4)
     keys = {k for k, *_ in cl.key_map(config)} | {cl.POS_ENC_KEY}
     assert len(keys) == 234
-    for k in ("backbone.conv1.weight", "backbone.layer4.0.downsample.1.running_var",
-              "decoder.layers.0.multihead_attn.in_proj_weight", "decoder.norm.weight",
-              "encoder.layers.3.linear2.bias", "encoder_img_feat_input_proj.weight",
-              "encoder_1d_feature_pos_embed.weight", "decoder_pos_embed.weight",
-              "vae_encoder_latent_output_proj.weight", "vae_encoder_cls_embed.weight"):
+    for k in (
+        "backbone.conv1.weight",
+        "backbone.layer4.0.downsample.1.running_var",
+        "decoder.layers.0.multihead_attn.in_proj_weight",
+        "decoder.norm.weight",
+        "encoder.layers.3.linear2.bias",
+        "encoder_img_feat_input_proj.weight",
+        "encoder_1d_feature_pos_embed.weight",
+        "decoder_pos_embed.weight",
+        "vae_encoder_latent_output_proj.weight",
+        "vae_encoder_cls_embed.weight",
+    ):
         assert k in keys, k
     assert not any("num_batches_tracked" in k or k.startswith("backbone.fc") for k in keys)
     assert "backbone.layer1.0.downsample.0.weight" not in keys  # layer1 keeps its shape
@@ -63,8 +82,7 @@ def test_to_lerobot_uses_torch_layouts(tiny_variables):
     w = sd["model.encoder.layers.0.self_attn.in_proj_weight"]
     np.testing.assert_array_equal(w[d : 2 * d], np.asarray(p["k_proj"]["kernel"]).T)
     bn = tiny_variables["batch_stats"]["backbone"]["layer2"]["block_0"]["downsample_bn"]
-    np.testing.assert_array_equal(sd["model.backbone.layer2.0.downsample.1.running_var"],
-                                  bn["var"])
+    np.testing.assert_array_equal(sd["model.backbone.layer2.0.downsample.1.running_var"], bn["var"])
 
 
 def test_round_trip_is_exact(tiny_variables):
@@ -77,7 +95,10 @@ def test_save_and_load_pretrained(tmp_path, tiny_variables):
     lerobot_config = json.loads((tmp_path / "config.json").read_text())
     assert lerobot_config["pretrained_backbone_weights"] is None  # no download when LeRobot loads
     assert list(lerobot_config["input_features"]) == [
-        "observation.state", "observation.images.top", "observation.images.lateral"]
+        "observation.state",
+        "observation.images.top",
+        "observation.images.lateral",
+    ]
     config, variables = cl.load_pretrained(tmp_path)
     assert config == TINY
     jax.tree_util.tree_map(np.testing.assert_array_equal, variables, tiny_variables)
@@ -86,8 +107,12 @@ def test_save_and_load_pretrained(tmp_path, tiny_variables):
 def test_safetensors_reader_handles_bf16_and_padding(tmp_path):
     values = np.array([1.5, -2.0, 0.25], np.float32)
     bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
-    header = json.dumps({"__metadata__": {"format": "pt"},
-                         "x": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}}).encode()
+    header = json.dumps(
+        {
+            "__metadata__": {"format": "pt"},
+            "x": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]},
+        }
+    ).encode()
     header += b" " * (-len(header) % 8)
     path = tmp_path / "t.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + bf16)
@@ -109,7 +134,9 @@ def test_errors_name_the_problem(tiny_variables):
         cl.key_map(dataclasses.replace(TINY, backbone_width=0.25))
     lerobot_config = cl.config_to_lerobot(TINY)
     lerobot_config["input_features"]["observation.environment_state"] = {
-        "type": "ENV", "shape": [4]}
+        "type": "ENV",
+        "shape": [4],
+    }
     with pytest.raises(ValueError, match="environment_state"):
         cl.config_from_lerobot(lerobot_config)
     with pytest.raises(FileNotFoundError, match="config.json"):

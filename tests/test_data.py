@@ -76,15 +76,17 @@ def test_states_and_actions_are_normalised(dataset):
     sampler = data.ChunkSampler(episodes, stats, chunk_size=3, batch_size=1, seed=0)
     batch = sampler.gather(np.array([5]))
     np.testing.assert_allclose(batch["state"][0], stats.normalize_state(episodes[0].state[5]))
-    np.testing.assert_allclose(stats.unnormalize_action(batch["actions"][0]),
-                               episodes[0].action[5:8], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        stats.unnormalize_action(batch["actions"][0]), episodes[0].action[5:8], rtol=1e-5, atol=1e-4
+    )
     assert batch["state"].dtype == batch["actions"].dtype == np.float32
 
 
 def test_batches_are_a_function_of_seed_and_step(dataset):
     episodes = load(dataset[0])
-    make = lambda seed, **kw: data.ChunkSampler(episodes, identity_stats(), chunk_size=4,
-                                                batch_size=4, seed=seed, **kw)
+    make = lambda seed, **kw: data.ChunkSampler(
+        episodes, identity_stats(), chunk_size=4, batch_size=4, seed=seed, **kw
+    )
     a, b = make(0), make(0)
     jax.tree.map(np.testing.assert_array_equal, a.batch(7), b.batch(7))
     assert not np.array_equal(a.batch(7)["state"], a.batch(8)["state"])
@@ -93,8 +95,9 @@ def test_batches_are_a_function_of_seed_and_step(dataset):
     kw = dict(max_shift=2, brightness=0.2)
     whole = make(0, **kw).batch(3)
     halves = [make(0, process_index=i, process_count=2, **kw).batch(3) for i in range(2)]
-    jax.tree.map(lambda w, h0, h1: np.testing.assert_array_equal(w, np.concatenate([h0, h1])),
-                 whole, *halves)
+    jax.tree.map(
+        lambda w, h0, h1: np.testing.assert_array_equal(w, np.concatenate([h0, h1])), whole, *halves
+    )
 
 
 def test_frames_are_drawn_uniformly(dataset):
@@ -249,8 +252,9 @@ def test_a_damaged_dataset_file_is_named_with_the_command_that_rebuilds_it(tmp_p
         load(dataset_dir, image_size=(32, 32))
     message = str(e.value)
     said = "no record came back: truncated?" if how == "truncated" else "Corrupted Riegeli"
-    assert message.startswith(f"{dataset_dir}: example 0 cannot be read from {shard.name}, the "
-                              f"file is damaged ({said}")
+    assert message.startswith(
+        f"{dataset_dir}: example 0 cannot be read from {shard.name}, the file is damaged ({said}"
+    )
     hint = message.split("; rebuild it: ")[1]
     remove, command = hint.split(" && ")
     assert remove == f"rm -r {dataset_dir}"
@@ -272,23 +276,27 @@ def test_lazy_batches_are_the_memory_batches(dataset):
     assert isinstance(frames, data.PngFrames) and frames.shape == (10, 24, 32, 3)
     from hardware.recording.episodes import decode_png
 
-    np.testing.assert_array_equal(lazy[2].images["lateral"][11],
-                                  decode_png(recorded[2]["png"]["lateral"][11]))
+    np.testing.assert_array_equal(
+        lazy[2].images["lateral"][11], decode_png(recorded[2]["png"]["lateral"][11])
+    )
     for ep_m, ep_l in zip(memory, lazy, strict=True):
         np.testing.assert_array_equal(ep_m.state, ep_l.state)
     kw = dict(chunk_size=4, batch_size=6, seed=3, max_shift=2, brightness=0.2)
-    samplers = [data.ChunkSampler(memory, identity_stats(), **kw),
-                data.ChunkSampler(lazy, identity_stats(), decode_threads=1, **kw),
-                data.ChunkSampler(lazy, identity_stats(), decode_threads=4, **kw),
-                data.ChunkSampler(lazy, identity_stats(), process_index=1, process_count=2, **kw)]
+    samplers = [
+        data.ChunkSampler(memory, identity_stats(), **kw),
+        data.ChunkSampler(lazy, identity_stats(), decode_threads=1, **kw),
+        data.ChunkSampler(lazy, identity_stats(), decode_threads=4, **kw),
+        data.ChunkSampler(lazy, identity_stats(), process_index=1, process_count=2, **kw),
+    ]
     for step in (0, 1, 50):
         want = samplers[0].batch(step)
         for s in samplers[1:3]:
             jax.tree.map(np.testing.assert_array_equal, want, s.batch(step))
         half = samplers[3].batch(step)  # rows 3..5 of the global batch
         jax.tree.map(lambda w, h: np.testing.assert_array_equal(w[3:], h), want, half)
-    jax.tree.map(np.testing.assert_array_equal, samplers[0].fixed_batches(3),
-                 samplers[1].fixed_batches(3))
+    jax.tree.map(
+        np.testing.assert_array_equal, samplers[0].fixed_batches(3), samplers[1].fixed_batches(3)
+    )
 
 
 def test_auto_decodes_into_memory_only_within_the_budget(dataset, capsys):
@@ -297,11 +305,14 @@ def test_auto_decodes_into_memory_only_within_the_budget(dataset, capsys):
     episodes = load(dataset_dir, decode="auto", memory_budget_gb=8)
     assert isinstance(episodes[0].images["top"], np.ndarray)
     assert "decoded into memory (config.data.decode='auto': ~0.00 GB decoded <=" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
     episodes = load(dataset_dir, decode="auto", memory_budget_gb=1e-4)  # ~107 KB
     assert all(isinstance(f, data.PngFrames) for e in episodes for f in e.images.values())
-    assert "held as PNG, decoded per batch (config.data.decode='auto': ~0.00 GB decoded > " \
+    assert (
+        "held as PNG, decoded per batch (config.data.decode='auto': ~0.00 GB decoded > "
         "config.data.memory_budget_gb=0.0001)" in capsys.readouterr().out
+    )
 
 
 def test_bad_decode_settings_are_named(dataset, tmp_path):
@@ -310,8 +321,11 @@ def test_bad_decode_settings_are_named(dataset, tmp_path):
     config = tiny.get_config()
     assert data.decode_options(config.data) == dict(decode="auto", memory_budget_gb=8.0)
     config.data.decode = "disk"
-    with pytest.raises(ValueError, match=r"config.data.decode='disk': must be one of 'memory', "
-                                         r"'lazy', 'auto'"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.data.decode='disk': must be one of 'memory', "
+        r"'lazy', 'auto'",
+    ):
         data.decode_options(config.data)
     with pytest.raises(ValueError, match=r"config.data.decode='lazily'"):
         load(dataset[0], decode="lazily")
@@ -350,9 +364,14 @@ def write_rendered_like_episodes(episodes_dir, num_episodes, steps, image_size):
                 img = base.astype(np.uint8)
                 img[2 * t : 2 * t + 10, 3 * t : 3 * t + 10] = 255
                 png[cam].append(encode_png(img))
-        write_episode(episodes_dir, state=state, action=state, timestamp=np.arange(steps) / 30,
-                      png=png, meta=EpisodeMeta(episode_index=i, robot_type="synthetic",
-                                                cameras=("top", "lateral")))
+        write_episode(
+            episodes_dir,
+            state=state,
+            action=state,
+            timestamp=np.arange(steps) / 30,
+            png=png,
+            meta=EpisodeMeta(episode_index=i, robot_type="synthetic", cameras=("top", "lateral")),
+        )
 
 
 def test_lazy_holds_a_fraction_of_the_memory(tmp_path):

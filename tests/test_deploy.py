@@ -78,39 +78,74 @@ def goal_units(emu, calib):
 
 
 # -- (a) validation before any port opens -----------------------------------------------------
-@pytest.mark.parametrize("extra, message", [
-    (["--cameras", "top=0,side=2"], "do not match the cameras checkpoint"),
-    (["--cameras", "top=0,lateral"], "expected NAME=SOURCE"),
-    (["--cameras", "top=0,lateral=1", "--execution", "ensemble:fast"], "--execution: bad"),
-    (["--cameras", "top=0,lateral=1", "--calibration", "/nonexistent/so101.json"],
-     "no calibration at /nonexistent/so101.json"),
-    (["--cameras", "top=0,lateral=1", "--robot", "koch"], "is for a 'so101' arm, not 'koch'"),
-    (["--cameras", "top=0,lateral=1", "--checkpoint", "/nonexistent/run"],
-     "--checkpoint /nonexistent/run: no such directory"),
-])
-def test_bad_arguments_fail_before_the_port_opens(checkpoint, calibration_file, extra, message,
-                                                  capsys):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--cameras", "top=0,side=2"], "do not match the cameras checkpoint"),
+        (["--cameras", "top=0,lateral"], "expected NAME=SOURCE"),
+        (["--cameras", "top=0,lateral=1", "--execution", "ensemble:fast"], "--execution: bad"),
+        (
+            ["--cameras", "top=0,lateral=1", "--calibration", "/nonexistent/so101.json"],
+            "no calibration at /nonexistent/so101.json",
+        ),
+        (["--cameras", "top=0,lateral=1", "--robot", "koch"], "is for a 'so101' arm, not 'koch'"),
+        (
+            ["--cameras", "top=0,lateral=1", "--checkpoint", "/nonexistent/run"],
+            "--checkpoint /nonexistent/run: no such directory",
+        ),
+    ],
+)
+def test_bad_arguments_fail_before_the_port_opens(
+    checkpoint, calibration_file, extra, message, capsys
+):
     with emulate_arm("so101").start() as emu:
-        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
-                "--calibration", str(calibration_file)]
+        argv = [
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--port",
+            emu.port,
+            "--calibration",
+            str(calibration_file),
+        ]
         assert deploy.main(argv + extra) == deploy.EXIT_USAGE
         assert emu.wire_log == []  # not one byte reached the servos
     assert message in capsys.readouterr().err
 
 
-def test_camera_names_that_do_not_match_exit_2_before_compiling(checkpoint, calibration_file,
-                                                                 tmp_path_factory):
+def test_camera_names_that_do_not_match_exit_2_before_compiling(
+    checkpoint, calibration_file, tmp_path_factory
+):
     # In its own process: the status and stderr a person sees; nothing compiled, no port opened.
     env = subprocess_env(tmp_path_factory.getbasetemp() / "jax_cache")
     done = subprocess.run(
-        [sys.executable, "-m", "hardware.deploy", "--checkpoint", str(checkpoint), "--robot",
-         "so101", "--port", "/dev/nonexistent/ttyACM9", "--calibration", str(calibration_file),
-         "--cameras", "top=0,side=2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "hardware.deploy",
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--port",
+            "/dev/nonexistent/ttyACM9",
+            "--calibration",
+            str(calibration_file),
+            "--cameras",
+            "top=0,side=2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == deploy.EXIT_USAGE, done.stderr[-2000:]
     assert done.stderr.splitlines() == [
         f"deploy: error: --cameras names ['side', 'top'] do not match the cameras checkpoint "
-        f"{checkpoint} was trained with: ['top', 'lateral']"]
+        f"{checkpoint} was trained with: ['top', 'lateral']"
+    ]
     assert "compiled" not in done.stdout
 
 
@@ -119,20 +154,40 @@ def test_real_arm_path_with_replay_cameras(checkpoint, calibration_file, tmp_pat
     # run here), the arm on the servo emulator's pty (first-order servos), 10 ticks in real time.
     top, lateral = write_test_video(tmp_path / "top.mp4"), write_test_video(tmp_path / "lat.mp4")
     with emulate_arm("so101").start() as emu:
-        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
-                "--calibration", str(calibration_file), "--cameras", f"top={top},lateral={lateral}",
-                "--max-steps", "10"]
+        argv = [
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--port",
+            emu.port,
+            "--calibration",
+            str(calibration_file),
+            "--cameras",
+            f"top={top},lateral={lateral}",
+            "--max-steps",
+            "10",
+        ]
         assert deploy.main(argv) == deploy.EXIT_OK, capsys.readouterr().err
         assert len(emu.writes("Goal_Position")) >= 6 * 11  # goal := present, then 10 ticks
         assert [v for *_, v in emu.writes("Torque_Enable")][-6:] == [0] * 6
     assert "10 ticks" in capsys.readouterr().out
 
 
-def test_unopenable_camera_is_named_and_the_port_stays_closed(checkpoint, calibration_file,
-                                                            capsys):
+def test_unopenable_camera_is_named_and_the_port_stays_closed(checkpoint, calibration_file, capsys):
     with emulate_arm("so101").start() as emu:
-        argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--port", emu.port,
-                "--calibration", str(calibration_file), "--cameras", "top=/dev/video97,lateral=1"]
+        argv = [
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--port",
+            emu.port,
+            "--calibration",
+            str(calibration_file),
+            "--cameras",
+            "top=/dev/video97,lateral=1",
+        ]
         assert deploy.main(argv) == 1
         assert emu.wire_log == []
     assert "camera 'top' (device '/dev/video97'): cannot open" in capsys.readouterr().err
@@ -146,8 +201,19 @@ def test_emulate_refuses_real_hardware_flags(checkpoint, capsys):
 
 # -- (b) the policy drives the emulated arm through the wire ----------------------------------
 def test_emulated_deploy_sends_goals_then_parks_and_torques_off(checkpoint, capsys):
-    argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "8",
-            "--episodes", "2", "--seed", "3"]
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--robot",
+        "so101",
+        "--emulate",
+        "--max-steps",
+        "8",
+        "--episodes",
+        "2",
+        "--seed",
+        "3",
+    ]
     assert deploy.main(argv) == deploy.EXIT_OK
     out = capsys.readouterr().out
     assert "episode 0: seed 3" in out and "episode 1: seed 4" in out
@@ -159,8 +225,9 @@ def test_emulated_deploy_sends_goals_then_parks_and_torques_off(checkpoint, caps
 def test_wire_log_of_an_emulated_episode(policy):
     calib = default_calibration("so101")
     box = {}
-    episodes = deploy.deploy_emulated(policy, calibration=calib, max_steps=6,
-                                      on_emulator=lambda emu: box.setdefault("emu", emu))
+    episodes = deploy.deploy_emulated(
+        policy, calibration=calib, max_steps=6, on_emulator=lambda emu: box.setdefault("emu", emu)
+    )
     emu = box["emu"]
     (ep,) = episodes
     assert ep.stop_reason is None and ep.stats.ticks == 6
@@ -176,18 +243,35 @@ def test_wire_log_of_an_emulated_episode(policy):
     assert all(t <= emu.writes("Torque_Enable")[-1][0] for t, *_ in emu.writes("Goal_Position"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name
+)
 def test_a_stop_signal_parks_and_turns_torque_off(sig, checkpoint, tmp_path_factory):
     # A real signal to the CLI once torque is on: it parks, turns torque off on every servo
     # (read back from the emulator) and exits with 128 + the signal, as a shell reports it.
     env = subprocess_env(tmp_path_factory.getbasetemp() / "jax_cache")
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "hardware.deploy", "--checkpoint", str(checkpoint),
-         "--robot", "so101", "--emulate", "--max-steps", "100000"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "hardware.deploy",
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--emulate",
+            "--max-steps",
+            "100000",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # A shell without job control starts background jobs with SIGINT ignored; undo that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         for line in proc.stderr:  # torque is on from this line until the arm is made safe
             if line.startswith("arm connected, torque on"):
@@ -223,8 +307,9 @@ def test_nan_policy_stops_the_arm_and_exits_non_zero(checkpoint, nan_policy, mon
         return real(policy, **kw, on_emulator=lambda e: box.setdefault("emu", e))
 
     monkeypatch.setattr(deploy, "load_policy", lambda *a: nan_policy)
-    monkeypatch.setattr(deploy, "deploy_emulated",
-                        lambda policy, on_emulator, **kw: keep_emulator(policy, **kw))
+    monkeypatch.setattr(
+        deploy, "deploy_emulated", lambda policy, on_emulator, **kw: keep_emulator(policy, **kw)
+    )
     argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "20"]
     assert deploy.main(argv) == deploy.EXIT_STOP
     err = capsys.readouterr().err
@@ -239,8 +324,7 @@ def test_nan_policy_stops_the_arm_and_exits_non_zero(checkpoint, nan_policy, mon
     assert torque[-6:] == [(i, 0) for i in range(1, 7)]
 
 
-def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, monkeypatch,
-                                                          capsys):
+def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, monkeypatch, capsys):
     # Once torque is on, every servo reply comes 2 s late: the servos stop answering in time,
     # a protective stop follows, and torque off cannot be read back. deploy names each servo,
     # never says the torque is off, and exits 4 (the emulator shows why: torque still on).
@@ -254,16 +338,26 @@ def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, m
         box["emu"].faults.delay, box["emu"].faults.delay_s = 1.0, 2.0
 
     monkeypatch.setattr(deploy, "load_policy", lambda *a: policy)
-    monkeypatch.setattr(deploy, "deploy_emulated", lambda policy, on_emulator, **kw: real_emulated(
-        policy, **kw, on_emulator=lambda e: box.setdefault("emu", e)))
+    monkeypatch.setattr(
+        deploy,
+        "deploy_emulated",
+        lambda policy, on_emulator, **kw: real_emulated(
+            policy, **kw, on_emulator=lambda e: box.setdefault("emu", e)
+        ),
+    )
     monkeypatch.setattr(ServoArm, "connect", late_after_connect)
     argv = ["--checkpoint", str(checkpoint), "--robot", "so101", "--emulate", "--max-steps", "20"]
     assert deploy.main(argv) == deploy.EXIT_TORQUE
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert last.startswith("deploy: PROTECTIVE STOP: no position from"), err
-    named = ", ".join(f"{n} (id {i})" for i, n in enumerate(
-        ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"], 1))
+    named = ", ".join(
+        f"{n} (id {i})"
+        for i, n in enumerate(
+            ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"],
+            1,
+        )
+    )
     assert f"TORQUE OFF NOT CONFIRMED by {named}:" in last
     assert "torque is off" not in err and "read back from every servo" not in err
     assert "emulated servos at exit: torque on 6/6" in err
@@ -307,12 +401,15 @@ def test_stale_and_missing_cameras_are_named(tmp_path):
             cam()
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("", "empty camera spec"),
-    ("top", "'top' in 'top': expected NAME=SOURCE"),
-    ("top=0,=1", "'=1'"),
-    ("top=0,top=1", "camera 'top' appears twice"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "empty camera spec"),
+        ("top", "'top' in 'top': expected NAME=SOURCE"),
+        ("top=0,=1", "'=1'"),
+        ("top=0,top=1", "camera 'top' appears twice"),
+    ],
+)
 def test_camera_spec_errors(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_camera_spec(spec)

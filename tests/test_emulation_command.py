@@ -25,10 +25,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # Register addresses from the vendors' e-manuals (not from our tables): the SDK checks are
 # independent of `hardware.motors.tables`.
 VENDOR = {
-    "dynamixel": {"sdk": "dynamixel_sdk", "version": 2.0, "torque": 64, "goal": 116, "size": 4,
-                  "present": 132, "model": 1060},  # the Koch's id 1 is an XL430-W250
-    "feetech": {"sdk": "scservo_sdk", "version": 0, "torque": 40, "goal": 42, "size": 2,
-                "present": 56, "model": 777},  # STS3215
+    "dynamixel": {
+        "sdk": "dynamixel_sdk",
+        "version": 2.0,
+        "torque": 64,
+        "goal": 116,
+        "size": 4,
+        "present": 132,
+        "model": 1060,
+    },  # the Koch's id 1 is an XL430-W250
+    "feetech": {
+        "sdk": "scservo_sdk",
+        "version": 0,
+        "torque": 40,
+        "goal": 42,
+        "size": 2,
+        "present": 56,
+        "model": 777,
+    },  # STS3215
 }
 
 
@@ -37,8 +51,11 @@ class Command:
 
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hardware.emulation", *args], cwd=ROOT, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-m", "hardware.emulation", *args],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         self.lines = []
         for line in self.proc.stdout:  # blocks until the emulator is serving (or the command dies)
@@ -81,7 +98,8 @@ def check_vendor_sdk(port: str, profile) -> None:
     assert handler.openPort() and handler.setBaudRate(profile.baudrate)
     ph = sdk.PacketHandler(v["version"])
     read, write = (
-        (ph.read4ByteTxRx, ph.write4ByteTxRx) if v["size"] == 4
+        (ph.read4ByteTxRx, ph.write4ByteTxRx)
+        if v["size"] == 4
         else (ph.read2ByteTxRx, ph.write2ByteTxRx)
     )
     try:
@@ -142,9 +160,20 @@ def test_fault_knobs_reach_the_wire(robot, bits):
 
 
 def test_parse_faults_reads_every_knob():
-    words = ["drop=0.1", "delay=1", "delay_s=0.002", "corrupt=0.05", "truncate=0", "split=0.5",
-             "garbage=0.01", "wrong_id=0.02", "forge=0.03", "dead_ids=3,5", "only_ids=1",
-             "error_bits=2:0x20,4:1"]
+    words = [
+        "drop=0.1",
+        "delay=1",
+        "delay_s=0.002",
+        "corrupt=0.05",
+        "truncate=0",
+        "split=0.5",
+        "garbage=0.01",
+        "wrong_id=0.02",
+        "forge=0.03",
+        "dead_ids=3,5",
+        "only_ids=1",
+        "error_bits=2:0x20,4:1",
+    ]
     faults = parse_faults(words, "so101")
     assert (faults.drop, faults.delay, faults.delay_s, faults.split) == (0.1, 1.0, 0.002, 0.5)
     assert faults.dead_ids == {3, 5} and faults.only_ids == {1}

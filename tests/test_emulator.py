@@ -41,8 +41,10 @@ def bus_for(emu, proto, ids, model):
 
 
 def test_homing_offset_sign_conventions():
-    for proto, model, expect in [("dynamixel", "xl430-w250", 2048 + 100),
-                                 ("feetech", "sts3215", 2048 - 100)]:
+    for proto, model, expect in [
+        ("dynamixel", "xl430-w250", 2048 + 100),
+        ("feetech", "sts3215", 2048 - 100),
+    ]:
         with ServoEmulator(proto, {1: model}) as emu:
             emu.set(1, "Homing_Offset", 100)
             with bus_for(emu, proto, [1], model) as bus:
@@ -53,8 +55,7 @@ def test_dynamixel_goal_outside_limits_is_refused_in_position_mode():
     with ServoEmulator("dynamixel", {1: "xl430-w250"}) as emu:
         emu.set(1, "Max_Position_Limit", 3000)
         emu.set(1, "Torque_Enable", 1)
-        wire = DYNAMIXEL.encode_instruction(
-            DYNAMIXEL.write(1, 116, (3500).to_bytes(4, "little")))
+        wire = DYNAMIXEL.encode_instruction(DYNAMIXEL.write(1, 116, (3500).to_bytes(4, "little")))
         reply = classify(DYNAMIXEL, [exchange(emu.port, wire, 11)], 1, 0)
         assert reply.packet.error == 6  # data limit error
         assert emu.get(1, "Goal_Position") == 0
@@ -64,8 +65,10 @@ def test_dynamixel_goal_outside_limits_is_refused_in_position_mode():
 
 
 def test_feetech_goal_clamped_and_eeprom_lock():
-    with ServoEmulator("feetech", {1: "sts3215"}) as emu, bus_for(emu, "feetech", [1],
-                                                                   "sts3215") as bus:
+    with (
+        ServoEmulator("feetech", {1: "sts3215"}) as emu,
+        bus_for(emu, "feetech", [1], "sts3215") as bus,
+    ):
         bus.write("Homing_Offset", "m1", 50)  # Lock = 1 (factory): silently not stored
         assert emu.get(1, "Homing_Offset") == 0
         bus.write("Lock", "m1", 0)
@@ -79,9 +82,12 @@ def test_feetech_goal_clamped_and_eeprom_lock():
 def test_dynamixel_overheat_under_stall_needs_reboot():
     clock = VirtualClock()
     physics = FirstOrderServo([2048.0], heat_rate=30.0)
-    with ServoEmulator("dynamixel", {1: "xl330-m288"}, physics=physics,
-                       clock=clock.monotonic) as emu, bus_for(emu, "dynamixel", [1],
-                                                              "xl330-m288") as bus:
+    with (
+        ServoEmulator(
+            "dynamixel", {1: "xl330-m288"}, physics=physics, clock=clock.monotonic
+        ) as emu,
+        bus_for(emu, "dynamixel", [1], "xl330-m288") as bus,
+    ):
         physics.obstruct(0, 1900, 2100)
         bus.write("Goal_Position", "m1", 3000)
         bus.enable_torque()
@@ -123,9 +129,10 @@ def test_status_return_level_and_broadcast():
 
 def test_faults_are_seeded():
     def run(seed):
-        with ServoEmulator("feetech", {1: "sts3215"}, seed=seed) as emu, bus_for(
-            emu, "feetech", [1], "sts3215"
-        ) as bus:
+        with (
+            ServoEmulator("feetech", {1: "sts3215"}, seed=seed) as emu,
+            bus_for(emu, "feetech", [1], "sts3215") as bus,
+        ):
             emu.faults, bus.max_retries = Faults(drop=0.3, corrupt=0.2), 0
             n = len(emu.fault_log)
             for _ in range(40):
@@ -158,18 +165,24 @@ def test_wire_drives_the_simulated_arm():
     calib = default_calibration("so101")
     robot = SimRobot(cameras=(), step_on_action=False)
     clock = VirtualClock()
-    emu = emulate_arm("so101", calibration=calib, clock=clock.monotonic,
-                      physics=SimArmPhysics(robot, calib, "feetech")).start()
+    emu = emulate_arm(
+        "so101",
+        calibration=calib,
+        clock=clock.monotonic,
+        physics=SimArmPhysics(robot, calib, "feetech"),
+    ).start()
     profile = get_profile("so101")
     try:
         with MotorBus(emu.port, profile.motors(), "feetech", latency_s=0.008) as bus:
-            start = calib.to_units([bus.sync_read("Present_Position").values[n]
-                                    for n in profile.motors()])
+            start = calib.to_units(
+                [bus.sync_read("Present_Position").values[n] for n in profile.motors()]
+            )
             np.testing.assert_allclose(start, robot.state(), atol=0.1)  # sim's HOME pose
             target = np.array([20.0, -30.0, 30.0, 60.0, 10.0, 60.0])
             ticks = calib.to_ticks(target)
-            bus.sync_write("Goal_Position", dict(zip(profile.motors(), map(int, ticks),
-                                                     strict=True)))
+            bus.sync_write(
+                "Goal_Position", dict(zip(profile.motors(), map(int, ticks), strict=True))
+            )
             bus.enable_torque()
             clock.advance(1.5)
             emu.advance_physics()
@@ -217,7 +230,11 @@ def test_calibrating_the_simulated_arm_by_hand():
     try:
         emu.move_by_hand(3, int(calib.to_ticks(np.array([0, 0, 45.0, 0, 0, 50]))[2]))
         assert abs(robot.state()[2] - 45.0) < 0.1
-        assert abs(emu.get(3, "Present_Position") - calib.to_ticks(np.array([0, 0, 45.0, 0, 0,
-                                                                               50]))[2]) <= 1
+        assert (
+            abs(
+                emu.get(3, "Present_Position") - calib.to_ticks(np.array([0, 0, 45.0, 0, 0, 50]))[2]
+            )
+            <= 1
+        )
     finally:
         emu.stop()

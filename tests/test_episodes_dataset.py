@@ -21,15 +21,22 @@ from hardware.recording.episodes import (
 
 
 def _fake_episode(rng, index, t=5, h=12, w=16):
-    frames = {c: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(t)]
-              for c in ("top", "lateral")}
+    frames = {
+        c: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(t)]
+        for c in ("top", "lateral")
+    }
     return dict(
         state=rng.normal(size=(t, 6)).astype(np.float32),
         action=rng.normal(size=(t, 6)).astype(np.float32),
         timestamp=np.arange(t) / 30.0,
         png={c: [encode_png(f) for f in fs] for c, fs in frames.items()},
-        meta=EpisodeMeta(episode_index=index, robot_type="test", success=bool(index % 2),
-                         cube_start_pose=(0.1, 0.2, 0.0125, 1, 0, 0, 0), seed=index),
+        meta=EpisodeMeta(
+            episode_index=index,
+            robot_type="test",
+            success=bool(index % 2),
+            cube_start_pose=(0.1, 0.2, 0.0125, 1, 0, 0, 0),
+            seed=index,
+        ),
     ), frames
 
 
@@ -97,9 +104,11 @@ def test_example_i_is_episode_i(tmp_path):
 
 
 # -- damaged episode files ---------------------------------------------------------------------
-PROBLEM = {"truncated": "not a complete .npz archive, truncated?",
-           "bit_flipped": "corrupt data, a checksum does not match",
-           "empty": "the file is empty (0 bytes)"}
+PROBLEM = {
+    "truncated": "not a complete .npz archive, truncated?",
+    "bit_flipped": "corrupt data, a checksum does not match",
+    "empty": "the file is empty (0 bytes)",
+}
 
 
 @pytest.mark.parametrize("how", DAMAGE)
@@ -133,14 +142,23 @@ def test_the_builder_refuses_a_damaged_episode_and_builds_nothing(tmp_path, how,
     intact = {p: p.read_bytes() for p in list_episodes(tmp_path / "eps")}
     bad = tmp_path / "eps" / "episode_000002.npz"
     intact[bad] = damage_episode(bad, how)
-    with pytest.raises(EpisodeDamaged, match=rf"{bad}: episode 2 is damaged: .*No dataset was "
-                       r"built; to build one without it: python -m act_jax_datasets.episodes "
-                       rf"--episodes {tmp_path / 'eps'} .* --skip-damaged"):
+    with pytest.raises(
+        EpisodeDamaged,
+        match=rf"{bad}: episode 2 is damaged: .*No dataset was "
+        r"built; to build one without it: python -m act_jax_datasets.episodes "
+        rf"--episodes {tmp_path / 'eps'} .* --skip-damaged",
+    ):
         build(tmp_path / "eps", tmp_path / "tfds", "refused")
     assert list((tmp_path / "tfds").rglob("dataset_info.json")) == []
     # The command line says the same in one line (after TFDS's progress bars), exit status 1.
-    argv = ["--episodes", str(tmp_path / "eps"), "--data-dir", str(tmp_path / "tfds"),
-            "--name", "refused"]
+    argv = [
+        "--episodes",
+        str(tmp_path / "eps"),
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--name",
+        "refused",
+    ]
     assert build_main(argv) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -153,8 +171,15 @@ def test_the_builder_skips_damaged_episodes_when_asked_and_names_them(tmp_path, 
     first, third = (tmp_path / "eps" / f"episode_00000{i}.npz" for i in (0, 2))
     damage_episode(first, "truncated")  # the first episode also gives the dataset's features
     damage_episode(third, "bit_flipped")
-    argv = ["--episodes", str(tmp_path / "eps"), "--data-dir", str(tmp_path / "tfds"),
-            "--name", "skipped", "--skip-damaged"]
+    argv = [
+        "--episodes",
+        str(tmp_path / "eps"),
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--name",
+        "skipped",
+        "--skip-damaged",
+    ]
     assert build_main(argv) == 0
     err = capsys.readouterr().err
     assert f"skipping {first}: episode 0 is damaged: not a complete .npz archive" in err

@@ -7,8 +7,12 @@ from act_jax.evaluate import Rollout, summarize, wilson_interval
 
 @pytest.mark.parametrize(
     "k,n,lo,hi",
-    [(45, 50, 0.7864, 0.9565), (50, 50, 0.9287, 1.0), (0, 10, 0.0, 0.2775),
-     (5, 10, 0.2366, 0.7634)],
+    [
+        (45, 50, 0.7864, 0.9565),
+        (50, 50, 0.9287, 1.0),
+        (0, 10, 0.0, 0.2775),
+        (5, 10, 0.2366, 0.7634),
+    ],
 )
 def test_wilson_interval_matches_known_values(k, n, lo, hi):
     got = wilson_interval(k, n)

@@ -46,11 +46,13 @@ def test_receding_horizon_longer_than_chunk_is_open_loop():
 def test_temporal_ensemble_weights_oldest_first():
     m = 0.5
     got = run(TemporalEnsemble(m), CountingPolicy(3), 4)
+
     # Tick t sees predictions for t from chunks queried at t-2, t-1, t (those that exist).
     def expect(t):
         preds = [100.0 * q + (t - q) for q in range(max(0, t - 2), t + 1)]
         w = np.exp(-m * np.arange(len(preds)))
         return (w * preds).sum() / w.sum()
+
     np.testing.assert_allclose(got, [expect(t) for t in range(4)])
     # The oldest prediction gets the largest weight.
     assert got[2] < np.mean([2.0, 101.0, 200.0])
@@ -69,8 +71,12 @@ def test_reset_starts_a_new_episode():
 
 @pytest.mark.parametrize(
     "spec,name",
-    [("open_loop", "open_loop"), ("receding:10", "receding_horizon(n=10)"),
-     ("ensemble", "temporal_ensemble(m=0.01)"), ("ensemble:0.1", "temporal_ensemble(m=0.1)")],
+    [
+        ("open_loop", "open_loop"),
+        ("receding:10", "receding_horizon(n=10)"),
+        ("ensemble", "temporal_ensemble(m=0.01)"),
+        ("ensemble:0.1", "temporal_ensemble(m=0.1)"),
+    ],
 )
 def test_make_executor(spec, name):
     assert make_executor(spec).name == name
@@ -78,8 +84,16 @@ def test_make_executor(spec, name):
 
 @pytest.mark.parametrize(
     "spec",
-    ["receding:0", "receding:x", "greedy", "open_loop:3", "ensemble:-1", "ensemble:-1000",
-     "ensemble:nan", "ensemble:inf"],
+    [
+        "receding:0",
+        "receding:x",
+        "greedy",
+        "open_loop:3",
+        "ensemble:-1",
+        "ensemble:-1000",
+        "ensemble:nan",
+        "ensemble:inf",
+    ],
 )
 def test_make_executor_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="spec|receding"):

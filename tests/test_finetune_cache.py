@@ -38,14 +38,16 @@ def test_the_cached_path_equals_the_masked_path_step_for_step(setup):
     variables = {"params": state0.params, "batch_stats": state0.batch_stats}
     memory, pos = F.encode_all(model, variables, sampler, batch_size=8, progress=False)
     assert memory.shape[0] == sampler.num_frames
-    cached, rows = F.train_on_cache(cached, sampler, memory, pos, 4, rng, log_every=1,
-                                    progress=False)
+    cached, rows = F.train_on_cache(
+        cached, sampler, memory, pos, 4, rng, log_every=1, progress=False
+    )
     flat_m, flat_c, flat_0 = (P.flatten(s.params) for s in (masked, cached, state0))
     trainable = set(P.select(state0.params, P.PRESETS["decoder_mlp"]))
     for name, v in flat_0.items():
         if name in trainable:
-            np.testing.assert_allclose(flat_c[name], flat_m[name], rtol=2e-5, atol=2e-6,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                flat_c[name], flat_m[name], rtol=2e-5, atol=2e-6, err_msg=name
+            )
             assert not np.array_equal(flat_c[name], v), f"{name} did not train"
         else:  # frozen: bit-identical in both paths
             np.testing.assert_array_equal(flat_c[name], v, err_msg=name)
@@ -65,8 +67,7 @@ def test_the_optimizer_holds_state_for_trainable_leaves_only(setup):
 def test_what_cannot_train_on_cached_memory_is_refused_with_the_reason(setup):
     config, _, state = setup
     assert F.cache_blocker(config, P.PRESETS["decoder_mlp"], state.params) is None
-    assert "before the decoder" in F.cache_blocker(config, P.PRESETS["encoder_mlp"],
-                                                   state.params)
+    assert "before the decoder" in F.cache_blocker(config, P.PRESETS["encoder_mlp"], state.params)
     vae = config.copy_and_resolve_references()
     vae.model.use_vae = True
     assert "use_vae" in F.cache_blocker(vae, P.PRESETS["decoder_mlp"], state.params)

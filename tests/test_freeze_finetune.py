@@ -26,10 +26,30 @@ def base_run(tmp_path_factory):
 
 def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_path):
     workdir = tmp_path / "ft"
-    code = freeze_finetune.main([
-        "--base", str(base_run), "--workdir", str(workdir), "--trainable", "decoder_mlp",
-        "--locations", "held_out", "--demos", "2", "--steps", "2", "--lr", "1e-3",
-        "--eval-episodes", "1", "--max-steps", "10", "--data-root", str(tmp_path / "data")])
+    code = freeze_finetune.main(
+        [
+            "--base",
+            str(base_run),
+            "--workdir",
+            str(workdir),
+            "--trainable",
+            "decoder_mlp",
+            "--locations",
+            "held_out",
+            "--demos",
+            "2",
+            "--steps",
+            "2",
+            "--lr",
+            "1e-3",
+            "--eval-episodes",
+            "1",
+            "--max-steps",
+            "10",
+            "--data-root",
+            str(tmp_path / "data"),
+        ]
+    )
     assert code == 0
     result = json.loads((workdir / "freeze_finetune.json").read_text())
     assert result["frozen_unchanged"] and result["frozen_moved"] == []
@@ -46,17 +66,39 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
     report = (workdir / "freeze_finetune.html").read_text()
     assert "<svg" in report and "<td>5</td>" in report  # the first held-out location's row
     # The fine-tuned run kept the base's normalisation statistics.
-    assert (json.loads((workdir / "norm_stats.json").read_text())
-            == json.loads((base_run / "norm_stats.json").read_text()))
+    assert json.loads((workdir / "norm_stats.json").read_text()) == json.loads(
+        (base_run / "norm_stats.json").read_text()
+    )
 
 
 def test_the_cached_path_replaying_old_places_moves_only_the_trainable_set(base_run, tmp_path):
     workdir = tmp_path / "ft_cached"
-    code = freeze_finetune.main([
-        "--base", str(base_run), "--workdir", str(workdir), "--trainable", "decoder_mlp",
-        "--locations", "held_out", "--replay-old", "--cached", "--demos", "3", "--steps", "3",
-        "--lr", "1e-3", "--eval-episodes", "1", "--max-steps", "10",
-        "--data-root", str(tmp_path / "data")])
+    code = freeze_finetune.main(
+        [
+            "--base",
+            str(base_run),
+            "--workdir",
+            str(workdir),
+            "--trainable",
+            "decoder_mlp",
+            "--locations",
+            "held_out",
+            "--replay-old",
+            "--cached",
+            "--demos",
+            "3",
+            "--steps",
+            "3",
+            "--lr",
+            "1e-3",
+            "--eval-episodes",
+            "1",
+            "--max-steps",
+            "10",
+            "--data-root",
+            str(tmp_path / "data"),
+        ]
+    )
     assert code == 0
     result = json.loads((workdir / "freeze_finetune.json").read_text())
     assert result["cached"] and result["replay_old"]
@@ -70,16 +112,33 @@ def test_the_cached_path_replaying_old_places_moves_only_the_trainable_set(base_
 
 def test_the_cached_path_refuses_what_it_cannot_train(base_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        freeze_finetune.main(["--base", str(base_run), "--workdir", str(tmp_path / "x"),
-                              "--trainable", "encoder_mlp", "--cached"])
+        freeze_finetune.main(
+            [
+                "--base",
+                str(base_run),
+                "--workdir",
+                str(tmp_path / "x"),
+                "--trainable",
+                "encoder_mlp",
+                "--cached",
+            ]
+        )
     assert e.value.code == 2 and "before the decoder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
 def test_trainable_that_matches_nothing_is_refused_before_any_work(base_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        freeze_finetune.main(["--base", str(base_run), "--workdir", str(tmp_path / "x"),
-                              "--trainable", "^nothing_here/"])
+        freeze_finetune.main(
+            [
+                "--base",
+                str(base_run),
+                "--workdir",
+                str(tmp_path / "x"),
+                "--trainable",
+                "^nothing_here/",
+            ]
+        )
     assert e.value.code == 2
     assert "matches no parameter" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -87,8 +146,16 @@ def test_trainable_that_matches_nothing_is_refused_before_any_work(base_run, tmp
 
 def test_unknown_preset_and_missing_base_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        freeze_finetune.main(["--base", str(tmp_path), "--workdir", str(tmp_path / "x"),
-                              "--trainable", "decoder_ffn"])
+        freeze_finetune.main(
+            [
+                "--base",
+                str(tmp_path),
+                "--workdir",
+                str(tmp_path / "x"),
+                "--trainable",
+                "decoder_ffn",
+            ]
+        )
     assert "unknown preset 'decoder_ffn'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         freeze_finetune.main(["--base", str(tmp_path / "none"), "--workdir", str(tmp_path / "x")])
@@ -97,25 +164,55 @@ def test_unknown_preset_and_missing_base_are_named(tmp_path, capsys):
 
 def test_build_config_freezes_the_complement():
     config = freeze_finetune.build_config(
-        tiny.get_config(), base=__import__("pathlib").Path("runs/b"),
-        trainable=P.PRESETS["decoder"], locations="held_out", demos=5, steps=10, lr=1e-4, seed=3)
+        tiny.get_config(),
+        base=__import__("pathlib").Path("runs/b"),
+        trainable=P.PRESETS["decoder"],
+        locations="held_out",
+        demos=5,
+        steps=10,
+        lr=1e-4,
+        seed=3,
+    )
     assert config.train.init_from == "runs/b" and config.train.num_steps == 10
     assert config.data.record_distribution == "held_out" and config.data.record_episodes == 5
-    labels = P.flatten(train.param_labels(
-        {"decoder": {"w": np.ones(1)}, "encoder": {"w": np.ones(1)}}, config.train.frozen))
+    labels = P.flatten(
+        train.param_labels(
+            {"decoder": {"w": np.ones(1)}, "encoder": {"w": np.ones(1)}}, config.train.frozen
+        )
+    )
     assert labels == {"decoder/w": "default", "encoder/w": "frozen"}
 
 
 @pytest.mark.slow  # a minute: four fine-tunes; each piece it drives is tested above
-def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(base_run,
-                                                                                tmp_path):
+def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(base_run, tmp_path):
     from interp import finetune_compare
 
     workdir = tmp_path / "cmp"
-    argv = ["--base", str(base_run), "--workdir", str(workdir), "--presets", "action_head",
-            "encoder_mlp", "--seeds", "0", "1", "--", "--locations", "held_out", "--demos", "2",
-            "--steps", "2", "--eval-episodes", "1", "--max-steps", "10",
-            "--data-root", str(tmp_path / "data")]
+    argv = [
+        "--base",
+        str(base_run),
+        "--workdir",
+        str(workdir),
+        "--presets",
+        "action_head",
+        "encoder_mlp",
+        "--seeds",
+        "0",
+        "1",
+        "--",
+        "--locations",
+        "held_out",
+        "--demos",
+        "2",
+        "--steps",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--max-steps",
+        "10",
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
     assert finetune_compare.main(argv) == 0
     doc = json.loads((workdir / "compare.json").read_text())
     assert set(doc["presets"]) == {"action_head", "encoder_mlp"}

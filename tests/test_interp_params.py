@@ -10,11 +10,13 @@ from interp import params as P
 TREE = {
     "action_head": {"kernel": np.ones((4, 6)), "bias": np.zeros(6)},
     "backbone": {"conv1": {"kernel": np.ones((3, 3, 3, 8))}},
-    "decoder": {"layer_0": {
-        "mlp": {"linear1": {"kernel": np.ones((4, 8))}, "linear2": {"kernel": np.ones((8, 4))}},
-        "norm3": {"scale": np.ones(4)},
-        "cross_attn": {"q_proj": {"kernel": np.ones((4, 4))}},
-    }},
+    "decoder": {
+        "layer_0": {
+            "mlp": {"linear1": {"kernel": np.ones((4, 8))}, "linear2": {"kernel": np.ones((8, 4))}},
+            "norm3": {"scale": np.ones(4)},
+            "cross_attn": {"q_proj": {"kernel": np.ones((4, 4))}},
+        }
+    },
     "encoder": {"layer_0": {"mlp": {"linear1": {"kernel": np.ones((4, 8))}}}},
 }
 
@@ -28,9 +30,13 @@ def test_flatten_round_trips():
 
 def test_decoder_mlp_preset_is_the_original_projects_trainable_set():
     names = sorted(P.select(TREE, P.PRESETS["decoder_mlp"]))
-    assert names == ["action_head/bias", "action_head/kernel",
-                     "decoder/layer_0/mlp/linear1/kernel", "decoder/layer_0/mlp/linear2/kernel",
-                     "decoder/layer_0/norm3/scale"]
+    assert names == [
+        "action_head/bias",
+        "action_head/kernel",
+        "decoder/layer_0/mlp/linear1/kernel",
+        "decoder/layer_0/mlp/linear2/kernel",
+        "decoder/layer_0/norm3/scale",
+    ]
     # The encoder's MLP is not the decoder's.
     assert "encoder/layer_0/mlp/linear1/kernel" not in names
 

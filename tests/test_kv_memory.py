@@ -33,11 +33,25 @@ def named_run(tmp_path_factory):
         yield tiny_sim_run(root, episodes=4, distribution="named")
 
 
-def test_the_analysis_reads_every_unit_and_its_value_vectors_match_the_ablation(named_run,
-                                                                                tmp_path):
+def test_the_analysis_reads_every_unit_and_its_value_vectors_match_the_ablation(
+    named_run, tmp_path
+):
     out = tmp_path / "kv"
-    assert K.main(["--checkpoint", str(named_run), "--out", str(out), "--top-k", "10",
-                   "--check-units", "4"]) == 0
+    assert (
+        K.main(
+            [
+                "--checkpoint",
+                str(named_run),
+                "--out",
+                str(out),
+                "--top-k",
+                "10",
+                "--check-units",
+                "4",
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / "kv_memory.json").read_text())
     assert r["units"] == 64 and len(r["trained"]["purity"]) == 64  # tiny: dim_feedforward 64
     assert 0 < r["chance_purity"] <= 1 and r["places"] >= 2

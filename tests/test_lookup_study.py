@@ -35,9 +35,14 @@ def test_grids_cover_the_named_region_and_jitter_is_reproducible_from_the_seed()
     both = CubeDistribution.make("named+grid:3x3")
     assert both.num_locations == 14 and both.location_ids[4:6] == (4, 100)
     assert both.sample(np.random.default_rng(0), 0.03, location=5)[1] == 100
-    for bad, word in (("grid:1x3", "grid:RxC"), ("named~3cm", "3cm"), ("uniform~3mm", "jitter"),
-                      ("circle", "circle"), ("named+uniform", "located"),
-                      ("named+named", "twice")):
+    for bad, word in (
+        ("grid:1x3", "grid:RxC"),
+        ("named~3cm", "3cm"),
+        ("uniform~3mm", "jitter"),
+        ("circle", "circle"),
+        ("named+uniform", "located"),
+        ("named+named", "twice"),
+    ):
         with pytest.raises(ValueError, match=word):
             CubeDistribution.make(bad)
 
@@ -72,8 +77,14 @@ def test_the_oracles_calibrate_alpha_lookup_near_0_and_interpolation_near_1():
     train, _ = O.train_poses_from("named", None)
     with SimRobot(cameras=(), distribution="held_out~3mm,3deg") as robot:
         oracles = O.Oracles(robot, train)
-        got = O.run_study({n: oracles.make_policy(n) for n in O.ORACLES}, robot, train,
-                          starts=4, seed=0, progress=False)
+        got = O.run_study(
+            {n: oracles.make_policy(n) for n in O.ORACLES},
+            robot,
+            train,
+            starts=4,
+            seed=0,
+            progress=False,
+        )
     assert got["nearest"]["alpha_median"] == pytest.approx(0.0, abs=0.1)
     assert got["interpolate"]["alpha_median"] == pytest.approx(1.0, abs=0.1)
     assert got["expert"]["alpha_median"] == pytest.approx(1.0, abs=0.1)
@@ -96,17 +107,19 @@ def test_the_lookup_table_returns_the_exact_training_chunk_for_a_training_frame(
     assert len(alt) == sum(len(ep) for ep in episodes)
     for ep in episodes:
         for t in (0, len(ep) // 2, len(ep) - 1):
-            obs = {"images": {c: ep.images[c][t] for c in ("top", "lateral")},
-                   "state": ep.state[t]}
+            obs = {"images": {c: ep.images[c][t] for c in ("top", "lateral")}, "state": ep.state[t]}
             np.testing.assert_array_equal(alt.predict_chunk(obs), chunks_of(ep.action, 4)[t])
             assert alt.last_distance < 1e-3
             assert tuple(alt.frame_ids[alt.last_index]) == (ep.episode_index, t)
     # The last frame's chunk repeats the episode's last action, as the training target does.
-    np.testing.assert_array_equal(chunks_of(episodes[0].action, 4)[-1],
-                                  np.repeat(episodes[0].action[-1:], 4, axis=0))
+    np.testing.assert_array_equal(
+        chunks_of(episodes[0].action, 4)[-1], np.repeat(episodes[0].action[-1:], 4, axis=0)
+    )
     # A frame it never saw is farther; the controller executes chunks like ACT's.
-    obs = {"images": {c: np.zeros((24, 32, 3), np.uint8) for c in ("top", "lateral")},
-           "state": np.zeros(6, np.float32)}
+    obs = {
+        "images": {c: np.zeros((24, 32, 3), np.uint8) for c in ("top", "lateral")},
+        "state": np.zeros(6, np.float32),
+    }
     act = alt.as_controller(make_executor("open_loop"))
     assert act(obs).shape == (6,) and alt.last_distance > 1.0
 
@@ -152,8 +165,16 @@ def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_st
     # that demo, and the demo succeeded.
     from act_jax.evaluate import evaluate_checkpoint
 
-    s = evaluate_checkpoint(named_run, episodes=1, policy_kind="alt", distribution="named",
-                            max_steps=250, videos=0, execution="open_loop", progress=False)
+    s = evaluate_checkpoint(
+        named_run,
+        episodes=1,
+        policy_kind="alt",
+        distribution="named",
+        max_steps=250,
+        videos=0,
+        execution="open_loop",
+        progress=False,
+    )
     assert s["policy"] == "alt" and Path(s["out_dir"]).name.startswith("alt_named")
     assert s["successes"] == 1 and s["rollouts"][0]["grasp_target"] is not None
 
@@ -165,8 +186,23 @@ def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_pat
     from interp.page import Page
 
     out = tmp_path / "study"
-    assert L.main(["--checkpoint", str(named_run), "--test", "held_out~3mm,3deg", "--starts",
-                   "2", "--max-steps", "40", "--out", str(out)]) == 0
+    assert (
+        L.main(
+            [
+                "--checkpoint",
+                str(named_run),
+                "--test",
+                "held_out~3mm,3deg",
+                "--starts",
+                "2",
+                "--max-steps",
+                "40",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "lookup.json").read_text())
     assert set(doc["results"]) == {"act", "alt", "expert", "nearest", "interpolate"}
     assert 3 <= doc["train_poses"] <= 5  # distinct poses, not demos
@@ -179,5 +215,13 @@ def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_pat
     assert page.n_figures == 1 and "Lookup table or interpolation" in page.html()
     assert "undecided" in (out / "lookup.html").read_text()
     with pytest.raises(SystemExit):  # the report refuses a directory without a study
-        report.main(["--checkpoint", str(named_run), "--out", str(tmp_path / "r"),
-                     "--lookup-study", str(tmp_path)])
+        report.main(
+            [
+                "--checkpoint",
+                str(named_run),
+                "--out",
+                str(tmp_path / "r"),
+                "--lookup-study",
+                str(tmp_path),
+            ]
+        )

@@ -31,8 +31,15 @@ READ_BUDGET_S = EMULATED_READ_BUDGET_S
 def rig(robot, faults=None, seed=0, safety=None, **kw):
     clock = VirtualClock()
     emu = emulate_arm(robot, clock=clock.monotonic, faults=faults, seed=seed, **kw).start()
-    arm = ServoArm(robot, emu.port, default_calibration(robot), safety=safety, clock=clock,
-                   bus_options=BUS, read_budget_s=READ_BUDGET_S)
+    arm = ServoArm(
+        robot,
+        emu.port,
+        default_calibration(robot),
+        safety=safety,
+        clock=clock,
+        bus_options=BUS,
+        read_budget_s=READ_BUDGET_S,
+    )
     return clock, emu, arm
 
 
@@ -132,8 +139,14 @@ def test_torque_off_that_is_not_read_back_is_named():
                 arm.get_observation()
                 arm.send_action(np.zeros(6))
                 clock.advance(1 / 30)
-        names = ["shoulder_pan (id 1)", "shoulder_lift (id 2)", "elbow_flex (id 3)",
-                 "wrist_flex (id 4)", "wrist_roll (id 5)", "gripper (id 6)"]
+        names = [
+            "shoulder_pan (id 1)",
+            "shoulder_lift (id 2)",
+            "elbow_flex (id 3)",
+            "wrist_flex (id 4)",
+            "wrist_roll (id 5)",
+            "gripper (id 6)",
+        ]
         assert arm.torque_unconfirmed == names
         assert [emu.get(i, "Torque_Enable") for i in range(1, 7)] == [1] * 6
         arm.disconnect()  # tries again, with the same answer
@@ -153,8 +166,9 @@ def test_missing_id_at_connect_never_enables_torque(robot):
             arm.connect()
         assert not arm.is_connected
         assert [v for _, v in torque_values(emu)] == []  # not even a torque-off: nothing sent
-        assert all(e.packet.instruction == 0x01 or e.packet.instruction == 0x02
-                   for e in emu.wire_log)  # only pings (and Feetech model reads)
+        assert all(
+            e.packet.instruction == 0x01 or e.packet.instruction == 0x02 for e in emu.wire_log
+        )  # only pings (and Feetech model reads)
     finally:
         emu.stop()
 
@@ -295,16 +309,22 @@ def test_second_ctrl_c_cannot_skip_park_and_torque_off(robot, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     # No sleeps: the child says where it is on stdout, and waits on stdin while the park has
     # begun, so the later Ctrl-Cs land in the park however loaded the machine is.
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, robot, str(out)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, robot, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         for phase in ("READY", "PARKING"):
             if child.stdout.readline().strip() != phase:  # the child died: say why
                 child.kill()
-                raise AssertionError(f"the child never said {phase}: "
-                                     f"{child.communicate()[1][-3000:]}")
+                raise AssertionError(
+                    f"the child never said {phase}: {child.communicate()[1][-3000:]}"
+                )
             child.send_signal(signal.SIGINT)  # READY: the loop ends; PARKING: in the park
         child.send_signal(signal.SIGINT)  # and a third
         stdout, stderr = child.communicate("SENT\n", timeout=60)
@@ -335,8 +355,9 @@ def test_leader_arm_teleoperates_a_follower():
     lclock = VirtualClock()
     leader_emu = emulate_arm("koch_leader", clock=lclock.monotonic).start()
     clock, emu, follower = rig("koch")
-    leader = LeaderArm("koch_leader", leader_emu.port, default_calibration("koch_leader"),
-                       bus_options=BUS)
+    leader = LeaderArm(
+        "koch_leader", leader_emu.port, default_calibration("koch_leader"), bus_options=BUS
+    )
     try:
         with leader, follower:
             target = np.array([30.0, -20.0, 25.0, 10.0, 45.0, 80.0])
@@ -387,9 +408,11 @@ def test_property_nothing_unsafe_reaches_the_wire():
     from hypothesis.extra import numpy as hnp
 
     floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
-    actions = st.one_of(hnp.arrays(np.float64, (6,), elements=floats),
-                        hnp.arrays(np.float64, st.sampled_from([(5,), (2, 6)]), elements=floats),
-                        st.just(None))
+    actions = st.one_of(
+        hnp.arrays(np.float64, (6,), elements=floats),
+        hnp.arrays(np.float64, st.sampled_from([(5,), (2, 6)]), elements=floats),
+        st.just(None),
+    )
     safety = SafetyConfig(max_rejects=10**9, max_step=10.0)
     clock, emu, arm = rig("so101", safety=safety)
     calib = arm.calibration

@@ -15,8 +15,14 @@ from hardware.motors.packets import Outcome
 pytestmark = pytest.mark.timeout(60)
 
 ARMS = {
-    "dynamixel": {1: "xl430-w250", 2: "xl430-w250", 3: "xl330-m288", 4: "xl330-m288",
-                  5: "xl330-m288", 6: "xl330-m288"},
+    "dynamixel": {
+        1: "xl430-w250",
+        2: "xl430-w250",
+        3: "xl330-m288",
+        4: "xl330-m288",
+        5: "xl330-m288",
+        6: "xl330-m288",
+    },
     "feetech": {i: "sts3215" for i in range(1, 7)},
 }
 BOTH = pytest.mark.parametrize("proto", list(ARMS))
@@ -51,7 +57,8 @@ def test_read_write_sync_read_sync_write_all_joints(proto):
             assert all(abs(present.values[n] - g) <= 1 for n, g in goals.items())
             # Every id saw exactly one Goal_Position sync write with its own value.
             assert sorted((i, v) for _, i, v in emu.writes("Goal_Position")) == sorted(
-                (int(n[1:]), g) for n, g in goals.items())
+                (int(n[1:]), g) for n, g in goals.items()
+            )
             assert bus.disable_torque() == []
             assert all(emu.get(i, "Torque_Enable") == 0 for i in range(1, 7))
 
@@ -64,8 +71,9 @@ def test_error_bits_surface_from_sync_read(proto):
         assert result.ok and result.errors == {"m4": emu.faults.error_bits[4]}
         assert bus.last_errors["m4"] and bus.error_log[-1][1] == "m4"
         name = bus.error_log[-1][3][0]
-        assert name == ("overload" if proto == "feetech" else
-                        "hardware alert (see Hardware_Error_Status)")
+        assert name == (
+            "overload" if proto == "feetech" else "hardware alert (see Hardware_Error_Status)"
+        )
 
 
 @BOTH
@@ -143,10 +151,12 @@ def test_noisy_line_never_yields_a_wrong_value(proto):
 
 
 def test_timeout_scales_with_bytes_and_baud():
-    bus = MotorBus("/dev/null", {"a": Motor(1, "sts3215")}, "feetech", baudrate=1_000_000,
-                   latency_s=0.002)
-    slow = MotorBus("/dev/null", {"a": Motor(1, "sts3215")}, "feetech", baudrate=57_600,
-                    latency_s=0.002)
+    bus = MotorBus(
+        "/dev/null", {"a": Motor(1, "sts3215")}, "feetech", baudrate=1_000_000, latency_s=0.002
+    )
+    slow = MotorBus(
+        "/dev/null", {"a": Motor(1, "sts3215")}, "feetech", baudrate=57_600, latency_s=0.002
+    )
     assert bus.timeout_for(8, 8) < bus.timeout_for(8, 80) < slow.timeout_for(8, 80)
     assert bus.timeout_for(14, 90) < 0.004  # a 6-joint sync read fits easily in a 33 ms tick
 

@@ -32,8 +32,12 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 
 @PROTOCOLS
 @FUZZ
-@given(noise=st.binary(max_size=300), cuts=st.lists(st.integers(0, 400), max_size=6),
-       motor_id=ids, n=st.integers(0, 8))
+@given(
+    noise=st.binary(max_size=300),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+    motor_id=ids,
+    n=st.integers(0, 8),
+)
 def test_random_bytes_never_raise(proto, noise, cuts, motor_id, n):
     reply = classify(proto, split(noise, cuts), motor_id, n)
     assert reply.outcome in (Outcome.OK, Outcome.CORRUPT, Outcome.TIMEOUT)
@@ -46,8 +50,14 @@ def test_random_bytes_never_raise(proto, noise, cuts, motor_id, n):
 
 @PROTOCOLS
 @FUZZ
-@given(motor_id=ids, error=st.integers(0, 255), data=params, prefix=st.binary(max_size=40),
-       suffix=st.binary(max_size=40), cuts=st.lists(st.integers(0, 200), max_size=8))
+@given(
+    motor_id=ids,
+    error=st.integers(0, 255),
+    data=params,
+    prefix=st.binary(max_size=40),
+    suffix=st.binary(max_size=40),
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+)
 def test_valid_packet_among_noise(proto, motor_id, error, data, prefix, suffix, cuts):
     sent = StatusPacket(motor_id, error, data)
     stream = prefix + proto.encode_status(sent) + suffix
@@ -62,8 +72,12 @@ def test_valid_packet_among_noise(proto, motor_id, error, data, prefix, suffix, 
 
 @PROTOCOLS
 @FUZZ
-@given(motor_id=ids, data=params, bit=st.integers(0, 10_000),
-       cuts=st.lists(st.integers(0, 200), max_size=5))
+@given(
+    motor_id=ids,
+    data=params,
+    bit=st.integers(0, 10_000),
+    cuts=st.lists(st.integers(0, 200), max_size=5),
+)
 def test_single_bit_flip_is_never_a_wrong_value(proto, motor_id, data, bit, cuts):
     sent = StatusPacket(motor_id, 0, data)
     wire = bytearray(proto.encode_status(sent))
@@ -77,10 +91,11 @@ def test_single_bit_flip_is_never_a_wrong_value(proto, motor_id, data, bit, cuts
 
 @PROTOCOLS
 @FUZZ
-@given(values=st.lists(st.binary(min_size=4, max_size=4), min_size=6, max_size=6),
-       gaps=st.lists(st.binary(max_size=6).filter(lambda b: 0xFF not in b), min_size=7,
-                     max_size=7),
-       cuts=st.lists(st.integers(0, 300), max_size=12))
+@given(
+    values=st.lists(st.binary(min_size=4, max_size=4), min_size=6, max_size=6),
+    gaps=st.lists(st.binary(max_size=6).filter(lambda b: 0xFF not in b), min_size=7, max_size=7),
+    cuts=st.lists(st.integers(0, 300), max_size=12),
+)
 def test_sync_read_replies_with_noise_between(proto, values, gaps, cuts):
     stream = gaps[0]
     for i, v in enumerate(values):

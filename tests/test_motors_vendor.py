@@ -15,8 +15,14 @@ from hardware.motors.dynamixel import DYNAMIXEL
 from hardware.motors.feetech import FEETECH
 
 pytestmark = pytest.mark.timeout(60)
-KOCH = {1: "xl430-w250", 2: "xl430-w250", 3: "xl330-m288", 4: "xl330-m288", 5: "xl330-m288",
-        6: "xl330-m288"}
+KOCH = {
+    1: "xl430-w250",
+    2: "xl430-w250",
+    3: "xl330-m288",
+    4: "xl330-m288",
+    5: "xl330-m288",
+    6: "xl330-m288",
+}
 
 
 def goal_writes(emu, n=6, timeout=1.0):
@@ -44,8 +50,9 @@ def test_dynamixel_sdk_against_emulator():
             assert sent_frames(emu, 1) == [DYNAMIXEL.encode_instruction(DYNAMIXEL.ping(3))]
             assert retry(sdk, ph.write1ByteTxRx, port, 1, 64, 1)[:1] == (sdk.COMM_SUCCESS,)
             assert retry(sdk, ph.write4ByteTxRx, port, 1, 116, 1500) == (sdk.COMM_SUCCESS, 0)
-            assert sent_frames(emu, 1) == [DYNAMIXEL.encode_instruction(
-                DYNAMIXEL.write(1, 116, (1500).to_bytes(4, "little")))]
+            assert sent_frames(emu, 1) == [
+                DYNAMIXEL.encode_instruction(DYNAMIXEL.write(1, 116, (1500).to_bytes(4, "little")))
+            ]
             value, comm, err = retry(sdk, ph.read4ByteTxRx, port, 1, 116)
             assert (value, comm, err) == (1500, sdk.COMM_SUCCESS, 0)
             # EEPROM write with torque on: the SDK decodes our error byte as an access error.
@@ -56,8 +63,9 @@ def test_dynamixel_sdk_against_emulator():
             for i in KOCH:
                 assert reader.addParam(i)
             assert retry(sdk, reader.txRxPacket) == sdk.COMM_SUCCESS
-            assert sent_frames(emu, 1) == [DYNAMIXEL.encode_instruction(
-                DYNAMIXEL.sync_read(132, 4, list(KOCH)))]
+            assert sent_frames(emu, 1) == [
+                DYNAMIXEL.encode_instruction(DYNAMIXEL.sync_read(132, 4, list(KOCH)))
+            ]
             data = [reader.getData(i, 132, 4) for i in KOCH]
             assert 1500 <= data[0] <= 2048 and data[1:] == [2048] * 5  # id 1 is moving to 1500
             writer = sdk.GroupSyncWrite(port, ph, 116, 4)
@@ -84,19 +92,22 @@ def test_feetech_sdk_against_emulator():
             assert (model, comm, err) == (777, sdk.COMM_SUCCESS, 0)
             assert sent_frames(emu, 2) == [
                 FEETECH.encode_instruction(FEETECH.ping(2)),
-                FEETECH.encode_instruction(FEETECH.read(2, 3, 2))]
+                FEETECH.encode_instruction(FEETECH.read(2, 3, 2)),
+            ]
             unlock = retry(sdk, ph.write1ByteTxRx, port, 1, 55, 0)  # Lock = 0
             assert unlock == (sdk.COMM_SUCCESS, 0)
             assert retry(sdk, ph.write2ByteTxRx, port, 1, 42, 1800) == (sdk.COMM_SUCCESS, 0)
-            assert sent_frames(emu, 1) == [FEETECH.encode_instruction(
-                FEETECH.write(1, 42, (1800).to_bytes(2, "little")))]
+            assert sent_frames(emu, 1) == [
+                FEETECH.encode_instruction(FEETECH.write(1, 42, (1800).to_bytes(2, "little")))
+            ]
             assert retry(sdk, ph.read2ByteTxRx, port, 1, 42) == (1800, sdk.COMM_SUCCESS, 0)
             reader = sdk.GroupSyncRead(port, ph, 56, 2)
             for i in ids:
                 assert reader.addParam(i)
             assert retry(sdk, reader.txRxPacket) == sdk.COMM_SUCCESS
-            assert sent_frames(emu, 1) == [FEETECH.encode_instruction(
-                FEETECH.sync_read(56, 2, ids))]
+            assert sent_frames(emu, 1) == [
+                FEETECH.encode_instruction(FEETECH.sync_read(56, 2, ids))
+            ]
             assert [reader.getData(i, 56, 2) for i in ids] == [2048] * 6
             writer = sdk.GroupSyncWrite(port, ph, 42, 2)
             for i in ids:

@@ -46,8 +46,11 @@ def test_predict_chunk_shape_and_units(policy, robot):
 def test_rollout_never_retraces_after_warmup(policy, robot, execution):
     policy.warmup()
     run_rollouts(
-        lambda: policy.as_controller(make_executor(execution)), robot,
-        episodes=2, max_steps=20, progress=False,
+        lambda: policy.as_controller(make_executor(execution)),
+        robot,
+        episodes=2,
+        max_steps=20,
+        progress=False,
     )
     assert policy.retraces_after_warmup == 0
 
@@ -55,8 +58,12 @@ def test_rollout_never_retraces_after_warmup(policy, robot, execution):
 def test_evaluation_is_deterministic(policy, robot):
     def once():
         rs = run_rollouts(
-            lambda: policy.as_controller(make_executor("ensemble:0.01")), robot,
-            episodes=2, max_steps=15, seed=7, progress=False,
+            lambda: policy.as_controller(make_executor("ensemble:0.01")),
+            robot,
+            episodes=2,
+            max_steps=15,
+            seed=7,
+            progress=False,
         )
         return [(r.success, r.steps, r.cube_start_pose) for r in rs], robot.state()
 
@@ -70,16 +77,20 @@ def _equal(a, b):
 
 def test_larger_camera_images_are_resized(policy, robot):
     obs = robot.reset(seed=1)
-    big = {**obs, "images": {c: np.repeat(np.repeat(im, 2, 0), 2, 1)
-                             for c, im in obs["images"].items()}}
+    big = {
+        **obs,
+        "images": {c: np.repeat(np.repeat(im, 2, 0), 2, 1) for c, im in obs["images"].items()},
+    }
     assert policy.predict_chunk(big).shape == policy.predict_chunk(obs).shape
 
 
 @pytest.mark.parametrize(
     "bad,match",
-    [({"images": {"top": np.zeros((32, 32, 3), np.uint8)}}, "lateral"),
-     ({"state": np.full(6, np.nan, np.float32)}, "not finite"),
-     ({"state": np.zeros(5, np.float32)}, "shape")],
+    [
+        ({"images": {"top": np.zeros((32, 32, 3), np.uint8)}}, "lateral"),
+        ({"state": np.full(6, np.nan, np.float32)}, "not finite"),
+        ({"state": np.zeros(5, np.float32)}, "shape"),
+    ],
 )
 def test_bad_observations_are_clear_errors(policy, robot, bad, match):
     obs = {**robot.reset(seed=0), **bad}

@@ -86,11 +86,24 @@ def test_resuming_with_other_settings_is_refused(two_episodes, tmp_path):
 
 def test_killing_the_recorder_mid_episode_keeps_earlier_episodes(tmp_path):
     out = tmp_path / "eps"
-    cmd = [sys.executable, "-m", "hardware.record", "--episodes", "20", "--out", str(out),
-           "--image-size", "24x32", "--seed", "3", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hardware.record",
+        "--episodes",
+        "20",
+        "--out",
+        str(out),
+        "--image-size",
+        "24x32",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while len(list_episodes(out)) < 2:
@@ -111,10 +124,14 @@ def test_killing_the_recorder_mid_episode_keeps_earlier_episodes(tmp_path):
     assert_same_episode(read_episode(kept[0]), read_episode(list_episodes(fresh)[0]))
 
 
-@pytest.mark.parametrize("index, how", [(1, "truncated"), (1, "empty"), (0, "bit_flipped")],
-                         ids=["last_truncated", "last_empty", "first_bit_flipped"])
-def test_resuming_sets_a_damaged_episode_aside_and_records_it_again(two_episodes, tmp_path,
-                                                                    index, how, capsys):
+@pytest.mark.parametrize(
+    "index, how",
+    [(1, "truncated"), (1, "empty"), (0, "bit_flipped")],
+    ids=["last_truncated", "last_empty", "first_bit_flipped"],
+)
+def test_resuming_sets_a_damaged_episode_aside_and_records_it_again(
+    two_episodes, tmp_path, index, how, capsys
+):
     # The damaged file moves to damaged/ (named, kept as it was), its index is recorded again:
     # the same episode, as the sim is deterministic; the other episode is not touched.
     out = tmp_path / "eps"
@@ -153,9 +170,23 @@ def test_cli_rejects_bad_arguments(capsys):
 
 
 def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
-    main(["--episodes", "1", "--out", str(tmp_path / "eps"), "--image-size", "24x32",
-          "--distribution", "named", "--build-tfds", str(tmp_path / "tfds"), "--name", "one",
-          "--no-progress"])
+    main(
+        [
+            "--episodes",
+            "1",
+            "--out",
+            str(tmp_path / "eps"),
+            "--image-size",
+            "24x32",
+            "--distribution",
+            "named",
+            "--build-tfds",
+            str(tmp_path / "tfds"),
+            "--name",
+            "one",
+            "--no-progress",
+        ]
+    )
     source = load(tmp_path / "tfds" / "act_episodes" / "one" / "1.1.0")
     assert len(source) == 1
     assert int(source[0]["episode_metadata"]["location_id"]) == 0  # named locations in order

@@ -33,9 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def calibrations(tmp_path_factory):
     d = tmp_path_factory.mktemp("calib")
-    return {"so101": default_calibration("so101").save(d / "so101.json"),
-            "so101_leader": default_calibration("so101").save(d / "so101_leader.json"),
-            "koch_leader": default_calibration("koch_leader").save(d / "koch_leader.json")}
+    return {
+        "so101": default_calibration("so101").save(d / "so101.json"),
+        "so101_leader": default_calibration("so101").save(d / "so101_leader.json"),
+        "koch_leader": default_calibration("koch_leader").save(d / "koch_leader.json"),
+    }
 
 
 @pytest.fixture
@@ -47,37 +49,64 @@ def arms():
 
 def real_argv(arms, calibrations, out, *extra):
     follower, leader = arms
-    return ["--robot", "so101", "--teleop", "leader", "--episodes", "1", "--out", str(out),
-            "--port", follower.port, "--leader-port", leader.port,
-            "--calibration", str(calibrations["so101"]),
-            "--leader-calibration", str(calibrations["so101_leader"]),
-            "--cameras", "top=0,lateral=2", *extra]
+    return [
+        "--robot",
+        "so101",
+        "--teleop",
+        "leader",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+        "--port",
+        follower.port,
+        "--leader-port",
+        leader.port,
+        "--calibration",
+        str(calibrations["so101"]),
+        "--leader-calibration",
+        str(calibrations["so101_leader"]),
+        "--cameras",
+        "top=0,lateral=2",
+        *extra,
+    ]
 
 
 # -- (a) argument errors, before any port opens -----------------------------------------------
-@pytest.mark.parametrize("change, message", [
-    ({"--calibration": "/nonexistent/so101.json"},
-     "--calibration: no calibration at /nonexistent/so101.json"),
-    ({"--robot": "koch"}, "--calibration {so101} is for a 'so101' arm, not 'koch'"),
-    ({"--leader-calibration": "{koch_leader}"},
-     "--leader-calibration {koch_leader} is for a 'koch_leader' arm, not 'so101'"),
-    ({"--leader-calibration": "{so101}"}, "--calibration and --leader-calibration are the same"),
-    ({"--cameras": "top=0,lateral"}, "--cameras: camera spec item 'lateral'"),
-    ({"--leader-port": None}, "--leader-port required to record with a leader arm"),
-    ({"--leader-port": "{port}"}, "--port and --leader-port are both"),
-    ({"--reset-time": "-1"}, "argument --reset-time: must be a number >= 0, got -1"),
-    ({"--robot": "sim"}, "--teleop leader drives a servo arm"),
-    ({"--teleop": "expert", "--robot": "sim"}, "--port is for a servo arm"),
-    ({"--emulate": ""}, "--port is not used with --emulate"),
-])
-def test_bad_arguments_fail_before_any_port_opens(arms, calibrations, tmp_path, change, message,
-                                                  capsys):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"--calibration": "/nonexistent/so101.json"},
+            "--calibration: no calibration at /nonexistent/so101.json",
+        ),
+        ({"--robot": "koch"}, "--calibration {so101} is for a 'so101' arm, not 'koch'"),
+        (
+            {"--leader-calibration": "{koch_leader}"},
+            "--leader-calibration {koch_leader} is for a 'koch_leader' arm, not 'so101'",
+        ),
+        (
+            {"--leader-calibration": "{so101}"},
+            "--calibration and --leader-calibration are the same",
+        ),
+        ({"--cameras": "top=0,lateral"}, "--cameras: camera spec item 'lateral'"),
+        ({"--leader-port": None}, "--leader-port required to record with a leader arm"),
+        ({"--leader-port": "{port}"}, "--port and --leader-port are both"),
+        ({"--reset-time": "-1"}, "argument --reset-time: must be a number >= 0, got -1"),
+        ({"--robot": "sim"}, "--teleop leader drives a servo arm"),
+        ({"--teleop": "expert", "--robot": "sim"}, "--port is for a servo arm"),
+        ({"--emulate": ""}, "--port is not used with --emulate"),
+    ],
+)
+def test_bad_arguments_fail_before_any_port_opens(
+    arms, calibrations, tmp_path, change, message, capsys
+):
     argv = real_argv(arms, calibrations, tmp_path / "eps")
     fill = {k: str(v) for k, v in calibrations.items()} | {"port": arms[0].port}
     for flag, value in change.items():
         if flag in argv:
             k = argv.index(flag)
-            del argv[k: k + 2]
+            del argv[k : k + 2]
         if value is not None:
             argv += [flag] + ([value.format(**fill)] if value else [])
     with pytest.raises(SystemExit) as e:
@@ -89,17 +118,23 @@ def test_bad_arguments_fail_before_any_port_opens(arms, calibrations, tmp_path, 
 
 
 def test_a_second_recorder_on_a_busy_out_names_the_first_and_opens_nothing(
-        arms, calibrations, tmp_path):
+    arms, calibrations, tmp_path
+):
     # This process holds --out, as a first recorder would; the second is the real command.
     out = tmp_path / "eps"
     with lock_folder(out, "recording 50 episodes"):
-        done = subprocess.run([sys.executable, "-m", "hardware.record",
-                               *real_argv(arms, calibrations, out)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "hardware.record", *real_argv(arms, calibrations, out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines() == [
         f"record: --out {out} is in use: pid {os.getpid()} (recording 50 episodes); wait for it "
-        "to finish, or use another folder"]
+        "to finish, or use another folder"
+    ]
     assert arms[0].wire_log == [] and arms[1].wire_log == []  # not one byte reached a servo
     assert [p.name for p in out.iterdir()] == [LOCK_FILE]
 
@@ -109,8 +144,23 @@ def test_a_second_recorder_on_a_busy_out_names_the_first_and_opens_nothing(
 def emulated(tmp_path_factory):
     out = tmp_path_factory.mktemp("rec") / "eps"
     t0 = time.perf_counter()
-    code = main(["--robot", "so101", "--teleop", "leader", "--emulate", "--episodes", "2",
-                 "--out", str(out), "--image-size", "48x64", "--seed", "5"])
+    code = main(
+        [
+            "--robot",
+            "so101",
+            "--teleop",
+            "leader",
+            "--emulate",
+            "--episodes",
+            "2",
+            "--out",
+            str(out),
+            "--image-size",
+            "48x64",
+            "--seed",
+            "5",
+        ]
+    )
     assert code == EXIT_OK
     return out, time.perf_counter() - t0
 
@@ -182,7 +232,7 @@ def write_video(path, frames=20):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
     for k in range(frames):
         frame = np.full((48, 64, 3), 40, np.uint8)
-        frame[10:30, 3 * k: 3 * k + 12] = 220
+        frame[10:30, 3 * k : 3 * k + 12] = 220
         writer.write(frame)
     writer.release()
     return path
@@ -191,16 +241,30 @@ def write_video(path, frames=20):
 def run_cli(argv, **kw):
     # SIGINT back to its default: a shell without job control starts background jobs (and so
     # a backgrounded pytest's children) with Ctrl-C ignored.
-    return subprocess.Popen([sys.executable, "-u", "-m", "hardware.record", *argv], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            **kw)
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "hardware.record", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kw,
+    )
 
 
 def test_prompt_records_rerecords_and_stops(arms, calibrations, tmp_path):
     videos = f"top={write_video(tmp_path / 't.mp4')},lateral={write_video(tmp_path / 'l.mp4')}"
-    argv = real_argv(arms, calibrations, tmp_path / "eps", "--cameras", videos,
-                     "--max-steps", "6", "--episodes", "3")
+    argv = real_argv(
+        arms,
+        calibrations,
+        tmp_path / "eps",
+        "--cameras",
+        videos,
+        "--max-steps",
+        "6",
+        "--episodes",
+        "3",
+    )
     proc = run_cli(argv, stdin=subprocess.PIPE)
     # Enter: episode 0; r: episode 0 again; q: stop.
     out, err = proc.communicate("\nr\nq\n", timeout=90)
@@ -217,15 +281,28 @@ def test_prompt_records_rerecords_and_stops(arms, calibrations, tmp_path):
     assert [v for _, _, v in arms[1].writes("Torque_Enable") if v] == []  # leader stays limp
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name
+)
 def test_a_stop_signal_mid_episode_keeps_earlier_episodes_and_parks(
-        sig, arms, calibrations, tmp_path):
+    sig, arms, calibrations, tmp_path
+):
     follower, leader = arms
     videos = f"top={write_video(tmp_path / 't.mp4')},lateral={write_video(tmp_path / 'l.mp4')}"
     out = tmp_path / "eps"
-    argv = real_argv(arms, calibrations, out, "--cameras", videos, "--max-steps", "60",
-                     "--episodes", "5", "--reset-time", "0")
+    argv = real_argv(
+        arms,
+        calibrations,
+        out,
+        "--cameras",
+        videos,
+        "--max-steps",
+        "60",
+        "--episodes",
+        "5",
+        "--reset-time",
+        "0",
+    )
     calib = default_calibration("so101")
     start = calib.to_units(np.array([follower.get(i, "Present_Position") for i in range(1, 7)]))
     proc = run_cli(argv)
@@ -272,8 +349,19 @@ def test_a_lost_servo_mid_episode_is_a_protective_stop(arms, calibrations, tmp_p
     follower, _ = arms
     videos = f"top={write_video(tmp_path / 't.mp4')},lateral={write_video(tmp_path / 'l.mp4')}"
     out = tmp_path / "eps"
-    argv = real_argv(arms, calibrations, out, "--cameras", videos, "--max-steps", "60",
-                     "--episodes", "3", "--reset-time", "0")
+    argv = real_argv(
+        arms,
+        calibrations,
+        out,
+        "--cameras",
+        videos,
+        "--max-steps",
+        "60",
+        "--episodes",
+        "3",
+        "--reset-time",
+        "0",
+    )
     proc = run_cli(argv)
     try:
         for line in proc.stdout:

@@ -27,7 +27,9 @@ actions = st.one_of(
     hnp.arrays(np.float64, (6,), elements=floats),
     hnp.arrays(np.float64, st.sampled_from([(5,), (7,), (1, 6), (6, 1), ()]), elements=floats),
     hnp.arrays(np.float32, (6,), elements=st.floats(width=32, allow_nan=True)),
-    st.just(None), st.just("six"), st.lists(floats, min_size=6, max_size=6),
+    st.just(None),
+    st.just("six"),
+    st.lists(floats, min_size=6, max_size=6),
 )
 
 
@@ -50,16 +52,25 @@ def test_goal_always_finite_in_range_and_rate_limited(seq):
         assert np.all(np.abs(cmd.goal - last) <= STEP + 1e-9)
         a = np.asarray(action, dtype=object)
         ok_input = a.shape == (6,) and all(
-            isinstance(x, (int, float, np.floating)) and np.isfinite(x) for x in a)
+            isinstance(x, (int, float, np.floating)) and np.isfinite(x) for x in a
+        )
         if not ok_input:
             assert cmd.status is Status.REJECTED and np.array_equal(cmd.goal, last)
         last = cmd.goal
 
 
-@pytest.mark.parametrize("bad", [
-    np.full(6, np.nan), np.array([0, 0, 0, 0, 0, np.nan]), np.array([np.inf, 0, 0, 0, 0, 0]),
-    np.array([-np.inf] * 6), np.zeros(5), np.zeros((2, 6)), None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.full(6, np.nan),
+        np.array([0, 0, 0, 0, 0, np.nan]),
+        np.array([np.inf, 0, 0, 0, 0, 0]),
+        np.array([-np.inf] * 6),
+        np.zeros(5),
+        np.zeros((2, 6)),
+        None,
+    ],
+)
 def test_bad_actions_hold_last_safe_and_stop_after_k(bad):
     guard = make_guard(max_rejects=3)
     good = guard.filter(np.array([5, 5, 5, 5, 5, 50.0]), now=0.0)
@@ -115,8 +126,10 @@ def test_derate_slows_one_joint():
 
 
 def test_thermal_levels():
-    mon = ThermalMonitor(SafetyConfig(temp_warn=50, temp_derate=55, temp_stop=60, load_derate=0.8,
-                                      load_stop=0.95))
+    mon = ThermalMonitor(
+        SafetyConfig(temp_warn=50, temp_derate=55, temp_stop=60, load_derate=0.8, load_stop=0.95)
+    )
+
     def twice(joint, temp, load):
         first = mon.update(joint, temp, load)
         return first, mon.update(joint, temp, load)

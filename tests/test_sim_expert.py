@@ -100,8 +100,9 @@ def replay_aimed_at(robot, seed, aim_offset, **plan_kwargs):
     robot.reset(seed=seed)
     aimed = robot.cube_start_pose.copy()
     aimed[:2] += aim_offset
-    plan = plan_pick_and_place(robot, aimed, robot.box_pose(), np.random.default_rng(0),
-                               **plan_kwargs)
+    plan = plan_pick_and_place(
+        robot, aimed, robot.box_pose(), np.random.default_rng(0), **plan_kwargs
+    )
     for action in [*plan.actions, *[plan.actions[-1]] * 20]:
         robot.send_action(action)
     return robot.success()

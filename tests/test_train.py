@@ -59,14 +59,16 @@ def assert_trees_equal(a, b):
 @pytest.fixture(scope="module")
 def straight_run(dataset_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
-    result = train.train_and_evaluate(tiny_config(dataset_dir), workdir,
-                                      eval_fn=lambda state, step: {"calls": step})
+    result = train.train_and_evaluate(
+        tiny_config(dataset_dir), workdir, eval_fn=lambda state, step: {"calls": step}
+    )
     return workdir, result
 
 
 def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tmp_path):
     straight_dir, straight = straight_run
     assert straight.step == 4
+
     # The eval hook is where the "Ctrl-C" lands: a real SIGINT through the trainer's handler.
     def interrupt_at_2(state, step):
         if step == 2:
@@ -88,7 +90,8 @@ def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tm
     assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
     assert checkpoints.config_from_json((tmp_path / "config.json").read_text()) == config
     assert json.loads((tmp_path / "norm_stats.json").read_text()) == json.loads(
-        (straight_dir / "norm_stats.json").read_text())
+        (straight_dir / "norm_stats.json").read_text()
+    )
     # No retrace after the first step, in a fresh run and in a resumed one.
     assert straight.train_step_compilations == 1
     assert resumed.train_step_compilations == 1
@@ -122,8 +125,9 @@ def test_four_devices_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
                                  eval_fn=lambda state, step: {{"calls": step}})
     """)
     env = subprocess_env(cache_dir, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, four = read_metrics(straight_dir), read_metrics(tmp_path)
     for key in one:
@@ -135,8 +139,11 @@ def test_four_devices_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
     variables, _, _, step = checkpoints.restore_latest(tmp_path)
     assert step == 4
     atol = 4 * tiny.get_config().train.lr
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=atol),
-                 variables["params"], jax.device_get(straight.state.params))
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=atol),
+        variables["params"],
+        jax.device_get(straight.state.params),
+    )
 
 
 def test_wrong_image_size_names_camera_and_shapes(dataset_dir, tmp_path):
@@ -184,10 +191,14 @@ def test_a_workdir_past_num_steps_is_refused(straight_run, dataset_dir):
 
 
 def test_frozen_parameters_do_not_move_and_backbone_has_its_own_rate():
-    params = {"backbone": {"conv1": {"kernel": np.ones((3, 3))}},
-              "decoder": {"layer_0": {"mlp": {"linear1": {"kernel": np.ones((2, 4))}}},
-                          "norm": {"scale": np.ones(2)}},
-              "action_head": {"kernel": np.ones((2, 6))}}
+    params = {
+        "backbone": {"conv1": {"kernel": np.ones((3, 3))}},
+        "decoder": {
+            "layer_0": {"mlp": {"linear1": {"kernel": np.ones((2, 4))}}},
+            "norm": {"scale": np.ones(2)},
+        },
+        "action_head": {"kernel": np.ones((2, 6))},
+    }
     config = tiny.get_config()
     config.train.warmup_steps = 0
     config.train.lr, config.train.lr_backbone = 1e-3, 1e-5
@@ -216,28 +227,42 @@ def test_init_from_starts_a_new_run_from_trained_weights(straight_run, dataset_d
 
 
 def test_fine_tuning_keeps_the_statistics_its_weights_were_trained_with(
-        straight_run, tmp_path_factory, tmp_path):
+    straight_run, tmp_path_factory, tmp_path
+):
     straight_dir, _ = straight_run
     other = build_dataset(tmp_path_factory.mktemp("other"), num_episodes=3, steps=9, seed=7)
     config = tiny_config(other, init_from=str(straight_dir), num_steps=0)
     train.train_and_evaluate(config, tmp_path)
-    assert (json.loads((tmp_path / "norm_stats.json").read_text())
-            == json.loads((straight_dir / "norm_stats.json").read_text()))
+    assert json.loads((tmp_path / "norm_stats.json").read_text()) == json.loads(
+        (straight_dir / "norm_stats.json").read_text()
+    )
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("train.checkpoint_every", 0, r"config.train.checkpoint_every=0: must be an integer >= 1"),
-    ("train.lr", -1.0, r"config.train.lr=-1.0: must be a number >= 0"),
-    ("train.lr", float("nan"), r"config.train.lr=nan: must be a number >= 0"),
-    ("train.grad_clip", 0.0, r"config.train.grad_clip=0.0: must be a number > 0"),
-    ("train.schedule", "linear", r"config.train.schedule='linear': must be 'constant' or 'cosine'"),
-    ("data.val_fraction", 1.0, r"config.data.val_fraction=1.0: must be a number in \[0, 1\)"),
-    ("data.augment.brightness", -0.5, r"config.data.augment.brightness=-0.5: must be a number in"),
-    ("eval.episodes", 0, r"config.eval.episodes=0: must be an integer >= 1"),
-    ("model.dropout", 1.0, r"config.model.dropout=1.0: must be in \[0, 1\)"),
-])
-def test_bad_training_settings_are_named_and_nothing_is_written(dataset_dir, tmp_path, field,
-                                                                 value, message):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("train.checkpoint_every", 0, r"config.train.checkpoint_every=0: must be an integer >= 1"),
+        ("train.lr", -1.0, r"config.train.lr=-1.0: must be a number >= 0"),
+        ("train.lr", float("nan"), r"config.train.lr=nan: must be a number >= 0"),
+        ("train.grad_clip", 0.0, r"config.train.grad_clip=0.0: must be a number > 0"),
+        (
+            "train.schedule",
+            "linear",
+            r"config.train.schedule='linear': must be 'constant' or 'cosine'",
+        ),
+        ("data.val_fraction", 1.0, r"config.data.val_fraction=1.0: must be a number in \[0, 1\)"),
+        (
+            "data.augment.brightness",
+            -0.5,
+            r"config.data.augment.brightness=-0.5: must be a number in",
+        ),
+        ("eval.episodes", 0, r"config.eval.episodes=0: must be an integer >= 1"),
+        ("model.dropout", 1.0, r"config.model.dropout=1.0: must be in \[0, 1\)"),
+    ],
+)
+def test_bad_training_settings_are_named_and_nothing_is_written(
+    dataset_dir, tmp_path, field, value, message
+):
     config = tiny_config(dataset_dir)
     *sections, name = field.split(".")
     node = config

@@ -52,7 +52,10 @@ def test_cli_writes_an_episode_video(tmp_path):
     t = 7
     imgs = {c: frames(t, seed=i) for i, c in enumerate(("top", "lateral"))}
     path = write_episode(
-        tmp_path, state=np.zeros((t, 6)), action=np.zeros((t, 6)), timestamp=np.arange(t) / 30,
+        tmp_path,
+        state=np.zeros((t, 6)),
+        action=np.zeros((t, 6)),
+        timestamp=np.arange(t) / 30,
         png={c: [encode_png(f) for f in v] for c, v in imgs.items()},
         meta=EpisodeMeta(episode_index=0),
     )

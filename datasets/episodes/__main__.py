@@ -18,9 +18,12 @@ def main(argv=None):
     p.add_argument("--episodes", required=True, help="directory of episode_NNNNNN.npz files")
     p.add_argument("--data-dir", default="data/tfds", help="TFDS data dir (default %(default)s)")
     p.add_argument("--name", default="sim_demos", help="dataset config name (default %(default)s)")
-    p.add_argument("--skip-damaged", action="store_true",
-                   help="build from the intact episodes, naming each damaged file left out "
-                   "(default: a damaged file stops the build)")
+    p.add_argument(
+        "--skip-damaged",
+        action="store_true",
+        help="build from the intact episodes, naming each damaged file left out "
+        "(default: a damaged file stops the build)",
+    )
     args = p.parse_args(argv)
     try:
         path = build(args.episodes, args.data_dir, args.name, skip_damaged=args.skip_damaged)

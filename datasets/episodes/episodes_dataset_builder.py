@@ -59,8 +59,9 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
         # top-level package, which fails for `act_jax_datasets` (a folder mapped by setup.cfg).
         return epath.Path(__file__)
 
-    def __init__(self, *, episodes_dir: str | os.PathLike | None = None,
-                 skip_damaged: bool = False, **kwargs):
+    def __init__(
+        self, *, episodes_dir: str | os.PathLike | None = None, skip_damaged: bool = False, **kwargs
+    ):
         self._episodes_dir = Path(episodes_dir) if episodes_dir is not None else None
         self._skip_damaged = skip_damaged
         self.skipped: list[EpisodeDamaged] = []  # the damaged files left out, with skip_damaged
@@ -116,7 +117,9 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
                     # Raw bytes: TFDS's default serialises floats as 32-bit (float_list), which
                     # would round float64 timestamps.
                     "timestamp": tfds.features.Tensor(
-                        shape=(None,), dtype=np.float64, encoding=tfds.features.Encoding.BYTES,
+                        shape=(None,),
+                        dtype=np.float64,
+                        encoding=tfds.features.Encoding.BYTES,
                         doc="Seconds since the episode start.",
                     ),
                     "episode_metadata": {
@@ -151,16 +154,40 @@ class ActEpisodes(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, episodes_dir: Path):
         for ep in self._episodes(episodes_dir):
             m = ep.meta
-            yield m.episode_index, make_example(
-                {cam: ep.png[cam] for cam in m.cameras}, ep.state, ep.action, ep.timestamp,
-                episode_index=m.episode_index, success=m.success, fps=m.fps,
-                robot_type=m.robot_type, cube_start_pose=m.cube_start_pose,
-                location_id=m.location_id, seed=m.seed, task=m.task)
+            yield (
+                m.episode_index,
+                make_example(
+                    {cam: ep.png[cam] for cam in m.cameras},
+                    ep.state,
+                    ep.action,
+                    ep.timestamp,
+                    episode_index=m.episode_index,
+                    success=m.success,
+                    fps=m.fps,
+                    robot_type=m.robot_type,
+                    cube_start_pose=m.cube_start_pose,
+                    location_id=m.location_id,
+                    seed=m.seed,
+                    task=m.task,
+                ),
+            )
 
 
-def make_example(frames: Mapping[str, Sequence[bytes]], state, action, timestamp, *,
-                 episode_index: int, success: bool, fps: float, robot_type: str,
-                 cube_start_pose, location_id: int, seed: int, task: str) -> dict:
+def make_example(
+    frames: Mapping[str, Sequence[bytes]],
+    state,
+    action,
+    timestamp,
+    *,
+    episode_index: int,
+    success: bool,
+    fps: float,
+    robot_type: str,
+    cube_start_pose,
+    location_id: int,
+    seed: int,
+    task: str,
+) -> dict:
     """One `act_episodes` example (the features of `ActEpisodes._info`), for every builder that
     writes them: camera -> PNG frames, (T, 6) state and action, (T,) timestamps, metadata."""
     return {
@@ -181,7 +208,9 @@ def make_example(frames: Mapping[str, Sequence[bytes]], state, action, timestamp
 
 
 def build(
-    episodes_dir: str | os.PathLike, data_dir: str | os.PathLike, name: str = "sim_demos",
+    episodes_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    name: str = "sim_demos",
     skip_damaged: bool = False,
 ) -> Path:
     """Builds (or rebuilds) the dataset `act_episodes/<name>` from an episode directory.
@@ -200,8 +229,11 @@ def build(
     config = tfds.core.BuilderConfig(name=name, description=f"{_FROM}{episodes_dir}")
     try:
         builder = ActEpisodes(
-            episodes_dir=episodes_dir, data_dir=os.fspath(data_dir), config=config,
-            file_format="array_record", skip_damaged=skip_damaged,
+            episodes_dir=episodes_dir,
+            data_dir=os.fspath(data_dir),
+            config=config,
+            file_format="array_record",
+            skip_damaged=skip_damaged,
         )
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
@@ -209,10 +241,14 @@ def build(
             )
         )
     except EpisodeDamaged as e:
-        raise EpisodeDamaged(e.path, (
-            f"{e.problem}. No dataset was built; to build one without it: python -m "
-            f"act_jax_datasets.episodes --episodes {episodes_dir} --data-dir {data_dir} "
-            f"--name {name} --skip-damaged")) from e
+        raise EpisodeDamaged(
+            e.path,
+            (
+                f"{e.problem}. No dataset was built; to build one without it: python -m "
+                f"act_jax_datasets.episodes --episodes {episodes_dir} --data-dir {data_dir} "
+                f"--name {name} --skip-damaged"
+            ),
+        ) from e
     return Path(builder.data_dir)
 
 
@@ -241,6 +277,8 @@ def rebuild_hint(dataset_dir: str | os.PathLike) -> str:
     description = info.get("configDescription", "")
     if info.get("moduleName") != __name__ or not description.startswith(_FROM):
         return f"remove {dataset_dir} and build it again with the command that made it"
-    return (f"rebuild it: rm -r {dataset_dir} && python -m act_jax_datasets.episodes --episodes "
-            f"{description.removeprefix(_FROM)} --data-dir {dataset_dir.parents[2]} "
-            f"--name {info.get('configName', dataset_dir.parent.name)}")
+    return (
+        f"rebuild it: rm -r {dataset_dir} && python -m act_jax_datasets.episodes --episodes "
+        f"{description.removeprefix(_FROM)} --data-dir {dataset_dir.parents[2]} "
+        f"--name {info.get('configName', dataset_dir.parent.name)}"
+    )

@@ -19,21 +19,42 @@ def main(argv=None):
     p.add_argument("--src", required=True, help="LeRobot dataset directory (holds meta/info.json)")
     p.add_argument("--data-dir", default="data/tfds", help="TFDS data dir (default %(default)s)")
     p.add_argument("--name", required=True, help="dataset config name: act_episodes/<name>")
-    p.add_argument("--image-size", type=parse_image_size, default=None,
-                   help="HxW of the stored frames, e.g. 96x128 (default: the source size)")
-    p.add_argument("--camera-map", action="append", default=[],
-                   help="NAME=FEATURE, e.g. top=observation.images.laptop (repeat, or separate "
-                        "with commas); default: observation.images.<name> -> <name>")
-    p.add_argument("--tolerance-s", type=float, default=1e-4,
-                   help="largest gap between a row's timestamp and its video frame, s "
-                        "(LeRobot's default %(default)g)")
-    p.add_argument("--keep-joint-order", action="store_true",
-                   help="accept joint names other than ours, keeping the dataset's order")
+    p.add_argument(
+        "--image-size",
+        type=parse_image_size,
+        default=None,
+        help="HxW of the stored frames, e.g. 96x128 (default: the source size)",
+    )
+    p.add_argument(
+        "--camera-map",
+        action="append",
+        default=[],
+        help="NAME=FEATURE, e.g. top=observation.images.laptop (repeat, or separate "
+        "with commas); default: observation.images.<name> -> <name>",
+    )
+    p.add_argument(
+        "--tolerance-s",
+        type=float,
+        default=1e-4,
+        help="largest gap between a row's timestamp and its video frame, s "
+        "(LeRobot's default %(default)g)",
+    )
+    p.add_argument(
+        "--keep-joint-order",
+        action="store_true",
+        help="accept joint names other than ours, keeping the dataset's order",
+    )
     args = p.parse_args(argv)
     try:
-        conv = build(args.src, args.data_dir, args.name, image_size=args.image_size,
-                     camera_map=parse_camera_map(args.camera_map),
-                     tolerance_s=args.tolerance_s, keep_joint_order=args.keep_joint_order)
+        conv = build(
+            args.src,
+            args.data_dir,
+            args.name,
+            image_size=args.image_size,
+            camera_map=parse_camera_map(args.camera_map),
+            tolerance_s=args.tolerance_s,
+            keep_joint_order=args.keep_joint_order,
+        )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(conv)

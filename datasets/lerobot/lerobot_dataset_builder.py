@@ -50,8 +50,9 @@ def parse_camera_map(items: Sequence[str]) -> dict[str, str] | None:
     for item in (part for it in items for part in it.split(",") if part.strip()):
         name, sep, key = item.partition("=")
         if not sep or not name.strip() or not key.strip():
-            raise ValueError(f"camera map {item!r}: expected NAME=FEATURE, e.g. "
-                             "top=observation.images.laptop")
+            raise ValueError(
+                f"camera map {item!r}: expected NAME=FEATURE, e.g. top=observation.images.laptop"
+            )
         if name.strip() in out:
             raise ValueError(f"camera map: camera {name.strip()!r} given twice")
         out[name.strip()] = key.strip()
@@ -74,29 +75,39 @@ class Conversion:
 
     def __str__(self) -> str:
         src = self.source
-        lines = [f"LeRobot {src.version} dataset {src.root} (robot_type={src.robot_type}, "
-                 f"fps={src.fps:g})"]
-        lines.append(f"converted {self.episodes} episodes, {self.frames} frames in "
-                     f"{self.seconds:.1f} s -> {self.dataset_dir}")
+        lines = [
+            f"LeRobot {src.version} dataset {src.root} (robot_type={src.robot_type}, "
+            f"fps={src.fps:g})"
+        ]
+        lines.append(
+            f"converted {self.episodes} episodes, {self.frames} frames in "
+            f"{self.seconds:.1f} s -> {self.dataset_dir}"
+        )
         for cam in src.cameras:
             size = self.image_size or cam.shape[:2]
-            lines.append(f"  camera {cam.name!r} <- {cam.key} ({cam.kind}, {cam.shape[0]}x"
-                         f"{cam.shape[1]} -> {size[0]}x{size[1]} PNG)")
+            lines.append(
+                f"  camera {cam.name!r} <- {cam.key} ({cam.kind}, {cam.shape[0]}x"
+                f"{cam.shape[1]} -> {size[0]}x{size[1]} PNG)"
+            )
         lines.append(f"  state/action joints: {', '.join(src.joint_names)}")
         if self.state_min is not None:
-            ranges = ", ".join(f"{j} [{lo:.1f}, {hi:.1f}]" for j, lo, hi in
-                               zip(src.joint_names, self.state_min, self.state_max, strict=True))
+            ranges = ", ".join(
+                f"{j} [{lo:.1f}, {hi:.1f}]"
+                for j, lo, hi in zip(src.joint_names, self.state_min, self.state_max, strict=True)
+            )
             lines.append(f"  state ranges: {ranges}")
         lines += [f"  note: {n}" for n in self.notes]
         cams = ",".join(f'"{c.name}"' for c in src.cameras)
         cams += "," if len(src.cameras) == 1 else ""
         size = self.image_size or src.cameras[0].shape[:2]
-        lines.append(f"train: python -m act_jax.train --config configs/sim_default.py "
-                     f"--config.data.dataset_dir={self.dataset_dir} "
-                     f"'--config.model.cameras=({cams})' "
-                     f"'--config.model.image_size=({size[0]}, {size[1]})' "
-                     f"--config.model.state_dim={len(src.joint_names)} "
-                     f"--config.model.action_dim={len(src.joint_names)}")
+        lines.append(
+            f"train: python -m act_jax.train --config configs/sim_default.py "
+            f"--config.data.dataset_dir={self.dataset_dir} "
+            f"'--config.model.cameras=({cams})' "
+            f"'--config.model.image_size=({size[0]}, {size[1]})' "
+            f"--config.model.state_dim={len(src.joint_names)} "
+            f"--config.model.action_dim={len(src.joint_names)}"
+        )
         return "\n".join(lines)
 
 
@@ -114,15 +125,22 @@ class LerobotActEpisodes(ActEpisodes, skip_registration=True):
         if self._conversion is None:
             raise ValueError("LerobotActEpisodes needs conversion= to build")
         src = self._conversion.source
-        return EpisodeMeta(episode_index=0, fps=src.fps, robot_type=src.robot_type,
-                           cameras=tuple(c.name for c in src.cameras),
-                           joint_names=tuple(src.joint_names))
+        return EpisodeMeta(
+            episode_index=0,
+            fps=src.fps,
+            robot_type=src.robot_type,
+            cameras=tuple(c.name for c in src.cameras),
+            joint_names=tuple(src.joint_names),
+        )
 
     def _info(self) -> tfds.core.DatasetInfo:
         info = super()._info()
         src = self._conversion.source
-        info.metadata.update(lerobot_source=str(src.root), lerobot_version=src.version,
-                             camera_keys={c.name: c.key for c in src.cameras})
+        info.metadata.update(
+            lerobot_source=str(src.root),
+            lerobot_version=src.version,
+            camera_keys={c.name: c.key for c in src.cameras},
+        )
         return info
 
     def _split_generators(self, dl_manager):
@@ -137,8 +155,11 @@ class LerobotActEpisodes(ActEpisodes, skip_registration=True):
         def to_png(rgb: np.ndarray) -> bytes:
             if size is not None and rgb.shape[:2] != size:
                 shrink = size[0] < rgb.shape[0]
-                rgb = cv2.resize(rgb, (size[1], size[0]),
-                                 interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+                rgb = cv2.resize(
+                    rgb,
+                    (size[1], size[0]),
+                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+                )
             return encode_png(np.ascontiguousarray(rgb))
 
         t0 = time.perf_counter()
@@ -152,34 +173,56 @@ class LerobotActEpisodes(ActEpisodes, skip_registration=True):
             conv.state_max = hi if conv.state_max is None else np.maximum(conv.state_max, hi)
             conv.seconds = time.perf_counter() - t0
             bar.set_postfix(frames=conv.frames)
-            yield ep.index, make_example(
-                ep.frames, ep.state, ep.action, ep.timestamp, episode_index=ep.index,
-                success=False, fps=src.fps, robot_type=src.robot_type,
-                cube_start_pose=np.full(7, np.nan), location_id=-1, seed=-1, task=ep.task)
+            yield (
+                ep.index,
+                make_example(
+                    ep.frames,
+                    ep.state,
+                    ep.action,
+                    ep.timestamp,
+                    episode_index=ep.index,
+                    success=False,
+                    fps=src.fps,
+                    robot_type=src.robot_type,
+                    cube_start_pose=np.full(7, np.nan),
+                    location_id=-1,
+                    seed=-1,
+                    task=ep.task,
+                ),
+            )
 
 
 def _notes(conv: Conversion) -> list[str]:
     """Differences from our conventions worth a line in the summary."""
     src, notes = conv.source, list(conv.source.notes)
     if abs(src.fps - FPS) > 1e-6:
-        notes.append(f"fps={src.fps:g}, our recordings run at {FPS}: config.model.chunk_size "
-                     f"counts steps, so a chunk spans chunk_size/{src.fps:g} s here")
+        notes.append(
+            f"fps={src.fps:g}, our recordings run at {FPS}: config.model.chunk_size "
+            f"counts steps, so a chunk spans chunk_size/{src.fps:g} s here"
+        )
     features = src.info["features"]
     used = {"observation.state", "action"} | {c.key for c in src.cameras}
-    skipped = sorted(k for k, v in features.items() if k not in used
-                     and k not in ("timestamp", "frame_index", "episode_index", "index",
-                                   "task_index"))
+    skipped = sorted(
+        k
+        for k, v in features.items()
+        if k not in used
+        and k not in ("timestamp", "frame_index", "episode_index", "index", "task_index")
+    )
     if skipped:
         notes.append(f"not converted: {', '.join(skipped)}")
     if conv.state_max is not None and "gripper" in src.joint_names:
         g = src.joint_names.index("gripper")
         lo, hi = float(conv.state_min[g]), float(conv.state_max[g])
         if lo < GRIPPER_RANGE[0] - 1 or hi > GRIPPER_RANGE[1] + 1:
-            notes.append(f"gripper state spans [{lo:.1f}, {hi:.1f}], outside our 0..100: the "
-                         "dataset may use other units (check the robot's calibration)")
+            notes.append(
+                f"gripper state spans [{lo:.1f}, {hi:.1f}], outside our 0..100: the "
+                "dataset may use other units (check the robot's calibration)"
+            )
     if conv.state_max is not None and np.abs(np.r_[conv.state_min, conv.state_max]).max() <= 100:
-        notes.append("all joints lie within +-100: LeRobot records degrees only with "
-                     "use_degrees=True, else -100..100 per joint; ours are degrees")
+        notes.append(
+            "all joints lie within +-100: LeRobot records degrees only with "
+            "use_degrees=True, else -100..100 per joint; ours are degrees"
+        )
     return notes
 
 
@@ -211,10 +254,14 @@ def build(
     source = LerobotSource(src, camera_map, tolerance_s, keep_joint_order)
     conv = Conversion(Path(), source, tuple(image_size) if image_size else None)
     config = tfds.core.BuilderConfig(name=name, description=f"LeRobot dataset {src}")
-    builder = LerobotActEpisodes(conversion=conv, data_dir=os.fspath(data_dir), config=config,
-                                 file_format="array_record")
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))  # rebuilds the dataset
+    builder = LerobotActEpisodes(
+        conversion=conv, data_dir=os.fspath(data_dir), config=config, file_format="array_record"
+    )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+        )
+    )  # rebuilds the dataset
     conv.dataset_dir = Path(builder.data_dir)
     conv.notes = _notes(conv)
     return conv

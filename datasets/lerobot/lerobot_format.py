@@ -71,13 +71,18 @@ def _vectors(table: pa.Table, column: str, dim: int, where: str) -> np.ndarray:
     if column not in table.column_names:
         raise ValueError(f"{where}: no column {column!r} (columns: {table.column_names})")
     col = table.column(column).combine_chunks()
-    if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)
-            or pa.types.is_large_list(col.type)):
+    if not (
+        pa.types.is_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+        or pa.types.is_large_list(col.type)
+    ):
         raise ValueError(f"{where}: column {column!r} is {col.type}, expected a list of floats")
     flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32)
     if flat.size != len(col) * dim:
-        raise ValueError(f"{where}: column {column!r} rows are not all of length {dim} "
-                         "(meta/info.json features shape)")
+        raise ValueError(
+            f"{where}: column {column!r} rows are not all of length {dim} "
+            "(meta/info.json features shape)"
+        )
     return flat.reshape(len(col), dim)
 
 
@@ -131,8 +136,13 @@ class LerobotSource:
       FileNotFoundError / ValueError naming the file and field at fault.
     """
 
-    def __init__(self, root: str | Path, camera_map: Mapping[str, str] | None = None,
-                 tolerance_s: float = 1e-4, keep_joint_order: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        camera_map: Mapping[str, str] | None = None,
+        tolerance_s: float = 1e-4,
+        keep_joint_order: bool = False,
+    ):
         self.root = Path(root)
         self.tolerance_s = float(tolerance_s)
         self.info_path = self.root / "meta" / "info.json"
@@ -140,9 +150,11 @@ class LerobotSource:
         where = str(self.info_path)
         self.version = str(info.get("codebase_version", ""))
         if self.version not in SUPPORTED_VERSIONS:
-            raise ValueError(f"{where}: codebase_version={self.version!r}; this converter reads "
-                             f"{', '.join(SUPPORTED_VERSIONS)} (convert older datasets with "
-                             "LeRobot's own conversion scripts first)")
+            raise ValueError(
+                f"{where}: codebase_version={self.version!r}; this converter reads "
+                f"{', '.join(SUPPORTED_VERSIONS)} (convert older datasets with "
+                "LeRobot's own conversion scripts first)"
+            )
         for field in ("fps", "features", "data_path"):
             if field not in info:
                 raise ValueError(f"{where}: field {field!r} missing")
@@ -151,8 +163,10 @@ class LerobotSource:
         features = info["features"]
         for key in (STATE_KEY, ACTION_KEY):
             if key not in features:
-                raise ValueError(f"{where}: features[{key!r}] missing (features: "
-                                 f"{sorted(features)}); ACT needs the arm state and the action")
+                raise ValueError(
+                    f"{where}: features[{key!r}] missing (features: "
+                    f"{sorted(features)}); ACT needs the arm state and the action"
+                )
         self.state_dim = int(np.prod(features[STATE_KEY]["shape"]))
         self.action_dim = int(np.prod(features[ACTION_KEY]["shape"]))
         self.cameras = self._cameras(features, camera_map)
@@ -168,23 +182,27 @@ class LerobotSource:
     def _cameras(self, features: dict, camera_map: Mapping[str, str] | None) -> list[Camera]:
         images = {k: v for k, v in features.items() if v.get("dtype") in ("video", "image")}
         if camera_map is None:
-            camera_map = {k.removeprefix(IMAGE_PREFIX): k for k in images if
-                          k.startswith(IMAGE_PREFIX)}
+            camera_map = {
+                k.removeprefix(IMAGE_PREFIX): k for k in images if k.startswith(IMAGE_PREFIX)
+            }
         cams = []
         for name, key in camera_map.items():
             key = key if key in features else IMAGE_PREFIX + key
             if key not in images:
                 raise ValueError(
                     f"{self.info_path}: camera {name!r} maps to features[{key!r}], which is not an "
-                    f"image or video feature (there are: {sorted(images)})")
+                    f"image or video feature (there are: {sorted(images)})"
+                )
             shape = tuple(int(s) for s in images[key]["shape"])
             names = images[key].get("names") or []
             if list(names)[:1] == ["channels"]:  # (C, H, W) in some older datasets
                 shape = shape[1:] + shape[:1]
             cams.append(Camera(name, key, images[key]["dtype"], shape))
         if not cams:
-            raise ValueError(f"{self.info_path}: no camera features (observation.images.*); "
-                             f"features are {sorted(features)}")
+            raise ValueError(
+                f"{self.info_path}: no camera features (observation.images.*); "
+                f"features are {sorted(features)}"
+            )
         return cams
 
     def _joint_order(self, features: dict, keep: bool) -> tuple[tuple[str, ...], np.ndarray]:
@@ -194,24 +212,32 @@ class LerobotSource:
             names = {k: next(iter(v.values())) for k, v in names.items()}
         canon = {k: [canonical_joint_name(n) for n in (v or [])] for k, v in names.items()}
         if canon[STATE_KEY] != canon[ACTION_KEY]:
-            raise ValueError(f"{self.info_path}: features[{STATE_KEY!r}].names {names[STATE_KEY]} "
-                             f"and features[{ACTION_KEY!r}].names {names[ACTION_KEY]} differ")
+            raise ValueError(
+                f"{self.info_path}: features[{STATE_KEY!r}].names {names[STATE_KEY]} "
+                f"and features[{ACTION_KEY!r}].names {names[ACTION_KEY]} differ"
+            )
         got = canon[STATE_KEY]
         if sorted(got) == sorted(JOINT_NAMES):
             perm = np.array([got.index(j) for j in JOINT_NAMES])
             if got != list(JOINT_NAMES):
-                self.notes.append(f"joints reordered from the dataset's {names[STATE_KEY]} to "
-                                  f"{list(JOINT_NAMES)}")
+                self.notes.append(
+                    f"joints reordered from the dataset's {names[STATE_KEY]} to {list(JOINT_NAMES)}"
+                )
             return JOINT_NAMES, perm
-        msg = (f"{self.info_path}: features[{STATE_KEY!r}].names are {names[STATE_KEY]}, not a "
-               f"permutation of our joints {list(JOINT_NAMES)}")
+        msg = (
+            f"{self.info_path}: features[{STATE_KEY!r}].names are {names[STATE_KEY]}, not a "
+            f"permutation of our joints {list(JOINT_NAMES)}"
+        )
         if not keep:
-            raise ValueError(msg + "; pass keep_joint_order=True (--keep-joint-order) to keep "
-                             "the dataset's order as is")
+            raise ValueError(
+                msg + "; pass keep_joint_order=True (--keep-joint-order) to keep "
+                "the dataset's order as is"
+            )
         self.notes.append(msg + "; kept as is (--keep-joint-order)")
         dim = self.state_dim
-        return tuple(got) if len(got) == dim else tuple(f"joint_{i}" for i in range(dim)), \
-            np.arange(dim)
+        return tuple(got) if len(got) == dim else tuple(
+            f"joint_{i}" for i in range(dim)
+        ), np.arange(dim)
 
     def _episode_refs(self) -> list[EpisodeRef]:
         info = self.info
@@ -222,37 +248,66 @@ class LerobotSource:
             for row in _read_jsonl(self.root / "meta" / "episodes.jsonl"):
                 i = int(row["episode_index"])
                 chunk = i // chunks_size
-                refs.append(EpisodeRef(
-                    i, int(row["length"]), list(row.get("tasks") or []),
-                    self.root / info["data_path"].format(episode_chunk=chunk, episode_index=i),
-                    {k: self.root / info["video_path"].format(
-                        episode_chunk=chunk, video_key=k, episode_index=i) for k in videos},
-                    dict.fromkeys(videos, 0.0)))
+                refs.append(
+                    EpisodeRef(
+                        i,
+                        int(row["length"]),
+                        list(row.get("tasks") or []),
+                        self.root / info["data_path"].format(episode_chunk=chunk, episode_index=i),
+                        {
+                            k: self.root
+                            / info["video_path"].format(
+                                episode_chunk=chunk, video_key=k, episode_index=i
+                            )
+                            for k in videos
+                        },
+                        dict.fromkeys(videos, 0.0),
+                    )
+                )
         else:
             files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
             if not files:
-                raise FileNotFoundError(f"{self.root / 'meta' / 'episodes'}: no "
-                                        "chunk-XXX/file-XXX.parquet (v3.0 episode metadata)")
+                raise FileNotFoundError(
+                    f"{self.root / 'meta' / 'episodes'}: no "
+                    "chunk-XXX/file-XXX.parquet (v3.0 episode metadata)"
+                )
             for f in files:
                 table = pq.read_table(f)
                 cols = table.column_names
                 need = ["episode_index", "length", "data/chunk_index", "data/file_index"]
-                need += [f"videos/{k}/{s}" for k in videos for s in
-                         ("chunk_index", "file_index", "from_timestamp")]
+                need += [
+                    f"videos/{k}/{s}"
+                    for k in videos
+                    for s in ("chunk_index", "file_index", "from_timestamp")
+                ]
                 for c in need:
                     if c not in cols:
                         raise ValueError(f"{f}: column {c!r} missing (v3.0 episode metadata)")
                 keep = [c for c in cols if not c.startswith("stats/")]
                 for row in table.select(keep).to_pylist():
                     path = lambda tmpl, **kw: self.root / tmpl.format(**kw)
-                    refs.append(EpisodeRef(
-                        int(row["episode_index"]), int(row["length"]), list(row.get("tasks") or []),
-                        path(info["data_path"], chunk_index=row["data/chunk_index"],
-                             file_index=row["data/file_index"]),
-                        {k: path(info["video_path"], video_key=k,
-                                 chunk_index=row[f"videos/{k}/chunk_index"],
-                                 file_index=row[f"videos/{k}/file_index"]) for k in videos},
-                        {k: float(row[f"videos/{k}/from_timestamp"]) for k in videos}))
+                    refs.append(
+                        EpisodeRef(
+                            int(row["episode_index"]),
+                            int(row["length"]),
+                            list(row.get("tasks") or []),
+                            path(
+                                info["data_path"],
+                                chunk_index=row["data/chunk_index"],
+                                file_index=row["data/file_index"],
+                            ),
+                            {
+                                k: path(
+                                    info["video_path"],
+                                    video_key=k,
+                                    chunk_index=row[f"videos/{k}/chunk_index"],
+                                    file_index=row[f"videos/{k}/file_index"],
+                                )
+                                for k in videos
+                            },
+                            {k: float(row[f"videos/{k}/from_timestamp"]) for k in videos},
+                        )
+                    )
         if not refs:
             raise ValueError(f"{self.root}: the dataset lists no episodes")
         return sorted(refs, key=lambda r: r.index)
@@ -271,8 +326,10 @@ class LerobotSource:
         if "frame_index" in table.column_names:
             table = table.sort_by("frame_index")
         if len(table) != ref.length:
-            raise ValueError(f"{ref.data_file}: episode {ref.index} has {len(table)} rows but the "
-                             f"episode metadata says length={ref.length}")
+            raise ValueError(
+                f"{ref.data_file}: episode {ref.index} has {len(table)} rows but the "
+                f"episode metadata says length={ref.length}"
+            )
         return table
 
     def read(self, ref: EpisodeRef, convert: Callable[[np.ndarray], object]) -> LerobotEpisode:
@@ -292,19 +349,27 @@ class LerobotSource:
                 k = int(np.argmax(bad))
                 raise ValueError(
                     f"{where}: field 'timestamp' steps by {step[k]:.6f} s at frame {k}, but "
-                    f"{self.info_path} says fps={self.fps:g} (1/fps = {1 / self.fps:.6f} s)")
+                    f"{self.info_path} says fps={self.fps:g} (1/fps = {1 / self.fps:.6f} s)"
+                )
         frames = {}
         for cam in self.cameras:
             field = f"features[{cam.key!r}] (camera {cam.name!r}, episode {ref.index})"
             if cam.kind == "video":
                 frames[cam.name] = frames_at(
-                    ref.video_files[cam.key], ts + ref.video_offsets[cam.key], self.tolerance_s,
-                    convert, fps=self.fps, where=field)
+                    ref.video_files[cam.key],
+                    ts + ref.video_offsets[cam.key],
+                    self.tolerance_s,
+                    convert,
+                    fps=self.fps,
+                    where=field,
+                )
             else:
                 if cam.key not in table.column_names:
                     raise ValueError(f"{where}: no column {cam.key!r} for camera {cam.name!r}")
-                frames[cam.name] = [convert(_decode_image(cell, where, cam.key))
-                                    for cell in table.column(cam.key).to_pylist()]
+                frames[cam.name] = [
+                    convert(_decode_image(cell, where, cam.key))
+                    for cell in table.column(cam.key).to_pylist()
+                ]
         task = ref.tasks[0] if ref.tasks else ""
         return LerobotEpisode(ref.index, task, state, action, ts, frames)
 

@@ -76,7 +76,8 @@ def frames_at(
             if fps is not None and rate is not None and abs(float(rate) - fps) > 1e-3:
                 raise ValueError(
                     f"{path}: video runs at {float(rate):g} fps but meta/info.json says "
-                    f"fps={fps:g} (field {where})")
+                    f"fps={fps:g} (field {where})"
+                )
             start = float(queries[0]) if len(queries) else 0.0
             frames = _decoded(container, stream, start)
             cur = next(frames, None)
@@ -96,7 +97,8 @@ def frames_at(
                     raise ValueError(
                         f"{path}: no frame within tolerance_s={tolerance_s:g} of t={q:.6f} s for "
                         f"{where} (nearest at {t:.6f} s); the video and the parquet timestamps "
-                        "disagree")
+                        "disagree"
+                    )
                 out.append(convert(frame.to_ndarray(format="rgb24")))
     except av.error.FFmpegError as e:
         raise ValueError(f"{path}: PyAV/FFmpeg cannot decode it ({e}) (needed for {where})") from e

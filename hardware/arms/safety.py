@@ -279,8 +279,10 @@ def deferred_sigint():
 
     def hold(signum, frame):
         held.append(signum)
-        log.warning("%s during shutdown held back: the arm is being made safe first",
-                    signal.Signals(signum).name)
+        log.warning(
+            "%s during shutdown held back: the arm is being made safe first",
+            signal.Signals(signum).name,
+        )
 
     previous = {signal.SIGINT: signal.signal(signal.SIGINT, handler)}
     previous.update({s: signal.signal(s, hold) for s in STOP_SIGNALS})

@@ -105,8 +105,10 @@ class ServoArm(Robot):
         self.profile = get_profile(profile)
         self.robot_type = self.profile.name
         self.calibration = calibration = calibration_for(
-            self.profile.name, calibration,
-            f"this is a {self.profile.name!r} (on {port}); pass that arm's calibration file")
+            self.profile.name,
+            calibration,
+            f"this is a {self.profile.name!r} (on {port}); pass that arm's calibration file",
+        )
         self.safety = safety or SafetyConfig()
         self._cameras = dict(cameras or {})
         self.cameras = tuple(self._cameras)
@@ -195,8 +197,10 @@ class ServoArm(Robot):
             unconfirmed = list(self.bus.motors)
         self.torque_unconfirmed = [self.bus.label(n) for n in unconfirmed]
         if unconfirmed:
-            log.error("torque off not confirmed by %s: Torque_Enable did not read back 0",
-                      ", ".join(self.torque_unconfirmed))
+            log.error(
+                "torque off not confirmed by %s: Torque_Enable did not read back 0",
+                ", ".join(self.torque_unconfirmed),
+            )
 
     def _hold(self) -> None:
         result = self.bus.sync_read("Present_Position", budget_s=0.03)
@@ -342,5 +346,7 @@ def torque_off_problem(robot) -> str | None:
     unconfirmed = getattr(robot, "torque_unconfirmed", None)
     if not unconfirmed:
         return None
-    return (f"TORQUE OFF NOT CONFIRMED by {', '.join(unconfirmed)}: Torque_Enable did not read "
-            "back 0, so the arm may still be energised; cut its power before touching it")
+    return (
+        f"TORQUE OFF NOT CONFIRMED by {', '.join(unconfirmed)}: Torque_Enable did not read "
+        "back 0, so the arm may still be energised; cut its power before touching it"
+    )

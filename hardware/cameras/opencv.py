@@ -96,8 +96,11 @@ class OpenCVCamera(Camera):
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"{self!r}: cannot open it (is it plugged in, or in use?)")
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.width),
-                            (cv2.CAP_PROP_FRAME_HEIGHT, self.height), (cv2.CAP_PROP_FPS, self.fps)):
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, self.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, self.height),
+            (cv2.CAP_PROP_FPS, self.fps),
+        ):
             if value is not None and self._kind() != "file":
                 cap.set(prop, value)
         # A file is read as fast as the disk allows: pace it at its own rate (or the asked fps).
@@ -107,11 +110,13 @@ class OpenCVCamera(Camera):
             period = 1.0 / rate
         self._cap, self._running = cap, True
         self._thread = threading.Thread(
-            target=self._grab, args=(period,), name=f"camera-{self.name}", daemon=True)
+            target=self._grab, args=(period,), name=f"camera-{self.name}", daemon=True
+        )
         self._thread.start()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._frame is not None or not self._running,
-                                       timeout=self.open_timeout_s):
+            if not self._cond.wait_for(
+                lambda: self._frame is not None or not self._running, timeout=self.open_timeout_s
+            ):
                 self.disconnect()
                 raise CameraError(f"{self!r}: opened, but no frame within {self.open_timeout_s} s")
         if self._frame is None:

@@ -138,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--robot", required=True, choices=sorted(PROFILES), help="arm profile")
     parser.add_argument(
-        "--faults", nargs="+", default=[], action="extend", metavar="KEY=VALUE",
+        "--faults",
+        nargs="+",
+        default=[],
+        action="extend",
+        metavar="KEY=VALUE",
         help="fault knobs, e.g. drop=0.05 corrupt=0.01 delay=0.1 delay_s=0.005 dead_ids=6 "
         "only_ids=1,2 error_bits=4:0x20",
     )
@@ -153,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     profile = get_profile(args.robot)
     emu = emulate_arm(profile, faults=faults, seed=args.seed).start()
-    print(f"{profile.name}: {profile.protocol} ids {list(profile.ids)} at "
-          f"{profile.baudrate} baud; faults: {describe(faults)}")
+    print(
+        f"{profile.name}: {profile.protocol} ids {list(profile.ids)} at "
+        f"{profile.baudrate} baud; faults: {describe(faults)}"
+    )
     print(f"port: {emu.port}", flush=True)
     return serve(emu, stop)
 

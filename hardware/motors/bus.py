@@ -534,8 +534,11 @@ class MotorBus:
                 except (MotorCommError, MotorInstructionError):
                     locked.append(self.label(name))
             if locked:
-                log.warning("%s: EEPROM lock not confirmed open on %s (torque is off)",
-                            self.port, ", ".join(locked))
+                log.warning(
+                    "%s: EEPROM lock not confirmed open on %s (torque is off)",
+                    self.port,
+                    ", ".join(locked),
+                )
         return unconfirmed
 
     def _read_once(self, motor: str, register: str, wait_s: float | None) -> int | None:

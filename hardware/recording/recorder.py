@@ -14,7 +14,6 @@ numbering never has a gap (`_resume`). Deterministic in simulation: episode i re
 and exit statuses, is `python -m hardware.record`.
 """
 
-
 from __future__ import annotations
 
 import sys
@@ -48,8 +47,9 @@ def episode_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
 
 
-def record_episode(robot, teleop, *, max_steps: int, realtime: bool,
-                   on_tick: Callable[[], None] | None = None) -> dict:
+def record_episode(
+    robot, teleop, *, max_steps: int, realtime: bool, on_tick: Callable[[], None] | None = None
+) -> dict:
     """Runs one episode from the robot's current (just reset) state.
 
     `on_tick` runs after each recorded tick (an emulated rig advances its virtual clock there).
@@ -79,12 +79,21 @@ def record_episode(robot, teleop, *, max_steps: int, realtime: bool,
         return None
 
     stats = run_loop(
-        robot, teleop, fps=robot.fps, max_steps=max_steps, realtime=realtime,
-        on_step=on_step, stop=lambda: teleop.done,
+        robot,
+        teleop,
+        fps=robot.fps,
+        max_steps=max_steps,
+        realtime=realtime,
+        on_step=on_step,
+        stop=lambda: teleop.done,
     )
     return dict(
-        state=np.stack(states), action=np.stack(actions), timestamp=np.asarray(stamps),
-        png=png, stats=stats, success_step=success_step if has_success else None,
+        state=np.stack(states),
+        action=np.stack(actions),
+        timestamp=np.asarray(stamps),
+        png=png,
+        stats=stats,
+        success_step=success_step if has_success else None,
     )
 
 
@@ -116,8 +125,10 @@ def _resume(out: Path, settings: dict, episodes: int) -> list[int]:
     diff = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
     if diff:
         details = ", ".join(f"{k}: recorded {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{out} holds a recording with other settings ({details}); "
-                         "use another --out or the same settings to resume")
+        raise ValueError(
+            f"{out} holds a recording with other settings ({details}); "
+            "use another --out or the same settings to resume"
+        )
     for e in damaged:
         again = f"; episode {e.index} is recorded again" if e.index < episodes else ""
         print(f"record: {e}; moved to {set_aside(e.path)}{again}", file=sys.stderr, flush=True)
@@ -160,16 +171,22 @@ def record(
     if rig is not None:
         realtime = rig.realtime
     realtime = (not is_sim) if realtime is None else realtime
-    settings = dict(settings or {}, seed=seed, robot_type=robot.robot_type,
-                    cameras=list(robot.cameras))
+    settings = dict(
+        settings or {}, seed=seed, robot_type=robot.robot_type, cameras=list(robot.cameras)
+    )
     if getattr(robot, "scene_hash", None):
         settings["scene_hash"] = robot.scene_hash
     if getattr(teleop, "settings", None):
         settings["teleop_settings"] = dict(teleop.settings)
     todo = _resume(out, settings, episodes)
     written, oks = [], []
-    bar = tqdm(total=episodes, desc="record", unit="ep", disable=not progress or rig is not None,
-               initial=episodes - len(todo))
+    bar = tqdm(
+        total=episodes,
+        desc="record",
+        unit="ep",
+        disable=not progress or rig is not None,
+        initial=episodes - len(todo),
+    )
     k = 0
     while k < len(todo):
         i = todo[k]
@@ -192,8 +209,13 @@ def record(
             n_loc = robot.num_locations
             robot.reset(seed=ep_seed, location=(i % n_loc) if n_loc else None)
         teleop.reset()
-        ep = record_episode(robot, teleop, max_steps=max_steps, realtime=realtime,
-                            on_tick=rig.on_tick if rig is not None else None)
+        ep = record_episode(
+            robot,
+            teleop,
+            max_steps=max_steps,
+            realtime=realtime,
+            on_tick=rig.on_tick if rig is not None else None,
+        )
         success = False
         extra = {"recording": settings}
         if realtime or rig is not None:  # wall-clock timing is worth keeping, not reproducible
@@ -202,8 +224,11 @@ def record(
             success = bool(robot.success())
             location_id = int(robot.location_id)
             cube_pose = tuple(float(v) for v in robot.cube_start_pose)
-            extra.update(box_pose=robot.box_pose().tolist(), success_step=ep["success_step"],
-                         cube_end_pose=robot.cube_pose().tolist())
+            extra.update(
+                box_pose=robot.box_pose().tolist(),
+                success_step=ep["success_step"],
+                cube_end_pose=robot.cube_pose().tolist(),
+            )
             plan = getattr(teleop, "plan", None)
             if plan is not None:
                 extra["phase_starts"] = plan.phase_starts
@@ -211,18 +236,34 @@ def record(
         success = outcome.get("success", success)
         extra.update(outcome.get("extra", {}))
         meta = EpisodeMeta(
-            episode_index=i, fps=float(robot.fps), robot_type=robot.robot_type, success=success,
-            cube_start_pose=outcome.get("cube_start_pose", cube_pose), location_id=location_id,
-            seed=outcome.get("seed", ep_seed if is_sim else -1), cameras=tuple(robot.cameras),
+            episode_index=i,
+            fps=float(robot.fps),
+            robot_type=robot.robot_type,
+            success=success,
+            cube_start_pose=outcome.get("cube_start_pose", cube_pose),
+            location_id=location_id,
+            seed=outcome.get("seed", ep_seed if is_sim else -1),
+            cameras=tuple(robot.cameras),
             extra=extra,
         )
-        written.append(write_episode(out, state=ep["state"], action=ep["action"],
-                                     timestamp=ep["timestamp"], png=ep["png"], meta=meta))
+        written.append(
+            write_episode(
+                out,
+                state=ep["state"],
+                action=ep["action"],
+                timestamp=ep["timestamp"],
+                png=ep["png"],
+                meta=meta,
+            )
+        )
         oks.append(success)
         if rig is not None:
             verdict = {True: "success", False: "no success"}[success]
-            print(f"episode {i}: {ep['stats'].summary()}; {verdict} "
-                  f"({outcome['extra']['success_by']})", flush=True)
+            print(
+                f"episode {i}: {ep['stats'].summary()}; {verdict} "
+                f"({outcome['extra']['success_by']})",
+                flush=True,
+            )
         bar.update(1)
         bar.set_postfix(success=f"{sum(oks)}/{len(written)}", steps=len(ep["state"]))
         k += 1

@@ -195,13 +195,19 @@ class TeleopRig:
         s = self.s
         try:
             if s.emulate:
-                self.emulated = EmulatedFollower(s.robot, s.calibration, image_size=s.image_size,
-                                                 cameras=CAMERA_NAMES, fps=self.fps).start()
+                self.emulated = EmulatedFollower(
+                    s.robot,
+                    s.calibration,
+                    image_size=s.image_size,
+                    cameras=CAMERA_NAMES,
+                    fps=self.fps,
+                ).start()
                 self._stack.callback(self.emulated.stop)
                 lcal = s.leader_calibration or default_calibration(s.leader)
                 home = dict(zip(JOINT_NAMES, map(int, lcal.to_ticks(HOME)), strict=True))
-                self.leader_emu = emulate_arm(s.leader, calibration=lcal, start_ticks=home,
-                                              clock=self.emulated.monotonic).start()
+                self.leader_emu = emulate_arm(
+                    s.leader, calibration=lcal, start_ticks=home, clock=self.emulated.monotonic
+                ).start()
                 self._stack.callback(self.leader_emu.stop)
                 self.s = dataclasses.replace(s, leader_calibration=lcal)
             else:
@@ -226,8 +232,12 @@ class TeleopRig:
     def leader(self, robot) -> Teleoperator:
         if self.emulated is None:
             return LeaderArm(self.s.leader, self.s.leader_port, self.s.leader_calibration)
-        leader = LeaderArm(self.s.leader, self.leader_emu.port, self.s.leader_calibration,
-                           bus_options=EMULATED_BUS_OPTIONS)
+        leader = LeaderArm(
+            self.s.leader,
+            self.leader_emu.port,
+            self.s.leader_calibration,
+            bus_options=EMULATED_BUS_OPTIONS,
+        )
         self.hand = ScriptedHand(leader, self.leader_emu, self.emulated, seed=self.s.seed)
         return self.hand
 
@@ -243,14 +253,22 @@ class TeleopRig:
 
     def _follow(self, robot, teleop, stop) -> None:
         """The follower follows the leader, unrecorded, until `stop()`."""
-        run_loop(robot, teleop, fps=self.fps, max_steps=10**9, realtime=self.realtime,
-                 stop=stop, on_step=lambda *a: self.on_tick())
+        run_loop(
+            robot,
+            teleop,
+            fps=self.fps,
+            max_steps=10**9,
+            realtime=self.realtime,
+            stop=stop,
+            on_step=lambda *a: self.on_tick(),
+        )
 
     def reset(self, i: int, seed: int, robot, teleop, can_redo: bool) -> str:
         """The time before episode `i`: returns "record", "redo" (the last episode) or "quit"."""
         if self.emulated is not None:
-            ticks = round((EMULATED_RESET_S if self.s.reset_time is None else self.s.reset_time)
-                          * self.fps)
+            ticks = round(
+                (EMULATED_RESET_S if self.s.reset_time is None else self.s.reset_time) * self.fps
+            )
             teleop.go_home(ticks)
             self._follow(robot, teleop, lambda: teleop.done)
             self.emulated.reset(seed)
@@ -261,8 +279,11 @@ class TeleopRig:
             self._follow(robot, teleop, lambda: time.monotonic() >= end)
             return "record"
         redo = f", r + Enter: record episode {i - 1} again" if can_redo else ""
-        print(f"reset the scene (the follower follows the leader). Enter: record episode {i}"
-              f"{redo}, q + Enter: stop", flush=True)
+        print(
+            f"reset the scene (the follower follows the leader). Enter: record episode {i}"
+            f"{redo}, q + Enter: stop",
+            flush=True,
+        )
         box, lines = {}, self._lines or _Lines()
         self._lines = lines
 
@@ -286,9 +307,14 @@ class TeleopRig:
             return dict(success=True, extra={"success_by": "operator (kept, not re-recorded)"})
         scene = self.emulated.scene
         with self.emulated.lock:
-            return dict(success=scene.success(), seed=seed,
-                        cube_start_pose=tuple(float(v) for v in scene.cube_start_pose),
-                        extra={"success_by": "sim check", "box_pose": scene.box_pose().tolist(),
-                               "cube_end_pose": scene.cube_pose().tolist(),
-                               "phase_starts": self.hand.expert.plan.phase_starts})
-
+            return dict(
+                success=scene.success(),
+                seed=seed,
+                cube_start_pose=tuple(float(v) for v in scene.cube_start_pose),
+                extra={
+                    "success_by": "sim check",
+                    "box_pose": scene.box_pose().tolist(),
+                    "cube_end_pose": scene.cube_pose().tolist(),
+                    "phase_starts": self.hand.expert.plan.phase_starts,
+                },
+            )

@@ -49,8 +49,16 @@ def side_by_side(
             f = f.copy()
             size = max(0.35, height / 480)
             for x in f:
-                cv2.putText(x, cam, (4, int(16 * size) + 4), cv2.FONT_HERSHEY_SIMPLEX, size * 0.6,
-                            (255, 255, 255), 1, cv2.LINE_AA)
+                cv2.putText(
+                    x,
+                    cam,
+                    (4, int(16 * size) + 4),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    size * 0.6,
+                    (255, 255, 255),
+                    1,
+                    cv2.LINE_AA,
+                )
         tiles.append(f)
     return np.concatenate(tiles, axis=2)
 

@@ -54,8 +54,10 @@ NAMED_REGION_X = (0.16, 0.24)
 NAMED_REGION_Y = (-0.07, 0.03)
 GRID_FIRST_ID = 100
 DISTRIBUTIONS = ("uniform", "named", "held_out", "grid")
-SPEC_HELP = ("uniform | named | held_out | grid:RxC, located ones joined with +, optionally "
-             "with ~MMmm[,DEGdeg] jitter")
+SPEC_HELP = (
+    "uniform | named | held_out | grid:RxC, located ones joined with +, optionally "
+    "with ~MMmm[,DEGdeg] jitter"
+)
 
 
 def grid_locations(rows: int, cols: int) -> tuple[tuple[float, float], ...]:
@@ -77,7 +79,7 @@ def distribution_arg(text: str) -> str:
 
 
 def _parse_jitter(text: str, spec: str) -> tuple[float, float]:
-    """"3mm" or "3mm,3deg" -> (metres, degrees)."""
+    """ "3mm" or "3mm,3deg" -> (metres, degrees)."""
     metres, degrees = 0.0, 0.0
     for part in text.split(","):
         part = part.strip()
@@ -145,8 +147,14 @@ class CubeDistribution:
             ids = [i for d in parts for i in d.location_ids]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"cube distribution {spec!r}: a location appears twice")
-            return cls(kind=parts[0].kind, locations=sum((d.locations for d in parts), ()),
-                       ids=tuple(ids), jitter_m=jitter_m, jitter_yaw_deg=jitter_deg, spec=spec)
+            return cls(
+                kind=parts[0].kind,
+                locations=sum((d.locations for d in parts), ()),
+                ids=tuple(ids),
+                jitter_m=jitter_m,
+                jitter_yaw_deg=jitter_deg,
+                spec=spec,
+            )
         if base == "uniform":
             if jitter:
                 raise ValueError(f"cube distribution {spec!r}: uniform starts take no jitter")
@@ -155,8 +163,12 @@ class CubeDistribution:
         if base == "named":
             return cls(kind="named", locations=NAMED_LOCATIONS, first_id=0, **common)
         if base == "held_out":
-            return cls(kind="held_out", locations=HELD_OUT_LOCATIONS,
-                       first_id=len(NAMED_LOCATIONS), **common)
+            return cls(
+                kind="held_out",
+                locations=HELD_OUT_LOCATIONS,
+                first_id=len(NAMED_LOCATIONS),
+                **common,
+            )
         if base.startswith("grid:"):
             try:
                 rows, cols = (int(v) for v in base[5:].split("x"))
@@ -164,8 +176,9 @@ class CubeDistribution:
                 rows = cols = 0
             if not (2 <= rows <= 20 and 2 <= cols <= 20):
                 raise ValueError(f"cube distribution {spec!r}: expected grid:RxC, 2 <= R, C <= 20")
-            return cls(kind="grid", locations=grid_locations(rows, cols), first_id=GRID_FIRST_ID,
-                       **common)
+            return cls(
+                kind="grid", locations=grid_locations(rows, cols), first_id=GRID_FIRST_ID, **common
+            )
         raise ValueError(f"unknown cube distribution {spec!r}: expected {SPEC_HELP}")
 
     @property

@@ -127,8 +127,12 @@ class ScriptedExpert(Teleoperator):
     def reset(self) -> None:
         rng = np.random.default_rng([self.seed, max(self.robot.last_seed, 0)])
         self.plan = plan_pick_and_place(
-            self.robot, self.robot.cube_start_pose, self.robot.box_pose(), rng,
-            self.timing_jitter, self.clearance,
+            self.robot,
+            self.robot.cube_start_pose,
+            self.robot.box_pose(),
+            rng,
+            self.timing_jitter,
+            self.clearance,
         )
         self._t = 0
 
@@ -246,14 +250,21 @@ def evaluate(
             robot.reset(seed=seed + i)
             expert.reset()
             stats = run_loop(
-                robot, expert, fps=robot.fps, max_steps=400, realtime=False,
+                robot,
+                expert,
+                fps=robot.fps,
+                max_steps=400,
+                realtime=False,
                 stop=lambda: expert.done,
             )
             lengths.append(stats.ticks)
             if not robot.success():
                 failures.append(
-                    {"seed": seed + i, "cube_start_pose": robot.cube_start_pose.tolist(),
-                     "cube_end_pose": robot.cube_pose().tolist()}
+                    {
+                        "seed": seed + i,
+                        "cube_start_pose": robot.cube_start_pose.tolist(),
+                        "cube_end_pose": robot.cube_pose().tolist(),
+                    }
                 )
     n_ok = episodes - len(failures)
     return {
@@ -275,8 +286,13 @@ def main(argv=None):
     )
     p.add_argument("--episodes", type=int, default=100, help="random starts (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default %(default)s)")
-    p.add_argument("--distribution", default="uniform", type=distribution_arg, metavar="SPEC",
-                   help=f"cube start distribution: {SPEC_HELP} (default %(default)s)")
+    p.add_argument(
+        "--distribution",
+        default="uniform",
+        type=distribution_arg,
+        metavar="SPEC",
+        help=f"cube start distribution: {SPEC_HELP} (default %(default)s)",
+    )
     p.add_argument("--json", default=None, help="also write the summary to this file")
     args = p.parse_args(argv)
     s = evaluate(args.episodes, args.seed, args.distribution)

@@ -124,9 +124,7 @@ class Kinematics:
             for _ in range(ARM_DOF):
                 j = jac * free
                 dq = j.T @ np.linalg.solve(j @ j.T + damping**2 * np.eye(6), err)
-                blocked = free & (
-                    ((q <= self.lower) & (dq < 0)) | ((q >= self.upper) & (dq > 0))
-                )
+                blocked = free & (((q <= self.lower) & (dq < 0)) | ((q >= self.upper) & (dq > 0)))
                 if not blocked.any():
                     break
                 free &= ~blocked
@@ -142,8 +140,14 @@ class Kinematics:
         )
 
     def ik_global(
-        self, position: np.ndarray, rotation: np.ndarray, seed: np.ndarray | None = None,
-        *, restarts: int = 16, rng_seed: int = 0, **kwargs,
+        self,
+        position: np.ndarray,
+        rotation: np.ndarray,
+        seed: np.ndarray | None = None,
+        *,
+        restarts: int = 16,
+        rng_seed: int = 0,
+        **kwargs,
     ) -> IKResult:
         """`ik` from `seed`, then from deterministic random restarts until one converges.
 

@@ -81,8 +81,7 @@ def _box_walls(cfg: SceneConfig) -> str:
     lines = [f'<geom name="box_floor" class="box" pos="0 0 {t / 2}" size="{a} {a} {t / 2}"/>']
     for i, (x, y, sx, sy) in enumerate(walls):
         lines.append(
-            f'<geom name="box_wall{i}" class="box" pos="{x} {y} {h / 2}" '
-            f'size="{sx} {sy} {h / 2}"/>'
+            f'<geom name="box_wall{i}" class="box" pos="{x} {y} {h / 2}" size="{sx} {sy} {h / 2}"/>'
         )
     return "\n      ".join(lines)
 
