@@ -9,7 +9,9 @@ argparse's one line naming the option and exit status 2:
     python -m hardware.record: error: argument --episodes: must be an integer >= 1, got 0
 
 Numbers must be finite (NaN and inf are in no range). In the contracts layer so that every
-layer's command can use them (`hardware.emulation` sits below the apps).
+layer's command can use them (`hardware.emulation` sits below the apps); `ArgumentError` is what
+the checks of a layer's arguments raise (`hardware.arms.calibration.load_calibration`,
+`hardware.cameras.camera_spec_arg`), before anything opens.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def number_in(
 ) -> Callable[[str], float]:
     """An argparse type: a finite float in [low, high]; `low_open`/`high_open` exclude an end."""
     return _range_type("a number", float, low, high, low_open, high_open)
+
+
+class ArgumentError(ValueError):
+    """An argument is invalid; raised before any port or camera is opened. The message names the
+    flag (and the file, if one is involved); the apps print it as their one-line error."""
 
 
 class ArgumentParser(argparse.ArgumentParser):

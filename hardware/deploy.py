@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.arguments import ArgumentParser, int_in, number_in
+from hardware.arguments import ArgumentError, ArgumentParser, int_in, number_in
 from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
-from hardware.arms.calibration import ArmCalibration
+from hardware.arms.calibration import ArmCalibration, load_calibration
 from hardware.arms.servo_arm import park_at_start, torque_off_problem
-from hardware.cameras import CameraError, close_cameras, open_cameras
+from hardware.cameras import CameraError, camera_spec_arg, close_cameras, open_cameras
 from hardware.control_loop import (
     HeldFor,
     LoopStats,
@@ -59,7 +59,6 @@ from hardware.control_loop import (
 )
 from hardware.emulation.follower import EmulatedFollower
 from hardware.motors.bus import MotorBusError
-from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 
 EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 2, 3, 4, 130
 MAX_FPS = 1000  # Hz: one round trip to six servos takes about 1 ms; no bus keeps up above this
@@ -449,7 +448,7 @@ def _main(args) -> int:
     calib = load_calibration(args.calibration, profile.name) if args.calibration else None
     cameras = None
     if args.cameras:
-        cameras = parse_cameras(args.cameras)
+        cameras = camera_spec_arg(args.cameras)
     size = None
     if args.camera_size:
         try:

@@ -58,10 +58,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from hardware.arguments import ArgumentParser, int_in, number_in
+from hardware.arguments import ArgumentError, ArgumentParser, int_in, number_in
 from hardware.arms import ProtectiveStop
+from hardware.arms.calibration import load_calibration
 from hardware.arms.servo_arm import torque_off_problem
-from hardware.cameras import CameraError
+from hardware.cameras import CameraError, camera_spec_arg
 from hardware.control_loop import exit_status, signal_name, stop_signals
 from hardware.conventions import parse_image_size
 from hardware.motors.bus import MotorBusError
@@ -69,7 +70,6 @@ from hardware.recording.episodes import list_episodes
 from hardware.recording.folder_lock import FolderBusy, lock_folder
 from hardware.recording.recorder import DEFAULT_MAX_STEPS, record
 from hardware.recording.teleop_rig import LEADER_PROFILE, TeleopRig, TeleopSettings
-from hardware.setup_arms import ArgumentError, load_calibration, parse_cameras
 from hardware.sim.cube import SPEC_HELP, distribution_arg
 from hardware.sim.expert import ScriptedExpert
 from hardware.sim.robot import SimRobot
@@ -157,7 +157,7 @@ def check_args(args) -> TeleopSettings:
                 f"({args.calibration}): calibrate each arm and pass its own file"
             )
         lcalib = load_calibration(args.leader_calibration, leader, "--leader-calibration")
-    cameras = parse_cameras(args.cameras) if args.cameras else None
+    cameras = camera_spec_arg(args.cameras) if args.cameras else None
     return TeleopSettings(
         args.robot,
         leader,

@@ -53,7 +53,6 @@ LAYERS = {
             "hardware.record",
             "hardware.deploy",
             "hardware.calibrate",
-            "hardware.setup_arms",
             "hardware.video",
         ),
     ),

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hardware.arguments import ArgumentError
 from hardware.conventions import JOINT_NAMES
 
 CALIBRATION_VERSION = 1
@@ -274,3 +275,19 @@ def calibration_for(robot: str, calibration, mismatch: str) -> ArmCalibration:
     if calibration.robot != robot:
         raise CalibrationError(f"calibration is for a {calibration.robot!r} arm, {mismatch}")
     return calibration
+
+
+def load_calibration(path: str | Path, robot: str, flag: str = "--calibration") -> ArmCalibration:
+    """The calibration file a command's `flag` names for a `robot` arm, checked before any port
+    opens.
+
+    Raises:
+      ArgumentError: naming the flag and the file (missing, invalid, or another arm's).
+    """
+    try:
+        calib = ArmCalibration.load(path)
+    except CalibrationError as e:
+        raise ArgumentError(f"{flag}: {e}") from None
+    if calib.robot != robot:
+        raise ArgumentError(f"{flag} {path} is for a {calib.robot!r} arm, not {robot!r}")
+    return calib

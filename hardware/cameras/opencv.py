@@ -20,6 +20,7 @@ import time
 import cv2
 import numpy as np
 
+from hardware.arguments import ArgumentError
 from hardware.cameras.camera import Camera, CameraError, close_cameras
 
 
@@ -43,6 +44,14 @@ def parse_camera_spec(spec: str) -> dict[str, int | str]:
             raise ValueError(f"camera {name!r} appears twice in the camera spec {spec!r}")
         cams[name] = int(source) if source.isdigit() else source
     return cams
+
+
+def camera_spec_arg(spec: str, flag: str = "--cameras") -> dict[str, int | str]:
+    """`parse_camera_spec` for a command's `flag`: its errors are `ArgumentError`s naming it."""
+    try:
+        return parse_camera_spec(spec)
+    except ValueError as e:
+        raise ArgumentError(f"{flag}: {e}") from None
 
 
 class OpenCVCamera(Camera):
