@@ -10,8 +10,10 @@ Each tick: `observation = robot.get_observation()`, `action = policy(observation
 `sent = robot.send_action(action)`, then `on_step(t, observation, action, sent)`. With
 `realtime=True` the loop sleeps until the next tick of a fixed 1/fps grid and counts overruns
 (ticks that ended after the next one was due; the grid then restarts from now rather than
-bursting to catch up). With `realtime=False` it runs as fast as it can: a simulator advances
-its own clock in `send_action`, so sim time stays exact and wall time is not wasted.
+bursting to catch up). The grid runs on `clock` (anything with the `time` module's `monotonic()`
+and `sleep()`: the `time` module itself, or an emulator's virtual clock; latencies are always
+measured on `time.perf_counter`). With `realtime=False` it runs as fast as it can: a simulator
+advances its own clock in `send_action`, so sim time stays exact and wall time is not wasted.
 
 The loop stops at `max_steps`, when `stop()` returns True (checked before each tick), when
 `on_step` returns True, or on KeyboardInterrupt, which is re-raised after `on_stop` (if given)
@@ -80,6 +82,7 @@ def run_loop(
     on_step: Callable[[int, dict, np.ndarray, np.ndarray], bool | None] | None = None,
     stop: Callable[[], bool] | None = None,
     on_stop: Callable[[LoopStats], None] | None = None,
+    clock=time,
 ) -> LoopStats:
     """Runs `policy` on `robot` for up to `max_steps` ticks (see the module docstring).
 
@@ -93,6 +96,7 @@ def run_loop(
         returning True ends the loop.
       stop: polled before each tick; returning True ends the loop.
       on_stop: called once when the loop ends for any reason, interrupt included.
+      clock: what the fixed-rate grid sleeps on (`monotonic()`, `sleep(s)`); default `time`.
 
     Returns:
       LoopStats.
@@ -103,7 +107,7 @@ def run_loop(
     stats = LoopStats()
     times = {"observation": [], "policy": [], "send": [], "tick": []}
     start = time.perf_counter()
-    next_tick = start
+    next_tick = clock.monotonic()
     try:
         for t in range(max_steps):
             if stop is not None and stop():
@@ -127,12 +131,12 @@ def run_loop(
                 break
             if realtime:
                 next_tick += period
-                delay = next_tick - time.perf_counter()
+                delay = next_tick - clock.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
+                    clock.sleep(delay)
                 else:
                     stats.overruns += 1
-                    next_tick = time.perf_counter()
+                    next_tick = clock.monotonic()
     except KeyboardInterrupt as e:
         stats.stopped_by = signal_name(e)
         raise

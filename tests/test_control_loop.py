@@ -1,7 +1,5 @@
 """The control loop: call order, fixed rate and overruns, every way of stopping."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -63,20 +61,56 @@ def test_each_tick_observes_decides_sends_in_order():
     assert set(stats.latency_ms) == {"observation", "policy", "send", "tick"}
 
 
-def test_realtime_keeps_the_rate_and_counts_overruns():
-    robot = LogRobot()
-    t0 = time.perf_counter()
-    stats = run_loop(robot, lambda o: o["state"], fps=50, max_steps=10, realtime=True)
-    assert time.perf_counter() - t0 >= 9 * 0.02 - 1e-3  # 10 ticks on a 20 ms grid
-    assert stats.overruns <= 2  # a loaded CI machine may preempt a tick now and then
+class ManualClock:
+    """The `time` module's `monotonic()` and `sleep()` on a clock that moves only when told."""
 
-    def slow(obs):
-        time.sleep(0.03)  # longer than the 20 ms period
+    def __init__(self):
+        self.now, self.sleeps = 100.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_realtime_keeps_the_rate_and_counts_overruns():
+    clock, robot = ManualClock(), LogRobot()
+
+    def policy(obs):  # a tick's work takes 5 ms of the 20 ms period
+        clock.now += 0.005
         return obs["state"]
 
-    stats = run_loop(robot, slow, fps=50, max_steps=4, realtime=True)
-    assert stats.overruns == 4
-    assert stats.latency_ms["policy"]["p50"] >= 29
+    stats = run_loop(robot, policy, fps=50, max_steps=10, realtime=True, clock=clock)
+    assert stats.ticks == 10 and stats.overruns == 0
+    assert clock.sleeps == pytest.approx([0.015] * 10)  # each tick sleeps to the next grid point
+    assert clock.now == pytest.approx(100.2)  # 10 ticks on a 20 ms grid
+
+    def slow(obs):  # 30 ms: longer than the period, every tick
+        clock.now += 0.03
+        return obs["state"]
+
+    clock.sleeps.clear()
+    stats = run_loop(robot, slow, fps=50, max_steps=4, realtime=True, clock=clock)
+    assert stats.overruns == 4 and clock.sleeps == []  # no sleeping, no bursting to catch up
+
+    ticks = iter(range(6))
+
+    def late_once(obs):  # tick 3 takes 50 ms, the others 5 ms: the grid restarts after it
+        clock.now += 0.05 if next(ticks) == 3 else 0.005
+        return obs["state"]
+
+    clock.sleeps.clear()
+    stats = run_loop(robot, late_once, fps=50, max_steps=6, realtime=True, clock=clock)
+    assert stats.overruns == 1
+    assert clock.sleeps == pytest.approx([0.015] * 3 + [0.015] * 2)
+
+
+def test_flat_out_never_touches_the_clock():
+    clock = ManualClock()
+    stats = run_loop(LogRobot(), lambda o: o["state"], max_steps=5, realtime=False, clock=clock)
+    assert stats.ticks == 5 and stats.overruns == 0 and clock.sleeps == [] and clock.now == 100.0
 
 
 def test_stops_on_stop_and_on_step():
