@@ -79,6 +79,7 @@ class Episode:
 
     stats: LoopStats
     stop_reason: str | None = None  # protective stop reason, None if the run ended normally
+    failure: str | None = None  # a camera failed mid-run (the arm was then parked, torque off)
     seed: int | None = None  # --emulate: the cube's reset seed
     success: bool | None = None  # --emulate: the sim's success check held for `settle` ticks
     time_to_success_s: float | None = None
@@ -147,7 +148,7 @@ def run_episode(
         (chained to the exception that ended it, if any).
     """
     box: dict[str, LoopStats] = {}
-    stop_reason = None
+    stop_reason = failure = None
     try:
         with arm:  # connect: torque on at the present pose; exit: park, torque off
             print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
@@ -165,6 +166,9 @@ def run_episode(
             except ProtectiveStop as e:
                 stop_reason = str(e)
                 box["stats"].stopped_by = "protective stop"
+            except CameraError as e:  # a frozen view: stop acting on it, park, torque off
+                failure = f"camera error: {e}"
+                box["stats"].stopped_by = "camera error"
             except KeyboardInterrupt as e:
                 done = box["stats"].summary() if "stats" in box else "0 ticks"
                 print(f"{signal_name(e)} after {done}; parking, then torque off", file=sys.stderr)
@@ -181,9 +185,9 @@ def run_episode(
         raise
     problem = torque_off_problem(arm)
     if problem:
-        why = f"PROTECTIVE STOP: {stop_reason}" if stop_reason else "the run ended"
+        why = f"PROTECTIVE STOP: {stop_reason}" if stop_reason else failure or "the run ended"
         raise TorqueNotConfirmed(f"{why}; {problem}")
-    return Episode(box["stats"], stop_reason)
+    return Episode(box["stats"], stop_reason, failure=failure)
 
 
 def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> None:
@@ -200,6 +204,8 @@ def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> 
         parts.append(ep.stats.summary())
         if ep.stop_reason:
             parts.append(f"PROTECTIVE STOP: {ep.stop_reason}")
+        if ep.failure:
+            parts.append(ep.failure)
         print(": ".join(parts[:1]) + ": " + ", ".join(parts[1:]), file=out)
     stats = episodes[-1].stats if len(episodes) == 1 else _merge([e.stats for e in episodes])
     if len(episodes) > 1:
@@ -309,7 +315,7 @@ def deploy_emulated(
             )
             ep.seed, ep.success, ep.time_to_success_s = seed + i, held.done, held.time_s
             results.append(ep)
-            if ep.stop_reason:
+            if ep.stop_reason or ep.failure:
                 break
     finally:
         rig.stop()
@@ -527,6 +533,12 @@ def _main(args) -> int:
         print(f"deploy: servo bus error: {e}", file=sys.stderr)
         return 1
     print_report(episodes, policy, note)
+    failed = [e.failure for e in episodes if e.failure]
+    if failed:
+        print(
+            f"deploy: {failed[0]}; parked, torque off (read back from every servo)", file=sys.stderr
+        )
+        return 1
     stopped = [e.stop_reason for e in episodes if e.stop_reason]
     if stopped:
         print(

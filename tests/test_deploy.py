@@ -5,7 +5,6 @@ bad arguments fail before any port opens; a NaN policy ends in a protective stop
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -20,6 +19,7 @@ from hardware import deploy
 from hardware.arms.safety import SafetyConfig
 from hardware.cameras import CameraError, OpenCVCamera, parse_camera_spec
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
+from hardware.emulation.emulator import VirtualClock
 from hardware.sim.robot import HOME
 
 pytestmark = pytest.mark.timeout(120)
@@ -383,8 +383,8 @@ def test_opencv_camera_reads_a_video_file(tmp_path):
         first = cam()
         assert first.shape == (48, 64, 3) and first.dtype == np.uint8
         assert first[..., 0].mean() > 150 and first[..., 2].mean() < 60  # RGB, not BGR
-        time.sleep(0.2)  # the grab thread keeps going at the file's 30 fps (and loops)
-        assert cam.frames_grabbed > 3
+        # The grab thread keeps going at the file's 30 fps, and loops: 15 frames of a 10-frame file.
+        assert cam.wait_for_frames(15) and cam.capturing
     with pytest.raises(CameraError, match="camera 'top' .*not connected"):
         cam()
 
@@ -392,13 +392,62 @@ def test_opencv_camera_reads_a_video_file(tmp_path):
 def test_stale_and_missing_cameras_are_named(tmp_path):
     with pytest.raises(CameraError, match=r"camera 'lateral' \(file '.*missing.mp4'\): cannot"):
         OpenCVCamera(str(tmp_path / "missing.mp4"), name="lateral").connect()
-    path = write_test_video(tmp_path / "slow.mp4")
-    # Read at 2 fps, a frame is up to 500 ms old: older than the 100 ms allowed.
-    with OpenCVCamera(str(path), fps=2, name="top", stale_ms=100) as cam:
-        cam()
-        time.sleep(0.3)
-        with pytest.raises(CameraError, match=r"camera 'top' .*: newest frame is \d+ ms old"):
+    path = write_test_video(tmp_path / "short.mp4")
+    clock = VirtualClock(50.0)  # frames are stamped and aged on it
+    with OpenCVCamera(str(path), name="top", stale_ms=100, loop=False, clock=clock) as cam:
+        assert not cam.wait_for_frames(11)  # the file's 10 frames, then the capture stops
+        assert cam.frames_grabbed == 10 and not cam.capturing
+        clock.advance(0.0625)
+        cam()  # 62 ms old: served
+        clock.advance(0.0625)
+        with pytest.raises(CameraError, match=r"camera 'top' .*: newest frame is 125 ms old "):
             cam()
+
+
+def test_a_camera_that_goes_stale_mid_run_parks_and_turns_torque_off(
+    checkpoint, calibration_file, tmp_path, monkeypatch, capsys
+):
+    # The real-arm path (replay cameras, the arm on the emulator's pty): the lateral camera's
+    # file ends after 10 frames and is not looped, so its capture stops mid-run, as an unplugged
+    # camera's does, and its frame goes stale. The run ends there, whenever that is: the arm
+    # parks, torque goes off on every servo, and the exit status is 1 with the camera named.
+    from hardware.cameras import opencv
+
+    top, lateral = write_test_video(tmp_path / "top.mp4"), write_test_video(tmp_path / "lat.mp4")
+
+    def camera(source, *args, **kwargs):  # what open_cameras makes: only lateral stops
+        return OpenCVCamera(source, *args, loop=source != str(lateral), **kwargs)
+
+    monkeypatch.setattr(opencv, "OpenCVCamera", camera)
+    calib = default_calibration("so101")
+    with emulate_arm("so101").start() as emu:
+        argv = [
+            "--checkpoint",
+            str(checkpoint),
+            "--robot",
+            "so101",
+            "--port",
+            emu.port,
+            "--calibration",
+            str(calibration_file),
+            "--cameras",
+            f"top={top},lateral={lateral}",
+            "--max-steps",
+            "100000",  # only the stale camera ends this run
+        ]
+        status = deploy.main(argv)
+        err = capsys.readouterr().err
+        assert status == 1, err
+        assert [v for *_, v in emu.writes("Torque_Enable")][-6:] == [0] * 6
+        assert all(emu.get(i, "Torque_Enable") == 0 for i in range(1, 7))
+        goals = goal_units(emu, calib)
+        lo, hi = calib.limits()
+        start = np.clip(goals[0], lo + SafetyConfig().margin, hi - SafetyConfig().margin)
+        assert len(goals) > 2  # goal := present, the policy's goals, then the park's
+        np.testing.assert_allclose(goals[-1], start, atol=0.2)  # parked where it started
+    line = err.strip().splitlines()[-1]
+    assert "camera 'lateral'" in line and "ms old" in line and "the capture stopped" in line
+    assert "parked, torque off (read back from every servo)" in line
 
 
 @pytest.mark.parametrize(

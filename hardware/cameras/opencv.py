@@ -9,7 +9,8 @@
 only the newest frame, so a control tick never waits for the camera's own frame period and never
 reads a frame queued seconds ago in the driver's buffer. A frame older than `stale_ms` is an
 error naming the camera: a policy must not act on a frozen view. A video file path works too
-(frames paced at the file's rate, looping at its end): a replay camera for dry runs and tests.
+(frames paced at the file's rate, looping at its end unless `loop=False`, when the capture stops
+there as an unplugged camera's would): a replay camera for dry runs and tests.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class OpenCVCamera(Camera):
       name: the camera's role (e.g. "top"), used in error messages.
       stale_ms: a frame older than this when read is an error.
       open_timeout_s: how long `connect` waits for the first frame.
+      loop: a video file starts again at its end (False: the capture stops there).
+      clock: what frames are stamped and aged with (`monotonic()`); default `time`.
     """
 
     def __init__(
@@ -77,10 +80,13 @@ class OpenCVCamera(Camera):
         name: str = "camera",
         stale_ms: float = 500.0,
         open_timeout_s: float = 5.0,
+        loop: bool = True,
+        clock=time,
     ):
         self.source, self.name = source, name
         self.width, self.height, self.fps = width, height, fps
         self.stale_ms, self.open_timeout_s = stale_ms, open_timeout_s
+        self.loop, self.clock = loop, clock
         self._cap: cv2.VideoCapture | None = None
         self._thread: threading.Thread | None = None
         self._running = False
@@ -138,7 +144,7 @@ class OpenCVCamera(Camera):
         next_t = time.monotonic()
         while self._running:
             ok, bgr = cap.read()
-            if not ok and self._kind() == "file" and self.frames_grabbed:
+            if not ok and self._kind() == "file" and self.frames_grabbed and self.loop:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop the replay
                 ok, bgr = cap.read()
             if not ok:
@@ -148,7 +154,7 @@ class OpenCVCamera(Camera):
                 return
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             with self._cond:
-                self._frame, self._stamp = rgb, time.monotonic()
+                self._frame, self._stamp = rgb, self.clock.monotonic()
                 self.frames_grabbed += 1
                 self.shape = rgb.shape
                 self._cond.notify_all()
@@ -162,13 +168,28 @@ class OpenCVCamera(Camera):
             frame, stamp = self._frame, self._stamp
         if frame is None:
             raise CameraError(f"{self!r} is not connected")
-        age_ms = 1e3 * (time.monotonic() - stamp)
+        age_ms = 1e3 * (self.clock.monotonic() - stamp)
         if age_ms > self.stale_ms:
             raise CameraError(
                 f"{self!r}: newest frame is {age_ms:.0f} ms old (limit {self.stale_ms:.0f} ms)"
                 + ("; the capture stopped" if not self._running else "")
             )
         return frame
+
+    def wait_for_frames(self, count: int, timeout_s: float = 10.0) -> bool:
+        """Waits until `count` frames were grabbed since connect, or the capture stopped, or
+        `timeout_s` passed. Returns whether `count` were grabbed."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.frames_grabbed >= count or not self._running, timeout=timeout_s
+            )
+            return self.frames_grabbed >= count
+
+    @property
+    def capturing(self) -> bool:
+        """Whether the grab thread still delivers frames (False once the device is gone)."""
+        with self._cond:
+            return self._running
 
     def disconnect(self) -> None:
         self._running = False
