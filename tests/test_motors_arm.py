@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -427,10 +426,12 @@ def test_property_nothing_unsafe_reaches_the_wire():
         n = len(emu.writes("Goal_Position"))
         for a in seq:
             arm.send_action(a)
-        deadline = time.monotonic() + 1.0  # sync writes have no reply: let the emulator log them
-        while len(emu.writes("Goal_Position")) < n + 6 * len(seq) and time.monotonic() < deadline:
-            time.sleep(0.002)
-        goals = np.array([v for _, _, v in emu.writes("Goal_Position")]).reshape(-1, 6)
+        # Sync writes have no reply; a read's reply comes after the emulator has handled every
+        # packet before it (one pty, in order), so the log then holds all of them.
+        assert arm.bus.sync_read("Present_Position", budget_s=READ_BUDGET_S).values
+        written = emu.writes("Goal_Position")
+        assert len(written) == n + 6 * len(seq)  # one goal per servo per send: none was lost
+        goals = np.array([v for _, _, v in written]).reshape(-1, 6)
         assert np.all(goals >= lo) and np.all(goals <= hi)
         assert np.all(np.abs(np.diff(goals, axis=0)) <= step_ticks)
 
