@@ -7,7 +7,8 @@ config field, a missing config file or a config run from outside the repository 
 tracebacks (the file is loaded lazily, so a missing one fails at first use, far from the flag).
 `flags_parser` parses the flags and loads the config up front, and turns those errors into one
 line naming the flag, the field or the file. An error it does not recognise (a bug in a config
-file, say) keeps its traceback, and so does every error with `--debug`.
+file, say) keeps its traceback, and so does every error with `--debug`. An override under a
+field's old name (`act_jax.config_ranges.RENAMED`) is given the new name, with a one-line warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from act_jax.config_ranges import RENAMED, renamed_warning
 
 EXIT_USAGE = 2
 
@@ -61,6 +64,20 @@ def explain(e: BaseException, argv: list[str]) -> str | None:
     return None
 
 
+def renamed_flags(argv: list[str], prog: str) -> list[str]:
+    """`argv` with each `--config.<old name>` override given the field's new name, warning once
+    per flag on stderr (`act_jax.config_ranges.RENAMED`)."""
+    out = []
+    for a in argv:
+        flag, eq, value = a.partition("=")
+        old = flag.removeprefix("--config.")
+        if flag.startswith("--config.") and old in RENAMED:
+            print(f"{prog}: {renamed_warning(old, RENAMED[old], '--config.')}", file=sys.stderr)
+            a = f"--config.{RENAMED[old]}{eq}{value}"
+        out.append(a)
+    return out
+
+
 def flags_parser(prog: str) -> Callable[[list[str]], list[str]]:
     """An absl `flags_parser` for `app.run`: parses, loads `--config`, and reports in one line.
 
@@ -71,6 +88,7 @@ def flags_parser(prog: str) -> Callable[[list[str]], list[str]]:
     def parse(argv: list[str]) -> list[str]:
         from absl import flags
 
+        argv = renamed_flags(argv, prog)
         try:
             rest = flags.FLAGS(argv)
             config = flags.FLAGS["config"].value

@@ -7,12 +7,17 @@
 thing in `python -m act_jax.train`: before demos are recorded, an evaluation is built or the
 workdir is made. A field a config does not have (an older `config.json`) is not checked; NaN is
 in no range.
+
+Renamed fields (`RENAMED`) are accepted under their old names for one release: `apply_renamed`
+moves them (an older `config.json`, a variant config, a script), and `act_jax.config_cli`
+rewrites old `--config.<field>` flags; each says so in one line on stderr.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 from hardware.arguments import describe_range
@@ -31,7 +36,7 @@ RANGES: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
     "train.kl_weight": (NUMBER, 0, None, False, False),
     "train.warmup_steps": (INT, 0, None, False, False),
     "train.log_every": (INT, 1, None, False, False),
-    "train.eval_every": (INT, 0, None, False, False),
+    "train.val_loss_every": (INT, 0, None, False, False),
     "train.checkpoint_every": (INT, 1, None, False, False),
     "train.keep_checkpoints": (INT, 1, None, False, False),
     "data.val_fraction": (NUMBER, 0, 1, False, True),  # 1 would leave nothing to train on
@@ -41,11 +46,40 @@ RANGES: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
     "data.record_seed": (INT, 0, None, False, False),
     "data.augment.max_shift": (INT, 0, None, False, False),
     "data.augment.brightness": (NUMBER, 0, 1, False, True),  # a gain in [1 - b, 1 + b] stays > 0
-    "eval.every_steps": (INT, 0, None, False, False),
+    "eval.rollout_every": (INT, 0, None, False, False),
     "eval.episodes": (INT, 1, None, False, False),
     "eval.seed": (INT, 0, None, False, False),
     "eval.max_steps": (INT, 1, None, False, False),
 }
+
+
+# Old name -> new name, accepted until the next release. The two evaluation cadences had names
+# that did not say which evaluation they were.
+RENAMED = {
+    "train.eval_every": "train.val_loss_every",  # validation loss on held-out episodes
+    "eval.every_steps": "eval.rollout_every",  # success rate of sim rollouts
+}
+
+
+def renamed_warning(old: str, new: str, prefix: str = "config.") -> str:
+    """The one-line warning for a field given under its old name."""
+    return f"warning: {prefix}{old} is the old name of {prefix}{new}; it goes in the next release"
+
+
+def apply_renamed(config) -> None:
+    """Moves every field `config` has under an old name (`RENAMED`) to its new name, in place,
+    with a one-line warning on stderr. The old name wins: it is the one that was set."""
+    for old, new in RENAMED.items():
+        section, old_field = old.split(".")
+        new_field = new.split(".")[1]
+        node = config.get(section)
+        if node is None or old_field not in node:
+            continue
+        value = node[old_field]
+        with config.unlocked():
+            del node[old_field]
+            node[new_field] = value
+        print(renamed_warning(old, new), file=sys.stderr)
 
 
 class ConfigError(ValueError):

@@ -304,7 +304,7 @@ def evaluate_checkpoint(
 
 
 def make_train_eval_fn(config, workdir: str | Path):
-    """The rollout evaluation that training runs every `config.eval.every_steps` steps.
+    """The rollout evaluation that training runs every `config.eval.rollout_every` steps.
 
     Returns `eval_fn(state, step) -> {"success_rate", "ci95_low", "ci95_high"}` over
     `config.eval.episodes` sim rollouts (seeds from `config.eval.seed`, so every evaluation of a

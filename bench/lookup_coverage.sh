@@ -20,7 +20,7 @@ start=$(date +%s)
 python -m act_jax.train --config configs/sim_named.py --workdir "$RUN" \
   --config.data.record_distribution="$SPEC" --config.data.name="sim_${TAG}_50" \
   --config.data.episodes_dir="data/episodes/sim_${TAG}_50" \
-  --config.eval.distribution="$SPEC" --config.eval.every_steps=0
+  --config.eval.distribution="$SPEC" --config.eval.rollout_every=0
 trained=$(date +%s)
 python -m interp.lookup_study --checkpoint "$RUN" --test uniform --starts 30 --seed 7000 \
   --out "$OUT"

@@ -71,19 +71,19 @@ def load_episode_files(dirs, cameras, image_size, state_dim, action_dim):
 def run_one(args) -> None:
     """Child process: trains one variant with rollout evaluation."""
     sys.path.insert(0, str(ROOT))
-    from act_jax import data, train
+    from act_jax import data, prepare_data, train
     from act_jax.evaluate import make_train_eval_fn
     from configs import sim_default
 
     config = sim_default.get_config()
     config.train.num_steps = args.steps
     config.train.checkpoint_every = args.steps
-    config.train.eval_every = args.eval_every
-    config.eval.every_steps = args.eval_every
+    config.train.val_loss_every = args.eval_every
+    config.eval.rollout_every = args.eval_every
     config.eval.episodes = args.eval_episodes
     config.update_from_flattened_dict(parse_overrides(args.overrides))
     dirs = sorted(str(p) for p in Path(args.episodes_root).glob("shard_*"))
-    data.ensure_dataset = lambda data_config, image_size: Path(args.episodes_root)
+    prepare_data.ensure_dataset = lambda data_config, image_size: Path(args.episodes_root)
     data.load_episodes = lambda _dir, *a, **_decode: load_episode_files(dirs, *a)
     t0 = time.time()
     train.train_and_evaluate(config, args.workdir, make_train_eval_fn(config, args.workdir))

@@ -42,6 +42,6 @@ def get_config():
     train.lr_backbone = 1e-5
     train.warmup_steps = 0
     train.schedule = "constant"
-    train.eval_every = 5000
+    train.val_loss_every = 5000
     train.checkpoint_every = 5000
     return config

@@ -12,6 +12,16 @@ If the dataset `data/tfds/act_episodes/sim_demos` is missing it is built from th
 too. Run it from the repository root (configs import each other as `configs.<name>`).
 
 This is the base config: other configs import it and change only what differs.
+
+The model was chosen by `bench/sweep_sim.py` (see bench/reference_results/README.md): of the
+variants swept, it trains fastest on the CPU and reached the highest sim success (95% of 20
+rollouts at 6000 steps, on the sim as it was then). On today's sim, whose expert aims beside the
+cube (hardware/sim/expert.py), the main job's checkpoint succeeds in 50/50 rollouts (README,
+"What the main job achieves").
+
+Two evaluations run during training: `train.val_loss_every` (the L1 loss on held-out episodes)
+and `eval.rollout_every` (success rate of sim rollouts). Their old names, `train.eval_every` and
+`eval.every_steps`, are accepted until the next release (`act_jax.config_ranges.RENAMED`).
 """
 
 import ml_collections
@@ -20,12 +30,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    # ---- Model: the CPU-sized ACT. Every size knob lives here (see configs/seed.py for ACT's).
-    # Fields are exactly those of act_jax.model.ACTConfig. Chosen by `bench/sweep_sim.py` (see
-    # bench/reference_results/README.md): of the variants swept, this one trains fastest on the
-    # CPU and reached the highest sim success (95% of 20 rollouts at 6000 steps, on the sim as it
-    # was then). On today's sim, whose expert aims beside the cube (hardware/sim/expert.py), the
-    # main job's checkpoint succeeds in 50/50 rollouts (README, "What the main job achieves").
+    # ---- Model: the CPU-sized ACT (see the docstring). Every size knob lives here (see
+    # configs/seed.py for ACT's); fields are exactly those of act_jax.model.ACTConfig.
     config.model = model = ml_collections.ConfigDict()
     model.cameras = ("top", "lateral")
     model.image_size = (96, 128)  # (H, W), the size the sim records at
@@ -64,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.val_batches = 8  # batches of evenly spaced validation frames per evaluation
     # How frames are held: "memory" (all decoded up front), "lazy" (PNG bytes held, a batch's
     # frames decoded on a thread pool), "auto": memory when the decoded size fits the budget.
-    # Batches are bit-identical either way; see act_jax/data.py.
+    # Batches are bit-identical either way; see act_jax/data/decoding.py.
     data.decode = "auto"
     data.memory_budget_gb = 8.0  # GiB of decoded frames that "auto" keeps in memory
     data.augment = ml_collections.ConfigDict()
@@ -86,14 +92,14 @@ def get_config() -> ml_collections.ConfigDict:
     train.frozen = ()  # regexes over "/"-joined param paths that get no updates
     train.init_from = ""  # a workdir whose latest weights and statistics start a run (fine-tuning)
     train.log_every = 50
-    train.eval_every = 500  # validation L1; 0: never
+    train.val_loss_every = 500  # L1 on the validation episodes; 0: never
     train.checkpoint_every = 500
     train.keep_checkpoints = 3
     train.distributed = False  # jax.distributed.initialize() (also when JAX_COORDINATOR_ADDRESS)
 
     # ---- Rollout evaluation in the sim during training (an eval_fn given to train_and_evaluate).
     config.eval = ev = ml_collections.ConfigDict()
-    ev.every_steps = 2000  # 0: off. Each costs ~10-20 s on the CPU; rollouts never touch the
+    ev.rollout_every = 2000  # 0: off. Each costs ~10-20 s on the CPU; rollouts never touch the
     ev.episodes = 10  # training's rng or data order, so the trained weights are the same either way
     ev.seed = 1000
     ev.execution = "ensemble:0.01"  # act_jax.execution spec: open_loop | receding:N | ensemble:M

@@ -36,6 +36,6 @@ def get_config():
     train.lr_backbone = 1e-3
     train.warmup_steps = 2
     train.log_every = 2
-    train.eval_every = 2
+    train.val_loss_every = 2
     train.checkpoint_every = 2
     return config

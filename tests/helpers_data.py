@@ -108,7 +108,7 @@ def damage_episode(path: Path, how: str) -> bytes:
 def tiny_sim_run(root: Path, *, episodes: int, distribution: str) -> Path:
     """The tiny config trained 2 steps on `episodes` scripted sim demos (32x32) recorded with
     cube starts from `distribution`. Returns the training workdir."""
-    from act_jax import sim_demos, train
+    from act_jax import prepare_data, train
     from configs import tiny
 
     config = tiny.get_config()
@@ -118,8 +118,8 @@ def tiny_sim_run(root: Path, *, episodes: int, distribution: str) -> Path:
     config.data.record_distribution = distribution
     config.data.val_fraction = 0.0
     config.train.num_steps = 2
-    config.eval.every_steps = 0
-    sim_demos.record_missing_demos(config.data, config.model.image_size)
+    config.eval.rollout_every = 0
+    prepare_data.record_missing_demos(config.data, config.model.image_size)
     train.train_and_evaluate(config, root / "run")
     return root / "run"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers_data import build_dataset, damage_episode, write_episodes
 
-from act_jax import data, normalization, sharding
+from act_jax import data, normalization, prepare_data, sharding
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,6 @@ def test_normalisation_statistics():
 
 
 def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
-    from act_jax import sim_demos
     from configs import tiny
 
     config = tiny.get_config().data
@@ -195,24 +194,24 @@ def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
     config.record_episodes = 2
     # The trainer only builds: with no episodes it says what is missing, and records nothing.
     with pytest.raises(FileNotFoundError, match=r"record_episodes > 0 to have `python -m"):
-        data.ensure_dataset(config, (32, 32))
-    assert sim_demos.record_missing_demos(config, (32, 32))  # the train command's step
-    dataset_dir = data.ensure_dataset(config, (32, 32))
+        prepare_data.ensure_dataset(config, (32, 32))
+    assert prepare_data.record_missing_demos(config, (32, 32))  # the train command's step
+    dataset_dir = prepare_data.ensure_dataset(config, (32, 32))
     assert dataset_dir == tmp_path / "tfds" / "act_episodes" / "tiny" / "1.1.0"
     episodes = load(dataset_dir, image_size=(32, 32))
     assert len(episodes) == 2 and all(len(e) > 10 for e in episodes)
     # Present now: used as is, nothing re-recorded.
     stamp = (dataset_dir / "dataset_info.json").stat().st_mtime_ns
-    assert not sim_demos.record_missing_demos(config, (32, 32))
-    assert data.ensure_dataset(config, (32, 32)) == dataset_dir
+    assert not prepare_data.record_missing_demos(config, (32, 32))
+    assert prepare_data.ensure_dataset(config, (32, 32)) == dataset_dir
     assert (dataset_dir / "dataset_info.json").stat().st_mtime_ns == stamp
     config.record_episodes = 0
     config.name = "other"
     (tmp_path / "empty").mkdir()
     config.episodes_dir = str(tmp_path / "empty")
-    assert not sim_demos.record_missing_demos(config, (32, 32))
+    assert not prepare_data.record_missing_demos(config, (32, 32))
     with pytest.raises(FileNotFoundError, match=r"no dataset at .*other.* no episode files in"):
-        data.ensure_dataset(config, (32, 32))
+        prepare_data.ensure_dataset(config, (32, 32))
 
 
 @pytest.mark.parametrize("how", ["truncated", "bit_flipped"])
@@ -229,7 +228,7 @@ def test_a_damaged_episode_stops_the_training_data_naming_it(tmp_path, how):
     bad = tmp_path / "episodes" / "episode_000001.npz"
     damage_episode(bad, how)
     with pytest.raises(EpisodeDamaged, match=rf"{bad}: episode 1 is damaged: .* --skip-damaged"):
-        data.ensure_dataset(config, (32, 32))
+        prepare_data.ensure_dataset(config, (32, 32))
     assert not (data.dataset_dir_for(config) / "dataset_info.json").exists()
     assert len(list((tmp_path / "episodes").iterdir())) == 3
 

@@ -109,7 +109,7 @@ def test_training_logs_sim_success_rate_every_eval_period(tmp_path):
     config = tiny.get_config()
     config.data.dataset_dir = str(build_dataset(tmp_path / "data", image_size=IMAGE_SIZE))
     config.train.num_steps = 4
-    config.eval.every_steps = 2
+    config.eval.rollout_every = 2
     config.eval.episodes = 2
     config.eval.max_steps = 10
     workdir = tmp_path / "run"

@@ -41,7 +41,7 @@ def tiny_config(dataset_dir, **train_overrides):
     config.data.dataset_dir = str(dataset_dir)
     config.train.log_every = 1  # per-step metrics, to compare runs step by step
     config.train.checkpoint_every = 4  # = num_steps: the interrupt makes the only mid-run save
-    config.eval.every_steps = 2
+    config.eval.rollout_every = 2
     for k, v in train_overrides.items():
         setattr(config.train, k, v)
     return config
@@ -93,8 +93,8 @@ def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tm
         (straight_dir / "norm_stats.json").read_text()
     )
     # No retrace after the first step, in a fresh run and in a resumed one.
-    assert straight.train_step_compilations == 1
-    assert resumed.train_step_compilations == 1
+    assert straight.train_step_traces == 1
+    assert resumed.train_step_traces == 1
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset_dir, tmp_path, monkeypatch):
