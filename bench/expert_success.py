@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/expert_success.py --episodes 100   # bench/results/expert_success.json
 
-The same numbers come from `python -m hardware.sim.expert --episodes 100 [--distribution ...]`;
+The same numbers come from `python -m hardware.sim.expert --episodes 100 [--locations ...]`;
 this script runs all three start distributions and keeps the failures' start poses.
 """
 

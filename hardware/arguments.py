@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 
 
@@ -59,6 +60,36 @@ def number_in(
 ) -> Callable[[str], float]:
     """An argparse type: a finite float in [low, high]; `low_open`/`high_open` exclude an end."""
     return _range_type("a number", float, low, high, low_open, high_open)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(prog: str, message: str) -> None:
+    """`PROG: warning: MESSAGE` on stderr, the first time this process says it."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def deprecated_alias(new: str) -> type[argparse.Action]:
+    """An argparse `action=` for an old option spelling that still works as `new` (give it the
+    same `dest` and `type`): using it stores the value and warns once that it is deprecated.
+
+        p.add_argument("--locations", dest="locations", type=spec_arg)
+        p.add_argument("--distribution", dest="locations", type=spec_arg,
+                       action=deprecated_alias("--locations"), help=argparse.SUPPRESS)
+    """
+
+    class DeprecatedAlias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            warn_once(
+                parser.prog,
+                f"{option_string} is deprecated and will be removed: use {new} (same values)",
+            )
+            setattr(namespace, self.dest, values)
+
+    return DeprecatedAlias
 
 
 class ArgumentError(ValueError):

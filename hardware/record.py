@@ -2,7 +2,7 @@ r"""Records demonstrations: a robot and a teleoperator through the control loop,
 at a time (`hardware.recording.episodes`), for the TFDS builder in `datasets/episodes`.
 
     python -m hardware.record --robot sim --teleop expert --episodes 50 \
-        --out data/episodes/sim_demos --image-size 96x128 --seed 0
+        --out data/episodes/sim_demos --image-size 96x128 --seed 0 --locations uniform
     python -m act_jax_datasets.episodes --episodes data/episodes/sim_demos --data-dir data/tfds
 
 (or add `--build-tfds data/tfds` to the first command to do both). Per step an episode holds
@@ -46,8 +46,15 @@ Exit status: 0 done, 1 a camera or servo bus failed, 2 invalid arguments or a bu
 torque off was not read back from every servo (they are named; this overrides the others), 130
 Ctrl-C (128 + the signal for SIGTERM, SIGHUP).
 
+The cube's start distribution is `--locations SPEC` (as in `python -m act_jax.evaluate` and
+`python -m interp.freeze_finetune`); `--distribution SPEC`, its old name, still works and says
+once that it is deprecated.
+
 New robots and teleoperators plug in with `register_robot(name, factory)` and
-`register_teleop(name, factory)`.
+`register_teleop(name, factory)`; a robot that is a `hardware.sim.SimTask` is recorded as the
+simulated arm is (reset per episode, success from its check). This module is the app: it checks
+the arguments, opens what they ask for and hands it to the recorder
+(`hardware.recording.recorder`) with the `Mode` of the set-up.
 """
 
 from __future__ import annotations
@@ -58,7 +65,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from hardware.arguments import ArgumentError, ArgumentParser, int_in, number_in
+from hardware.arguments import (
+    ArgumentError,
+    ArgumentParser,
+    deprecated_alias,
+    int_in,
+    number_in,
+)
 from hardware.arms import ProtectiveStop
 from hardware.arms.calibration import load_calibration
 from hardware.arms.servo_arm import torque_off_problem
@@ -66,17 +79,18 @@ from hardware.cameras import CameraError, camera_spec_arg
 from hardware.control_loop import exit_status, signal_name, stop_signals
 from hardware.conventions import parse_image_size
 from hardware.motors.bus import MotorBusError
+from hardware.recording.emulated_rig import EmulatedRig
 from hardware.recording.episodes import list_episodes
 from hardware.recording.folder_lock import FolderBusy, lock_folder
-from hardware.recording.recorder import DEFAULT_MAX_STEPS, record
-from hardware.recording.teleop_rig import LEADER_PROFILE, TeleopRig, TeleopSettings
+from hardware.recording.recorder import DEFAULT_MAX_STEPS, default_mode, record
+from hardware.recording.teleop_rig import LEADER_PROFILE, HardwareRig, TeleopRig, TeleopSettings
 from hardware.sim.cube import SPEC_HELP, distribution_arg
 from hardware.sim.expert import ScriptedExpert
 from hardware.sim.robot import SimRobot
 
 
 def _make_sim(args) -> object:
-    return SimRobot(image_size=args.image_size, distribution=args.distribution, seed=args.seed)
+    return SimRobot(image_size=args.image_size, distribution=args.locations, seed=args.seed)
 
 
 def _make_expert(robot, args) -> object:
@@ -85,22 +99,19 @@ def _make_expert(robot, args) -> object:
     return ScriptedExpert(robot, seed=args.seed)
 
 
-def _make_arm(args) -> object:
-    return args.rig.follower()  # `args.rig`: the `TeleopRig` that main opened
-
-
-def _make_leader(robot, args) -> object:
-    return args.rig.leader(robot)
-
-
-ROBOTS: dict[str, Callable] = {
-    "sim": _make_sim,
-    "so101": _make_arm,
-    "so100": _make_arm,
-    "koch": _make_arm,
-}
-TELEOPS: dict[str, Callable] = {"expert": _make_expert, "leader": _make_leader}
-ARMS = ("so101", "so100", "koch")  # servo arms: recorded with --teleop leader, via a TeleopRig
+ROBOTS: dict[str, Callable] = {"sim": _make_sim}
+TELEOPS: dict[str, Callable] = {"expert": _make_expert}
+ARMS = ("so101", "so100", "koch")  # servo arms: recorded with --teleop leader, through a rig
+LEADER = "leader"
+ARM_FLAGS = (
+    "port",
+    "calibration",
+    "cameras",
+    "leader_port",
+    "leader_calibration",
+    "reset_time",
+    "emulate",
+)
 
 
 def register_robot(name: str, factory: Callable) -> None:
@@ -111,6 +122,36 @@ def register_robot(name: str, factory: Callable) -> None:
 def register_teleop(name: str, factory: Callable) -> None:
     """Adds a `--teleop` choice: factory(robot, args) -> Teleoperator."""
     TELEOPS[name] = factory
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _check_ports(args) -> None:
+    """With --emulate no ports or cameras; without it all of them, and two different ports."""
+    if args.emulate:
+        given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
+        if given:
+            raise ArgumentError(
+                f"{_flag(given[0])} is not used with --emulate (the "
+                "emulators make the ports; the sim renders the cameras)"
+            )
+        return
+    missing = [
+        _flag(f)
+        for f in ("port", "calibration", "cameras", "leader_port", "leader_calibration")
+        if not getattr(args, f)
+    ]
+    if missing:
+        raise ArgumentError(
+            f"{', '.join(missing)} required to record with a leader arm (or use --emulate)"
+        )
+    if args.port == args.leader_port:
+        raise ArgumentError(
+            f"--port and --leader-port are both {args.port}: the follower "
+            "and the leader are two buses"
+        )
 
 
 def check_args(args) -> TeleopSettings:
@@ -125,28 +166,7 @@ def check_args(args) -> TeleopSettings:
             f"{sorted(LEADER_PROFILE)}, not {args.robot!r}"
         )
     leader = LEADER_PROFILE[args.robot]
-    if args.emulate:
-        given = [f for f in ("port", "leader_port", "cameras") if getattr(args, f)]
-        if given:
-            raise ArgumentError(
-                f"--{given[0].replace('_', '-')} is not used with --emulate (the "
-                "emulators make the ports; the sim renders the cameras)"
-            )
-    else:
-        missing = [
-            f"--{f.replace('_', '-')}"
-            for f in ("port", "calibration", "cameras", "leader_port", "leader_calibration")
-            if not getattr(args, f)
-        ]
-        if missing:
-            raise ArgumentError(
-                f"{', '.join(missing)} required to record with a leader arm (or use --emulate)"
-            )
-        if args.port == args.leader_port:
-            raise ArgumentError(
-                f"--port and --leader-port are both {args.port}: the follower "
-                "and the leader are two buses"
-            )
+    _check_ports(args)
     calib = lcalib = None
     if args.calibration:
         calib = load_calibration(args.calibration, args.robot)
@@ -171,6 +191,11 @@ def check_args(args) -> TeleopSettings:
         bool(args.emulate),
         args.seed,
     )
+
+
+def make_rig(settings: TeleopSettings) -> TeleopRig:
+    """The rig the settings ask for: emulated (`settings.emulate`) or on hardware."""
+    return EmulatedRig(settings) if settings.emulate else HardwareRig(settings)
 
 
 def build_tfds(episodes: str, data_dir: str, name: str) -> int:
@@ -202,8 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--robot", default="sim", help=f"one of {sorted(ROBOTS)} (default sim)")
-    p.add_argument("--teleop", default="expert", help=f"one of {sorted(TELEOPS)} (default expert)")
+    p.add_argument(
+        "--robot", default="sim", help=f"one of {sorted(ROBOTS) + list(ARMS)} (default sim)"
+    )
+    p.add_argument(
+        "--teleop", default="expert", help=f"one of {sorted(TELEOPS) + [LEADER]} (default expert)"
+    )
     p.add_argument(
         "--episodes", type=int_in(1), required=True, help="total episodes wanted in --out"
     )
@@ -216,11 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int_in(0), default=0, help="recording seed (default %(default)s)")
     p.add_argument(
-        "--distribution",
+        "--locations",
         default="uniform",
         type=distribution_arg,
         metavar="SPEC",
         help=f"cube start distribution (sim): {SPEC_HELP} (default %(default)s)",
+    )
+    p.add_argument(
+        "--distribution",
+        dest="locations",
+        type=distribution_arg,
+        action=deprecated_alias("--locations"),
+        help=argparse.SUPPRESS,  # the old name of --locations
     )
     p.add_argument(
         "--max-steps",
@@ -269,13 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_OK, EXIT_ERROR, EXIT_ARGS, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 1, 2, 3, 4, 130
 
 
-def main(argv=None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.robot not in ROBOTS:
-        p.error(f"unknown --robot {args.robot!r}: choose from {sorted(ROBOTS)}")
-    if args.teleop not in TELEOPS:
-        p.error(f"unknown --teleop {args.teleop!r}: choose from {sorted(TELEOPS)}")
+def check(p: argparse.ArgumentParser, args) -> tuple[dict, TeleopRig | None]:
+    """Every check before anything opens (`p.error` on the first that fails): returns the
+    recording's settings, and the rig for a servo arm (None in simulation)."""
+    if args.robot not in ROBOTS and args.robot not in ARMS:
+        p.error(f"unknown --robot {args.robot!r}: choose from {sorted(ROBOTS) + list(ARMS)}")
+    if args.teleop not in TELEOPS and args.teleop != LEADER:
+        p.error(f"unknown --teleop {args.teleop!r}: choose from {sorted(TELEOPS) + [LEADER]}")
     if args.teleop == "expert" and args.robot in ARMS:
         p.error(
             f"unknown --robot {args.robot!r} for --teleop expert (the scripted expert drives "
@@ -285,54 +321,40 @@ def main(argv=None) -> int:
         args.image_size = parse_image_size(args.image_size)
     except ValueError as e:
         p.error(f"--image-size: {e}")
-    settings = {
-        "image_size": list(args.image_size),
-        "distribution": args.distribution,
-        "teleop": args.teleop,
-    }
-    arm_flags = [
-        f
-        for f in (
-            "port",
-            "calibration",
-            "cameras",
-            "leader_port",
-            "leader_calibration",
-            "reset_time",
-            "emulate",
-        )
-        if getattr(args, f)
-    ]
-    if args.robot in ARMS or args.teleop == "leader":
+    if args.robot in ARMS or args.teleop == LEADER:
         try:
-            rig_settings = check_args(args)  # before any port or camera opens
+            rig = make_rig(check_args(args))
         except ArgumentError as e:
             p.error(str(e))
-        del settings["distribution"]
-        rig = TeleopRig(rig_settings)
-    elif arm_flags:
+        return {"image_size": list(args.image_size), "teleop": args.teleop}, rig
+    arm_flags = [f for f in ARM_FLAGS if getattr(args, f)]
+    if arm_flags:
         p.error(
-            f"--{arm_flags[0].replace('_', '-')} is for a servo arm (--robot so101|so100|"
-            "koch --teleop leader)"
+            f"{_flag(arm_flags[0])} is for a servo arm (--robot so101|so100|koch --teleop leader)"
         )
-    else:
-        rig = None
-    # One recorder per --out: a second one stops here, naming the first, before any port opens.
-    held = contextlib.ExitStack()
-    try:
-        held.enter_context(lock_folder(args.out, f"recording {args.episodes} episodes"))
-    except FolderBusy as e:
-        print(f"record: --out {e}", file=sys.stderr)
-        return EXIT_ARGS
-    robot, status = None, None
-    with held, stop_signals(), contextlib.ExitStack() as stack:
+    # "distribution" is the key recordings store (and compare on resume) for --locations.
+    return {
+        "image_size": list(args.image_size),
+        "distribution": args.locations,
+        "teleop": args.teleop,
+    }, None
+
+
+def _record(args, settings: dict, rig: TeleopRig | None) -> tuple[object, list | None, int | None]:
+    """Opens the rig (or makes the robot), records, and makes the follower safe however that
+    ends. Returns (robot, episodes written or None, exit status or None)."""
+    robot = None
+    with contextlib.ExitStack() as stack:
         try:
             if rig is not None:
-                args.rig = stack.enter_context(rig)
-                settings.update(rig.settings)
-            robot = ROBOTS[args.robot](args)
-            stack.enter_context(robot)
-            teleop = stack.enter_context(TELEOPS[args.teleop](robot, args))
+                stack.enter_context(rig)
+                robot, mode = rig.follower(), rig.mode()
+                stack.enter_context(robot)
+                teleop = stack.enter_context(rig.leader(robot))
+            else:
+                robot = stack.enter_context(ROBOTS[args.robot](args))
+                teleop = stack.enter_context(TELEOPS[args.teleop](robot, args))
+                mode = default_mode(robot)
             written = record(
                 robot,
                 teleop,
@@ -340,9 +362,9 @@ def main(argv=None) -> int:
                 args.episodes,
                 seed=args.seed,
                 max_steps=args.max_steps,
+                mode=mode,
                 settings=settings,
                 progress=not args.no_progress,
-                rig=rig,
             )
         except KeyboardInterrupt as e:
             kept = len(list_episodes(args.out))
@@ -354,18 +376,34 @@ def main(argv=None) -> int:
             stack.close()  # the follower parks, then torque off
             if rig is not None and torque_off_problem(robot) is None:
                 print("the follower was left parked with torque off", file=sys.stderr)
-            status = exit_status(e)
+            return robot, None, exit_status(e)
         except ProtectiveStop as e:  # the follower already holds or has torque off
             stack.close()
             print(
                 f"record: PROTECTIVE STOP: {e}; the episode in progress was discarded",
                 file=sys.stderr,
             )
-            status = EXIT_STOP
+            return robot, None, EXIT_STOP
         except (CameraError, MotorBusError) as e:
             stack.close()
             print(f"record: {type(e).__name__}: {e}", file=sys.stderr)
-            status = EXIT_ERROR
+            return robot, None, EXIT_ERROR
+    return robot, written, None
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    settings, rig = check(p, args)
+    # One recorder per --out: a second one stops here, naming the first, before any port opens.
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(lock_folder(args.out, f"recording {args.episodes} episodes"))
+    except FolderBusy as e:
+        print(f"record: --out {e}", file=sys.stderr)
+        return EXIT_ARGS
+    with held, stop_signals():
+        robot, written, status = _record(args, settings, rig)
     if status is None:
         n = len(list_episodes(args.out))
         print(f"wrote {len(written)} episodes; {args.out} now holds {n}")

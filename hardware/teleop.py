@@ -6,6 +6,7 @@ On hardware it is a person moving a leader arm; in simulation it is the scripted
     teleop.reset()                      # a new episode begins (the robot was just reset)
     action = teleop.get_action(obs)     # (6,) joint targets in LeRobot units, every tick
     teleop.done                         # True once the demonstration is over
+    teleop.episode_extra()              # what this demonstration adds to its episode's metadata
 
 Like robots, teleoperators are context managers (entering connects, leaving disconnects).
 """
@@ -35,6 +36,16 @@ class Teleoperator(abc.ABC):
     def done(self) -> bool:
         """Whether the demonstration has ended (a leader arm's operator ends it by hand)."""
         return False
+
+    @property
+    def settings(self) -> dict:
+        """What shapes its demonstrations: stored with a recording and checked on resume."""
+        return {}
+
+    def episode_extra(self) -> dict:
+        """Metadata of the demonstration just given (e.g. a plan's phase starts), stored in its
+        episode's `extra`; called once the episode has ended."""
+        return {}
 
     @abc.abstractmethod
     def get_action(self, observation: dict) -> np.ndarray:

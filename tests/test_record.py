@@ -178,7 +178,7 @@ def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
             str(tmp_path / "eps"),
             "--image-size",
             "24x32",
-            "--distribution",
+            "--locations",
             "named",
             "--build-tfds",
             str(tmp_path / "tfds"),
@@ -191,6 +191,23 @@ def test_one_command_records_and_builds_the_dataset(tmp_path, capsys):
     assert len(source) == 1
     assert int(source[0]["episode_metadata"]["location_id"]) == 0  # named locations in order
     assert "built" in capsys.readouterr().out
+
+
+def test_the_old_option_name_still_places_the_cube_and_says_so_once(tmp_path, capsys):
+    out = tmp_path / "eps"
+    common = ["--episodes", "1", "--out", str(out), "--image-size", "24x32", "--no-progress"]
+    assert (
+        main([*common, "--max-steps", "2", "--distribution", "named", "--distribution", "named"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert err.count("--distribution is deprecated") == 1 and "use --locations" in err
+    meta = read_episode(list_episodes(out)[0]).meta
+    assert meta.location_id == 0 and meta.extra["recording"]["distribution"] == "named"
+    # the same recording under the new name: its settings match, so it resumes
+    assert main([*common[:1], "2", *common[2:], "--max-steps", "2", "--locations", "named"]) == 0
+    assert read_episode(list_episodes(out)[1]).meta.location_id == 1
+    assert "deprecated" not in capsys.readouterr().err
 
 
 def test_resuming_with_another_expert_is_refused(two_episodes):

@@ -17,10 +17,12 @@ from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.emulation.emulator import EMULATED_BUS_OPTIONS, EMULATED_READ_BUDGET_S, VirtualClock
 from hardware.emulation.sim_physics import SimArmPhysics
 from hardware.sim.robot import SimRobot
+from hardware.sim.task import SimTask
 
 
-class EmulatedFollower:
-    """The MuJoCo scene (arm, cube, box) behind a byte-exact servo emulator on a pty.
+class EmulatedFollower(SimTask):
+    """The MuJoCo scene (arm, cube, box) behind a byte-exact servo emulator on a pty; as a
+    `SimTask`, the trial in that scene (each read under the emulator's lock).
 
     `arm()` is a `ServoArm` on the emulator's port whose cameras render the scene, so the whole
     real stack (pyserial, protocol, `MotorBus`, calibration, `SafetyGuard`) drives the sim arm.
@@ -85,7 +87,7 @@ class EmulatedFollower:
             **kwargs,
         )
 
-    def reset(self, seed: int, location: int | None = None) -> None:
+    def reset(self, seed: int | None = None, *, location: int | None = None) -> None:
         """A new trial: arm at HOME (its servos holding), the cube at the pose `seed` draws, the
         servos cool."""
         with self.lock:
@@ -100,6 +102,29 @@ class EmulatedFollower:
     def success(self) -> bool:
         with self.lock:
             return self.scene.success()
+
+    @property
+    def num_locations(self) -> int:
+        return self.scene.num_locations
+
+    @property
+    def cube_start_pose(self):
+        return self.scene.cube_start_pose
+
+    @property
+    def location_id(self) -> int:
+        return self.scene.location_id
+
+    def cube_pose(self):
+        with self.lock:
+            return self.scene.cube_pose()
+
+    def box_pose(self):
+        return self.scene.box_pose()
+
+    def outcome(self) -> dict:
+        with self.lock:  # one still scene for every field
+            return self.scene.outcome()
 
     def tick(self) -> None:
         """One control period passes (virtual clock only)."""

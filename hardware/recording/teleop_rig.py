@@ -7,22 +7,20 @@ holds what is particular to that set-up:
 
 - `TeleopSettings`: the checked arguments (checked before any port or camera opens by
   `hardware.record.check_args`).
-- `TeleopRig`: opens what the arms need (cameras, or the emulators), builds the follower and
-  the leader, and runs the time between episodes: the follower keeps following the leader,
-  unrecorded, while the person puts the arm back and resets the scene, until Enter (record the
-  next episode), `r` + Enter (re-record the last one) or `q` + Enter (stop); or, with
-  `--reset-time S`, for S seconds.
-- `--emulate`: the follower is the MuJoCo scene behind the servo emulator (`EmulatedFollower`,
-  as in `hardware.deploy`), the leader a second emulated arm whose joints a scripted hand
-  (`ScriptedHand`) moves along the scripted expert's plan. Between episodes the hand brings the
-  leader (and so the follower) back home and the cube is reset. The demonstrations are then
-  real pick-and-place demos recorded through pyserial, the protocol, the buses, both
-  calibrations and the follower's safety layer; the sim's success check says whether each
-  worked. Emulated time is a virtual clock advanced 1/fps per tick.
+- `TeleopRig`: what every rig does: a context manager that opens what the arms need, builds the
+  follower and the leader, and gives the recorder its `Mode` (how episodes run, what happens
+  between them, who says whether one succeeded). `python -m hardware.record` picks one of two:
+- `HardwareRig`: the cameras and two real buses. Between episodes the follower keeps following
+  the leader, unrecorded, while the person puts the arm back and resets the scene, until Enter
+  (record the next episode), `r` + Enter (re-record the last one) or `q` + Enter (stop); or,
+  with `--reset-time S`, for S seconds. An episode the person keeps counts as a success.
+- `EmulatedRig` (`--emulate`, `hardware.recording.emulated_rig`): the follower is the MuJoCo
+  scene behind the servo emulator, the leader a second emulated arm moved by a scripted hand.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import os
@@ -30,24 +28,17 @@ import select
 import sys
 import time
 
-import numpy as np
-
 from hardware.arms import LeaderArm, ServoArm
 from hardware.arms.calibration import ArmCalibration
 from hardware.arms.servo_arm import park_at_start
 from hardware.cameras import close_cameras, open_cameras
 from hardware.control_loop import run_loop
-from hardware.conventions import CAMERA_NAMES, FPS, JOINT_NAMES
-from hardware.emulation.emulated_arm import default_calibration, emulate_arm
-from hardware.emulation.emulator import EMULATED_BUS_OPTIONS
-from hardware.emulation.follower import EmulatedFollower
-from hardware.sim.expert import ScriptedExpert, min_jerk
-from hardware.sim.robot import HOME
+from hardware.conventions import FPS
+from hardware.recording.recorder import Mode
 from hardware.teleop import Teleoperator
 
 # The leader that goes with each follower (an SO-101 leader is an SO-101 with other gearing).
 LEADER_PROFILE = {"so101": "so101", "so100": "so100", "koch": "koch_leader"}
-EMULATED_RESET_S = 1.0  # --emulate: the hand's way home between episodes
 
 
 @dataclasses.dataclass
@@ -78,72 +69,68 @@ class FollowerArm(ServoArm):
             park_at_start(self)
 
 
-def min_jerk_path(start, end, ticks: int) -> np.ndarray:
-    """(ticks, 6) poses from `start` to `end` with zero speed at both ends."""
-    s = min_jerk(np.arange(1, ticks + 1) / ticks)
-    start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
-    return start + s[:, None] * (end - start)
+class TeleopRig(abc.ABC):
+    """Opens what a leader -> follower recording needs and runs the time between episodes.
 
-
-class ScriptedHand(Teleoperator):
-    """A leader arm moved by a scripted hand along the scripted expert's plan (`--emulate`).
-
-    Each tick the hand puts the emulated leader's joints at the plan's next pose (as a person's
-    hand would, torque off), then the real `LeaderArm` reads them over its bus: the action is
-    what the leader reports, not the plan.
-
-    Args:
-      leader: the `LeaderArm` on the emulated leader's port.
-      emu: that leader's `ServoEmulator`.
-      follower: the `EmulatedFollower` whose scene the expert plans in.
-      seed: the expert's timing seed.
+    `with rig:` opens the cameras (or starts the emulators); then `rig.follower()` and
+    `rig.leader(robot)` are the robot and the teleoperator (connected by the recorder's `with`),
+    and `rig.mode()` is how the recorder runs their episodes. Leaving closes what was opened.
     """
 
-    name = "leader"
+    realtime: bool
 
-    def __init__(self, leader: LeaderArm, emu, follower: EmulatedFollower, seed: int = 0):
-        self.leader, self.emu, self.follower = leader, emu, follower
-        self.expert = ScriptedExpert(follower.scene, seed=seed)
-        self.path = np.zeros((0, 6))
-        self.k = 0
-        self.pose = follower.scene.state().astype(np.float64)
+    def __init__(self, settings: TeleopSettings):
+        self.s = settings
+        self.fps = float(FPS)
+        self._stack = contextlib.ExitStack()
+
+    @abc.abstractmethod
+    def _open(self) -> None:
+        """Opens what the arms need, registering how to close it on `self._stack`."""
+
+    def __enter__(self) -> TeleopRig:
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stack.close()
+        return False
+
+    @abc.abstractmethod
+    def follower(self) -> ServoArm:
+        """The follower arm (not connected)."""
+
+    @abc.abstractmethod
+    def leader(self, robot) -> Teleoperator:
+        """The leader, as the teleoperator of `robot` (not connected)."""
+
+    @abc.abstractmethod
+    def mode(self) -> Mode:
+        """How the recorder runs and judges this rig's episodes."""
 
     @property
     def settings(self) -> dict:
-        return {"hand": "scripted expert", **self.expert.settings}
+        """Stored with every episode and checked when a recording is resumed."""
+        return {"leader": self.s.leader, "emulated": self.s.emulate}
 
-    def connect(self) -> None:
-        self.leader.connect()
+    def on_tick(self) -> None:  # noqa: B027 (an emulated rig's clock moves here)
+        """Runs after every tick, recorded or not."""
 
-    def disconnect(self) -> None:
-        self.leader.disconnect()
-
-    def reset(self) -> None:
-        """Plans this episode's demonstration from the scene's cube (just reset)."""
-        with self.follower.lock:
-            self.expert.reset()
-        self.path, self.k = self.expert.plan.actions.astype(np.float64), 0
-
-    def go_home(self, ticks: int) -> None:
-        """The hand's next `ticks` moves take the leader back to the rest pose."""
-        self.path, self.k = min_jerk_path(self.pose, HOME, max(1, ticks)), 0
-
-    @property
-    def done(self) -> bool:
-        return self.k >= len(self.path)
-
-    def move(self, pose) -> None:
-        """Puts the leader's joints at `pose` (LeRobot units)."""
-        self.pose = np.asarray(pose, np.float64)
-        ticks = self.leader.calibration.to_ticks(self.pose)
-        for name, t in zip(JOINT_NAMES, ticks, strict=True):
-            self.emu.move_by_hand(self.leader.calibration.joints[name].id, int(t))
-
-    def get_action(self, observation: dict) -> np.ndarray:
-        if len(self.path):
-            self.move(self.path[min(self.k, len(self.path) - 1)])
-        self.k += 1
-        return self.leader.get_action(observation)
+    def follow(self, robot, teleop, stop) -> None:
+        """The follower follows the leader, unrecorded, until `stop()`."""
+        run_loop(
+            robot,
+            teleop,
+            fps=self.fps,
+            max_steps=10**9,
+            realtime=self.realtime,
+            stop=stop,
+            on_step=lambda *a: self.on_tick(),
+        )
 
 
 class _Lines:
@@ -171,112 +158,41 @@ class _Lines:
         return "q"  # end of input: nobody is left to answer
 
 
-class TeleopRig:
-    """Opens what a leader -> follower recording needs and runs the time between episodes.
+class HardwareRig(TeleopRig):
+    """Two real arms on their buses and the OpenCV cameras; a person between episodes."""
 
-    `with TeleopRig(settings) as rig:` opens the cameras (or starts the emulators); then
-    `rig.follower()` and `rig.leader()` are the robot and the teleoperator (connected by the
-    recorder's `with`). Leaving closes the cameras (or stops the emulators, printing the
-    follower's torque state from its servos).
-    """
+    realtime = True
 
     def __init__(self, settings: TeleopSettings):
-        self.s = settings
-        self.fps = float(FPS)
-        self.realtime = not settings.emulate
-        self.emulated: EmulatedFollower | None = None
-        self.leader_emu = None
-        self.hand: ScriptedHand | None = None
+        super().__init__(settings)
         self._cams: dict = {}
         self._lines: _Lines | None = None
-        self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> TeleopRig:
-        s = self.s
-        try:
-            if s.emulate:
-                self.emulated = EmulatedFollower(
-                    s.robot,
-                    s.calibration,
-                    image_size=s.image_size,
-                    cameras=CAMERA_NAMES,
-                    fps=self.fps,
-                ).start()
-                self._stack.callback(self.emulated.stop)
-                lcal = s.leader_calibration or default_calibration(s.leader)
-                home = dict(zip(JOINT_NAMES, map(int, lcal.to_ticks(HOME)), strict=True))
-                self.leader_emu = emulate_arm(
-                    s.leader, calibration=lcal, start_ticks=home, clock=self.emulated.monotonic
-                ).start()
-                self._stack.callback(self.leader_emu.stop)
-                self.s = dataclasses.replace(s, leader_calibration=lcal)
-            else:
-                h, w = s.image_size
-                self._cams = open_cameras(s.cameras, w, h, self.fps)
-                self._stack.callback(close_cameras, self._cams)
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
+    def _open(self) -> None:
+        h, w = self.s.image_size
+        self._cams = open_cameras(self.s.cameras, w, h, self.fps)
+        self._stack.callback(close_cameras, self._cams)
 
-    def __exit__(self, *exc) -> bool:
-        self._stack.close()
-        return False
-
-    # -- the robot and the teleoperator (not connected) ------------------------------------------
     def follower(self) -> ServoArm:
-        if self.emulated is not None:
-            return self.emulated.arm(cls=FollowerArm)
         return FollowerArm(self.s.robot, self.s.port, self.s.calibration, cameras=self._cams)
 
     def leader(self, robot) -> Teleoperator:
-        if self.emulated is None:
-            return LeaderArm(self.s.leader, self.s.leader_port, self.s.leader_calibration)
-        leader = LeaderArm(
-            self.s.leader,
-            self.leader_emu.port,
-            self.s.leader_calibration,
-            bus_options=EMULATED_BUS_OPTIONS,
-        )
-        self.hand = ScriptedHand(leader, self.leader_emu, self.emulated, seed=self.s.seed)
-        return self.hand
+        return LeaderArm(self.s.leader, self.s.leader_port, self.s.leader_calibration)
 
-    @property
-    def settings(self) -> dict:
-        """Stored with every episode and checked when a recording is resumed."""
-        return {"leader": self.s.leader, "emulated": self.s.emulate}
-
-    # -- between episodes -------------------------------------------------------------------------
-    def on_tick(self) -> None:
-        if self.emulated is not None:
-            self.emulated.tick()
-
-    def _follow(self, robot, teleop, stop) -> None:
-        """The follower follows the leader, unrecorded, until `stop()`."""
-        run_loop(
-            robot,
-            teleop,
-            fps=self.fps,
-            max_steps=10**9,
-            realtime=self.realtime,
-            stop=stop,
-            on_step=lambda *a: self.on_tick(),
+    def mode(self) -> Mode:
+        return Mode(
+            realtime=True,
+            between=self.between,
+            success_by="operator (kept, not re-recorded)",
+            settings=self.settings,
         )
 
-    def reset(self, i: int, seed: int, robot, teleop, can_redo: bool) -> str:
+    def between(self, i: int, robot, teleop, can_redo: bool) -> str:
         """The time before episode `i`: returns "record", "redo" (the last episode) or "quit"."""
-        if self.emulated is not None:
-            ticks = round(
-                (EMULATED_RESET_S if self.s.reset_time is None else self.s.reset_time) * self.fps
-            )
-            teleop.go_home(ticks)
-            self._follow(robot, teleop, lambda: teleop.done)
-            self.emulated.reset(seed)
-            return "record"
         if self.s.reset_time is not None:
             print(f"reset the scene: episode {i} starts in {self.s.reset_time:g} s", flush=True)
             end = time.monotonic() + self.s.reset_time
-            self._follow(robot, teleop, lambda: time.monotonic() >= end)
+            self.follow(robot, teleop, lambda: time.monotonic() >= end)
             return "record"
         redo = f", r + Enter: record episode {i - 1} again" if can_redo else ""
         print(
@@ -297,24 +213,5 @@ class TeleopRig:
             print(f"{line!r}? Enter, {'r, ' if can_redo else ''}or q", flush=True)
             return False
 
-        self._follow(robot, teleop, answered)
+        self.follow(robot, teleop, answered)
         return {"": "record", "r": "redo", "q": "quit"}[box["line"]]
-
-    def outcome(self, seed: int) -> dict:
-        """This episode's metadata: the sim's check when emulated; on hardware an episode that
-        the person kept (did not re-record) is a success."""
-        if self.emulated is None:
-            return dict(success=True, extra={"success_by": "operator (kept, not re-recorded)"})
-        scene = self.emulated.scene
-        with self.emulated.lock:
-            return dict(
-                success=scene.success(),
-                seed=seed,
-                cube_start_pose=tuple(float(v) for v in scene.cube_start_pose),
-                extra={
-                    "success_by": "sim check",
-                    "box_pose": scene.box_pose().tolist(),
-                    "cube_end_pose": scene.cube_pose().tolist(),
-                    "phase_starts": self.hand.expert.plan.phase_starts,
-                },
-            )

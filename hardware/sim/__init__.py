@@ -6,24 +6,23 @@
     scene.py       table, cube, box, lights, cameras: the full MJCF
     kinematics.py  forward/inverse kinematics of the grasp point
     cube.py        cube start distributions: uniform, named, held_out
-    robot.py       SimRobot, the `hardware.robot.Robot` of the simulation
+    task.py        SimTask, the pick-and-place trial (reset, success, cube poses) as others see it
+    robot.py       SimRobot, the `hardware.robot.Robot` of the simulation (and a SimTask)
     expert.py      ScriptedExpert, the simulated teleoperator; `python -m hardware.sim.expert`
 
-Rendering is headless by default: unless MUJOCO_GL is already set, it is set to "egl" here,
-before MuJoCo is first imported (GLFW, MuJoCo's own default, needs a display). The names below
-are imported on first use, so that `python -m hardware.sim.<module>` runs its module only once.
+Rendering is headless by default (`hardware/__init__.py` sets MUJOCO_GL=egl unless it is set).
+The names below are imported on first use, so that `python -m hardware.sim.<module>` runs its
+module only once.
 """
 
 import importlib
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 _EXPORTS = {
     "CubeDistribution": "hardware.sim.cube",
     "HOME": "hardware.sim.robot",
     "ScriptedExpert": "hardware.sim.expert",
     "SimRobot": "hardware.sim.robot",
+    "SimTask": "hardware.sim.task",
 }
 __all__ = sorted(_EXPORTS)
 

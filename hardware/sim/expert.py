@@ -39,6 +39,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from hardware.arguments import deprecated_alias
 from hardware.control_loop import run_loop
 from hardware.sim.arm import from_lerobot_units
 from hardware.sim.cube import SPEC_HELP, distribution_arg
@@ -144,6 +145,10 @@ class ScriptedExpert(Teleoperator):
     @property
     def done(self) -> bool:
         return self.plan is not None and self._t >= len(self.plan.actions)
+
+    def episode_extra(self) -> dict:
+        """The phase starts (ticks) of the plan just played."""
+        return {} if self.plan is None else {"phase_starts": self.plan.phase_starts}
 
     def get_action(self, observation: dict) -> np.ndarray:
         del observation  # open loop: the plan depends only on the start pose and time
@@ -287,15 +292,22 @@ def main(argv=None):
     p.add_argument("--episodes", type=int, default=100, help="random starts (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default %(default)s)")
     p.add_argument(
-        "--distribution",
+        "--locations",
         default="uniform",
         type=distribution_arg,
         metavar="SPEC",
         help=f"cube start distribution: {SPEC_HELP} (default %(default)s)",
     )
+    p.add_argument(  # the old name of --locations
+        "--distribution",
+        dest="locations",
+        type=distribution_arg,
+        action=deprecated_alias("--locations"),
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--json", default=None, help="also write the summary to this file")
     args = p.parse_args(argv)
-    s = evaluate(args.episodes, args.seed, args.distribution)
+    s = evaluate(args.episodes, args.seed, args.locations)
     print(
         f"expert success {s['successes']}/{s['episodes']} = {100 * s['success_rate']:.1f}% "
         f"({s['distribution']}, mean {s['mean_episode_steps']:.0f} steps, {s['wall_s']:.1f} s)"

@@ -29,6 +29,7 @@ from hardware.sim.arm import JOINT_RANGES_DEG, from_lerobot_units, to_lerobot_un
 from hardware.sim.cube import CubeDistribution
 from hardware.sim.kinematics import Kinematics
 from hardware.sim.scene import CONTROL_FPS, SUBSTEPS, SceneConfig, build_scene_xml
+from hardware.sim.task import SimTask
 
 # Rest pose between episodes: upper arm leaning back, gripper raised 17 cm over the near edge of
 # the workspace and half open, hiding no start position of the cube from either camera.
@@ -41,8 +42,9 @@ ACTION_LOW = np.append(JOINT_RANGES_DEG[:5, 0], 0.0)
 ACTION_HIGH = np.append(JOINT_RANGES_DEG[:5, 1], 100.0)
 
 
-class SimRobot(Robot):
-    """The simulated arm (MuJoCo) with a top and a lateral camera.
+class SimRobot(Robot, SimTask):
+    """The simulated arm (MuJoCo) with a top and a lateral camera, and the pick-and-place trial
+    around it (a `SimTask`).
 
     Args:
       image_size: (height, width) of every camera image; at most (480, 640).
