@@ -1,5 +1,6 @@
 """interp.report end to end on a tiny sim-trained checkpoint, opened in headless Chromium."""
 
+import dataclasses
 import json
 
 import cv2
@@ -10,6 +11,7 @@ from helpers_data import fast_compiles, tiny_sim_run
 from test_interp_page import ARTIFACTS, needs_browser
 
 from interp import absorption, report
+from interp import report_sections as sections
 from interp.shards import ShardWriter
 from interp.tokens import TokenIndex
 
@@ -106,7 +108,7 @@ def test_cli_names_a_missing_dataset_and_bad_flags(run, tmp_path, capsys):
     assert "no act_episodes dataset at" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         report.main(["--checkpoint", str(run), "--out", str(tmp_path), "--sim-starts", "0"])
-    assert "--sim-starts must be >= 1" in capsys.readouterr().err
+    assert "argument --sim-starts: must be an integer >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         report.main(["--checkpoint", str(run), "--out", str(tmp_path), "--execution", "nope"])
     assert "--execution" in capsys.readouterr().err
@@ -153,3 +155,58 @@ def test_pixel_features_leave_out_the_latent_and_state_tokens(tmp_path):
 
     feats = absorption.pixel_features(Collection(tmp_path / "c"), "encoder/out", tokens)
     np.testing.assert_array_equal(feats, np.tile(np.arange(8, dtype=np.float32), (3, 1)))
+
+
+def test_a_study_section_goes_through_the_one_registry(tmp_path, monkeypatch, capsys):
+    """A new study adds its flag, its check, its numbers and its place on the page by
+    registering one Section: nothing else changes."""
+    drawn = []
+
+    def draw(page, data):
+        page.section("Demo study", anchor="demo")
+        drawn.append(data.studies["demo_study"])
+
+    def load(directory):
+        return {"dir": str(directory)}, (directory / "demo.json").read_text()
+
+    study = sections.Study("--demo-study", "demo.json", "python -m demo --out DIR", load, "demo")
+    registry = {k: v for k, v in sections.SECTIONS.items() if k == "reproduce"}
+    monkeypatch.setattr(sections, "SECTIONS", registry)
+    sections.register(sections.Section("demo_study", 95, draw, study=study))
+    with pytest.raises(ValueError, match="registered already"):
+        sections.register(sections.Section("demo_study", 1, draw))
+    assert "--demo-study DIR" in report._parser().format_help()
+
+    with pytest.raises(SystemExit) as exit_info:  # checked before any work: no checkpoint read
+        report.main(
+            ["--checkpoint", "nowhere", "--out", str(tmp_path / "r")]
+            + ["--demo-study", str(tmp_path)]
+        )
+    assert exit_info.value.code == 2 and not (tmp_path / "r").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"python -m interp.report: error: --demo-study: no demo.json in {tmp_path} (run "
+        "python -m demo --out DIR first) (--help for usage)"
+    ]
+    with pytest.raises(TypeError, match="other_study"):
+        report.build_report("nowhere", tmp_path / "r", other_study=tmp_path)
+
+    (tmp_path / "demo.json").write_text("payload")
+    assert report._studies({"demo_study": tmp_path}) == {"demo_study": tmp_path}
+    settings = {"seed": 1}
+    data = sections.ReportData(
+        {"checkpoint": {"checkpoint": "c", "step": 1}, "settings": settings},
+        "cmd",
+        None,
+        None,
+        {},
+        {},
+        {},
+        {},
+        studies={"demo_study": load(tmp_path)[1]},
+    )
+    html = sections.render(data).html()
+    assert drawn == ["payload"]
+    assert html.index('id="demo"') < html.index('id="reproduce"')  # order 95 < 100
+    html = sections.render(dataclasses.replace(data, studies={})).html()
+    assert 'id="demo"' not in html and len(drawn) == 1  # no directory given: no section
