@@ -58,6 +58,28 @@ class LoopStats:
             f"p99 {tick.get('p99', float('nan')):.1f} ms"
         )
 
+    @classmethod
+    def merge(cls, all_stats: list[LoopStats]) -> LoopStats:
+        """Several runs' stats in one: percentiles are tick-weighted means of the runs' (no raw
+        samples are kept), max is the max."""
+        merged = cls(
+            ticks=sum(s.ticks for s in all_stats),
+            overruns=sum(s.overruns for s in all_stats),
+            wall_s=sum(s.wall_s for s in all_stats),
+        )
+        for part in all_stats[0].latency_ms:
+            rows = [(s.latency_ms[part], s.ticks) for s in all_stats if s.latency_ms.get(part)]
+            w = np.array([t for _, t in rows], float)
+            merged.latency_ms[part] = {
+                k: (
+                    float(max(r[k] for r, _ in rows))
+                    if k == "max"
+                    else float(np.average([r[k] for r, _ in rows], weights=w))
+                )
+                for k in rows[0][0]
+            }
+        return merged
+
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
     if not samples:

@@ -5,7 +5,9 @@ r"""Drive a real arm with a trained policy: `python -m hardware.deploy`.
     python -m hardware.deploy --checkpoint runs/sim_default --robot so101 --emulate --episodes 5
 
 The one module of `hardware` that knows about ACT: it joins `act_jax.policy.Policy` to a
-`hardware.arms.ServoArm` through `hardware.control_loop.run_loop`. In order:
+`hardware.arms.ServoArm` through `hardware.arms.episode.run_episode` (the control loop, then
+park and torque off however it ends; with `--emulate`, `hardware.emulation.trials.run_trials`).
+This module is the app: it checks, loads, compiles and reports. In order:
 
 1. Validate everything before any port or camera opens: the execution spec, the calibration file
    (it must be this robot's), the camera spec, the checkpoint, and that the camera names are the
@@ -44,45 +46,24 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.arguments import ArgumentError, ArgumentParser, int_in, number_in
-from hardware.arms import PROFILES, ProtectiveStop, ServoArm, get_profile
+from hardware.arguments import ArgumentError, ArgumentParser, int_in, number_in, warn_once
+from hardware.arms import PROFILES, ServoArm, get_profile
 from hardware.arms.calibration import ArmCalibration, load_calibration
-from hardware.arms.servo_arm import park_at_start, torque_off_problem
+from hardware.arms.episode import Episode, TorqueNotConfirmed, print_report, run_episode
 from hardware.cameras import CameraError, camera_spec_arg, close_cameras, open_cameras
-from hardware.control_loop import (
-    HeldFor,
-    LoopStats,
-    exit_status,
-    run_loop,
-    signal_name,
-    stop_signals,
-)
+from hardware.control_loop import exit_status, signal_name, stop_signals
+from hardware.conventions import parse_camera_size
 from hardware.emulation.follower import EmulatedFollower
+from hardware.emulation.trials import run_trials
 from hardware.motors.bus import MotorBusError
 
-EXIT_OK, EXIT_USAGE, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 2, 3, 4, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOP, EXIT_TORQUE, EXIT_INTERRUPT = 0, 1, 2, 3, 4, 130
+PROG = "python -m hardware.deploy"
 MAX_FPS = 1000  # Hz: one round trip to six servos takes about 1 ms; no bus keeps up above this
 
 
 class DeployError(ArgumentError):
     """An argument is invalid; raised before any port or camera is opened."""
-
-
-class TorqueNotConfirmed(RuntimeError):
-    """The run ended (for the reason in the message) and some servo did not read back torque
-    off; raised by `run_episode` after the arm was disconnected."""
-
-
-@dataclasses.dataclass
-class Episode:
-    """What one run of the policy did."""
-
-    stats: LoopStats
-    stop_reason: str | None = None  # protective stop reason, None if the run ended normally
-    failure: str | None = None  # a camera failed mid-run (the arm was then parked, torque off)
-    seed: int | None = None  # --emulate: the cube's reset seed
-    success: bool | None = None  # --emulate: the sim's success check held for `settle` ticks
-    time_to_success_s: float | None = None
 
 
 # -- validation (nothing opened) ------------------------------------------------------------------
@@ -128,129 +109,6 @@ def load_policy(checkpoint: str | Path, cameras: list[str] | None):
     return policy
 
 
-# -- running --------------------------------------------------------------------------------------
-def run_episode(
-    arm: ServoArm,
-    controller: Callable[[dict], np.ndarray],
-    *,
-    fps: float,
-    max_steps: int,
-    realtime: bool,
-    park_pose: tuple[float, ...] | None = None,
-    on_step: Callable | None = None,
-) -> Episode:
-    """Connects `arm`, runs `controller` on it, and always leaves it parked with torque off.
-
-    A protective stop ends the episode with its reason; Ctrl-C is re-raised once the arm is safe.
-
-    Raises:
-      TorqueNotConfirmed: however the episode ended, if a servo did not read back torque off
-        (chained to the exception that ended it, if any).
-    """
-    box: dict[str, LoopStats] = {}
-    stop_reason = failure = None
-    try:
-        with arm:  # connect: torque on at the present pose; exit: park, torque off
-            print("arm connected, torque on: running the policy", file=sys.stderr, flush=True)
-            park_at_start(arm, park_pose)
-            try:
-                run_loop(
-                    arm,
-                    controller,
-                    fps=fps,
-                    max_steps=max_steps,
-                    realtime=realtime,
-                    on_step=on_step,
-                    on_stop=lambda s: box.setdefault("stats", s),
-                )
-            except ProtectiveStop as e:
-                stop_reason = str(e)
-                box["stats"].stopped_by = "protective stop"
-            except CameraError as e:  # a frozen view: stop acting on it, park, torque off
-                failure = f"camera error: {e}"
-                box["stats"].stopped_by = "camera error"
-            except KeyboardInterrupt as e:
-                done = box["stats"].summary() if "stats" in box else "0 ticks"
-                print(f"{signal_name(e)} after {done}; parking, then torque off", file=sys.stderr)
-                raise
-    except BaseException as e:
-        problem = torque_off_problem(arm)
-        if problem:
-            why = (
-                f"stopped by {signal_name(e)}"
-                if isinstance(e, KeyboardInterrupt)
-                else f"{type(e).__name__}: {e}"
-            )
-            raise TorqueNotConfirmed(f"{why}; {problem}") from e
-        raise
-    problem = torque_off_problem(arm)
-    if problem:
-        why = f"PROTECTIVE STOP: {stop_reason}" if stop_reason else failure or "the run ended"
-        raise TorqueNotConfirmed(f"{why}; {problem}")
-    return Episode(box["stats"], stop_reason, failure=failure)
-
-
-def print_report(episodes: list[Episode], policy, clock_note: str, out=None) -> None:
-    """Per-tick latency stats of all ticks, per-episode outcomes and the policy's retraces."""
-    out = out or sys.stdout
-    for i, ep in enumerate(episodes):
-        parts = [f"episode {i}"]
-        if ep.seed is not None:
-            parts.append(f"seed {ep.seed}")
-        if ep.success is not None:
-            parts.append(
-                f"success after {ep.time_to_success_s:.2f} s" if ep.success else "no success"
-            )
-        parts.append(ep.stats.summary())
-        if ep.stop_reason:
-            parts.append(f"PROTECTIVE STOP: {ep.stop_reason}")
-        if ep.failure:
-            parts.append(ep.failure)
-        print(": ".join(parts[:1]) + ": " + ", ".join(parts[1:]), file=out)
-    stats = episodes[-1].stats if len(episodes) == 1 else _merge([e.stats for e in episodes])
-    if len(episodes) > 1:
-        print(
-            f"latency over {len(episodes)} episodes (p50/p90/p99: tick-weighted means of the "
-            "episodes' percentiles):",
-            file=out,
-        )
-    for part in ("observation", "policy", "send", "tick"):
-        lat = stats.latency_ms.get(part)
-        if lat:
-            print(
-                f"  {part:>11} ms: p50 {lat['p50']:6.1f}  p90 {lat['p90']:6.1f}  "
-                f"p99 {lat['p99']:6.1f}  max {lat['max']:6.1f}",
-                file=out,
-            )
-    if any(e.success is not None for e in episodes):
-        k = sum(bool(e.success) for e in episodes)
-        print(f"success {k}/{len(episodes)} (sim success check)", file=out)
-    print(f"clock: {clock_note}", file=out)
-    print(f"policy retraces after warmup: {policy.retraces_after_warmup}", file=out)
-
-
-def _merge(all_stats: list[LoopStats]) -> LoopStats:
-    """Several episodes' stats in one: percentiles are tick-weighted means of the episodes'
-    (LoopStats keeps no raw samples), max is the max."""
-    merged = LoopStats(
-        ticks=sum(s.ticks for s in all_stats),
-        overruns=sum(s.overruns for s in all_stats),
-        wall_s=sum(s.wall_s for s in all_stats),
-    )
-    for part in all_stats[0].latency_ms:
-        rows = [(s.latency_ms[part], s.ticks) for s in all_stats if s.latency_ms.get(part)]
-        w = np.array([t for _, t in rows], float)
-        merged.latency_ms[part] = {
-            k: (
-                float(max(r[k] for r, _ in rows))
-                if k == "max"
-                else float(np.average([r[k] for r, _ in rows], weights=w))
-            )
-            for k in rows[0][0]
-        }
-    return merged
-
-
 def deploy_emulated(
     policy,
     *,
@@ -282,7 +140,7 @@ def deploy_emulated(
     """
     from act_jax.execution import make_executor
 
-    rig = EmulatedFollower(
+    world = EmulatedFollower(
         robot,
         calibration,
         image_size=policy.image_size,
@@ -290,36 +148,21 @@ def deploy_emulated(
         clock=clock,
         fps=fps,
     )
-    rig.start()
-    if on_emulator is not None:
-        on_emulator(rig.emu)
-    results = []
+    world.start()
     try:
-        arm = rig.arm()
-        for i in range(episodes):
-            rig.reset(seed + i)
-            held = HeldFor(settle_steps, fps)
-
-            def on_step(t, observation, action, sent, held=held):
-                rig.tick()
-                return held.update(t, rig.success())
-
-            ep = run_episode(
-                arm,
-                policy.as_controller(make_executor(execution)),
-                fps=fps,
-                max_steps=max_steps,
-                realtime=rig.vclock is None,
-                park_pose=park_pose,
-                on_step=on_step,
-            )
-            ep.seed, ep.success, ep.time_to_success_s = seed + i, held.done, held.time_s
-            results.append(ep)
-            if ep.stop_reason or ep.failure:
-                break
+        if on_emulator is not None:
+            on_emulator(world.emu)
+        return run_trials(
+            world,
+            lambda: policy.as_controller(make_executor(execution)),
+            episodes=episodes,
+            seed=seed,
+            max_steps=max_steps,
+            settle_steps=settle_steps,
+            park_pose=park_pose,
+        )
     finally:
-        rig.stop()
-    return results
+        world.stop()
 
 
 def deploy_real(
@@ -333,13 +176,14 @@ def deploy_real(
     fps: float,
     max_steps: int,
     park_pose: tuple[float, ...] | None = None,
-    width: int | None = None,
-    height: int | None = None,
+    camera_size: tuple[int, int] | None = None,
 ) -> list[Episode]:
-    """Opens the cameras, then the arm, and runs one episode in real time."""
+    """Opens the cameras (at `camera_size`, HxW, if given), then the arm, and runs one episode
+    in real time."""
     from act_jax.execution import make_executor
 
-    cams = open_cameras(cameras, width, height, fps)
+    h, w = camera_size or (None, None)
+    cams = open_cameras(cameras, w, h, fps)
     try:
         arm = ServoArm(robot, port, calibration, cameras=cams)
         return [
@@ -359,7 +203,7 @@ def deploy_real(
 # -- CLI ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m hardware.deploy",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -379,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--camera-size",
         default=None,
-        help="WIDTHxHEIGHT to request from the cameras (default: theirs)",
+        help="HEIGHTxWIDTH to request from the cameras, e.g. 480x640 (default: theirs; the "
+        "old WIDTHxHEIGHT spelling, e.g. 640x480, is still read, with a warning)",
     )
     p.add_argument(
         "--execution",
@@ -433,8 +278,32 @@ def main(argv=None) -> int:
         return EXIT_USAGE
 
 
-def _main(args) -> int:
-    # 1. Everything checked before anything opens.
+@dataclasses.dataclass
+class Plan:
+    """A deployment's checked arguments: what `_run` opens and drives."""
+
+    profile: object  # ArmProfile
+    calibration: ArmCalibration | None
+    cameras: dict[str, int | str] | None
+    camera_size: tuple[int, int] | None  # HxW
+    park_pose: tuple[float, ...] | None
+    policy: object
+    execution: str
+    max_steps: int
+
+
+def _camera_size(text: str | None) -> tuple[int, int] | None:
+    """--camera-size as HxW; the old WIDTHxHEIGHT spelling is read with a warning."""
+    if not text:
+        return None
+    try:
+        return parse_camera_size(text, warn=lambda m: warn_once(PROG, f"--camera-size: {m}"))
+    except ValueError as e:
+        raise DeployError(f"--camera-size: {e}") from None
+
+
+def check(args) -> Plan:
+    """Every argument checked, and the policy loaded, before anything opens."""
     profile = get_profile(args.robot)
     if args.emulate:
         for flag in ("port", "cameras", "camera_size"):
@@ -452,72 +321,67 @@ def _main(args) -> int:
     if args.execution is not None:
         check_execution(args.execution)
     calib = load_calibration(args.calibration, profile.name) if args.calibration else None
-    cameras = None
-    if args.cameras:
-        cameras = camera_spec_arg(args.cameras)
-    size = None
-    if args.camera_size:
-        try:
-            size = tuple(int(v) for v in args.camera_size.lower().split("x"))
-        except ValueError:
-            size = ()
-        if len(size) != 2 or min(size) <= 0:
-            raise DeployError(f"--camera-size {args.camera_size!r}: expected WIDTHxHEIGHT")
+    cameras = camera_spec_arg(args.cameras) if args.cameras else None
+    size = _camera_size(args.camera_size)
     park_pose = parse_park_pose(args.park_pose)
     policy = load_policy(args.checkpoint, None if cameras is None else list(cameras))
     cfg = policy.config
     execution = args.execution or check_execution(cfg.eval.get("execution", "ensemble:0.01"))
     max_steps = args.max_steps or int(cfg.eval.get("max_steps", 400))
+    return Plan(profile, calib, cameras, size, park_pose, policy, execution, max_steps)
 
-    # 2. Compile before torque goes on.
-    t0 = time.perf_counter()
-    policy.warmup()
-    print(
-        f"policy: {args.checkpoint} (step {policy.step}, cameras {list(policy.cameras)}, "
-        f"images {policy.image_size}), compiled in {time.perf_counter() - t0:.1f} s; "
-        f"execution {execution}"
-    )
 
-    # 3. Run.
-    try:
-        if args.emulate:
-            episodes = deploy_emulated(
-                policy,
-                robot=profile.name,
-                calibration=calib,
-                execution=execution,
-                episodes=args.episodes,
-                seed=args.seed,
-                fps=args.fps,
-                max_steps=max_steps,
-                clock=args.clock,
-                park_pose=park_pose,
-                on_emulator=lambda emu: print(
-                    f"emulated {profile.name} on {emu.port} "
-                    "(servo emulator + MuJoCo arm, cube and box)"
-                ),
-            )
-            note = (
+def _run(args, plan: Plan) -> tuple[list[Episode], str]:
+    """Runs the episodes (emulated, or the real arm); returns them and the clock's note."""
+    name = plan.profile.name
+    if args.emulate:
+        episodes = deploy_emulated(
+            plan.policy,
+            robot=name,
+            calibration=plan.calibration,
+            execution=plan.execution,
+            episodes=args.episodes,
+            seed=args.seed,
+            fps=args.fps,
+            max_steps=plan.max_steps,
+            clock=args.clock,
+            park_pose=plan.park_pose,
+            on_emulator=lambda emu: print(
+                f"emulated {name} on {emu.port} (servo emulator + MuJoCo arm, cube and box)"
+            ),
+        )
+        if args.clock == "virtual":
+            return episodes, (
                 f"virtual (emulated time advances 1/{args.fps:g} s per tick; wall time is "
                 "this CPU's)"
-                if args.clock == "virtual"
-                else "real (wall clock)"
             )
-        else:
-            episodes = deploy_real(
-                policy,
-                robot=profile.name,
-                port=args.port,
-                calibration=calib,
-                cameras=cameras,
-                execution=execution,
-                fps=args.fps,
-                max_steps=max_steps,
-                park_pose=park_pose,
-                width=size[0] if size else None,
-                height=size[1] if size else None,
-            )
-            note = "real (wall clock)"
+        return episodes, "real (wall clock)"
+    episodes = deploy_real(
+        plan.policy,
+        robot=name,
+        port=args.port,
+        calibration=plan.calibration,
+        cameras=plan.cameras,
+        execution=plan.execution,
+        fps=args.fps,
+        max_steps=plan.max_steps,
+        park_pose=plan.park_pose,
+        camera_size=plan.camera_size,
+    )
+    return episodes, "real (wall clock)"
+
+
+def _main(args) -> int:
+    plan = check(args)  # 1. everything checked before anything opens
+    t0 = time.perf_counter()
+    plan.policy.warmup()  # 2. compile before torque goes on
+    print(
+        f"policy: {args.checkpoint} (step {plan.policy.step}, cameras "
+        f"{list(plan.policy.cameras)}, images {plan.policy.image_size}), compiled in "
+        f"{time.perf_counter() - t0:.1f} s; execution {plan.execution}"
+    )
+    try:
+        episodes, note = _run(args, plan)  # 3. run
     except TorqueNotConfirmed as e:
         print(f"deploy: {e}", file=sys.stderr)
         return EXIT_TORQUE
@@ -526,19 +390,20 @@ def _main(args) -> int:
             f"stopped by {signal_name(e)}: the arm was left parked with torque off", file=sys.stderr
         )
         return exit_status(e)
-    except CameraError as e:
+    except CameraError as e:  # a camera did not open: the arm was never connected
         print(f"deploy: camera error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except MotorBusError as e:  # the arm did not connect (torque was left off) or the bus failed
         print(f"deploy: servo bus error: {e}", file=sys.stderr)
-        return 1
-    print_report(episodes, policy, note)
+        return EXIT_ERROR
+    print_report(episodes, note)
+    print(f"policy retraces after warmup: {plan.policy.retraces_after_warmup}")
     failed = [e.failure for e in episodes if e.failure]
     if failed:
         print(
             f"deploy: {failed[0]}; parked, torque off (read back from every servo)", file=sys.stderr
         )
-        return 1
+        return EXIT_ERROR
     stopped = [e.stop_reason for e in episodes if e.stop_reason]
     if stopped:
         print(

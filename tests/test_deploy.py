@@ -90,6 +90,10 @@ def goal_units(emu, calib):
         ),
         (["--cameras", "top=0,lateral=1", "--robot", "koch"], "is for a 'so101' arm, not 'koch'"),
         (
+            ["--cameras", "top=0,lateral=1", "--camera-size", "480by640"],
+            "--camera-size: image size '480by640': expected HxW",
+        ),
+        (
             ["--cameras", "top=0,lateral=1", "--checkpoint", "/nonexistent/run"],
             "--checkpoint /nonexistent/run: no such directory",
         ),
@@ -448,6 +452,20 @@ def test_a_camera_that_goes_stale_mid_run_parks_and_turns_torque_off(
     line = err.strip().splitlines()[-1]
     assert "camera 'lateral'" in line and "ms old" in line and "the capture stopped" in line
     assert "parked, torque off (read back from every servo)" in line
+
+
+def test_camera_size_is_hxw_and_the_old_spelling_still_reads_with_a_warning():
+    from hardware.conventions import parse_camera_size
+
+    warned = []
+    assert parse_camera_size("480x640", warned.append) == (480, 640) and warned == []
+    assert parse_camera_size("640x480", warned.append) == (480, 640)  # WIDTHxHEIGHT, as it was
+    assert warned == [
+        "camera size '640x480' read as the old WIDTHxHEIGHT spelling, i.e. 480x640 "
+        "(HxW); write 480x640: sizes are HEIGHTxWIDTH everywhere"
+    ]
+    with pytest.raises(ValueError, match="expected HxW"):
+        parse_camera_size("640")
 
 
 @pytest.mark.parametrize(
