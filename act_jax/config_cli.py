@@ -89,6 +89,7 @@ def flags_parser(prog: str) -> Callable[[list[str]], list[str]]:
         from absl import flags
 
         argv = renamed_flags(argv, prog)
+        sys.argv[1:] = argv[1:]  # config_flags finds the override flags to define in sys.argv
         try:
             rest = flags.FLAGS(argv)
             config = flags.FLAGS["config"].value

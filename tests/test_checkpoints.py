@@ -188,3 +188,20 @@ def test_evaluate_cli_names_a_missing_checkpoint_and_bad_counts(tmp_path, capsys
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_refuses_a_bad_spec_for_a_real_checkpoint_before_writing(tmp_path, capsys):
+    from act_jax import evaluate
+
+    run = tmp_path / "run"
+    _two_policy_steps(run)
+    for spec, message in (
+        (dict(execution="ensemble:-1000"), "ensemble"),
+        (dict(distribution="nowhere"), "nowhere"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            evaluate.evaluate_checkpoint(run, episodes=1, videos=0, progress=False, **spec)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--checkpoint", str(run), "--execution", "ensemble:-1000"])
+    assert e.value.code == 2 and "argument --execution" in capsys.readouterr().err
+    assert not (run / "eval").exists()  # no empty eval/<name> for a run that never started

@@ -4,6 +4,7 @@ position embeddings, and that a tiny model overfits one batch.
 The seed-size checks use `jax.eval_shape` (abstract init/apply), so nothing big is computed.
 """
 
+import dataclasses
 import functools
 import math
 
@@ -18,6 +19,7 @@ from act_jax import intermediates as im
 from act_jax.model import ACT, ACTConfig, act_loss, count_params, dummy_inputs, init_variables
 from act_jax.resnet import feature_shape
 from act_jax.transformer import sine_table_1d, sine_table_2d
+from configs import seed
 
 SEED = ACTConfig(
     cameras=("top", "lateral"),
@@ -53,6 +55,7 @@ TINY = ACTConfig(
 # frozen nn.Parameters inside the policy (mean+std of state 12, action 12+12, two cameras 2*6).
 LEROBOT_ACT_PARAMS = 51_597_190
 OLD_LEROBOT_NORMALIZATION_PARAMS = 12 + 12 + 12 + 2 * 6
+SEED_PARAMS = 47_264_006  # configs/seed.py: the same with 3 encoder layers (README's figure)
 
 
 def abstract_variables(config, batch_size=1):
@@ -103,13 +106,17 @@ def test_seed_config_feature_map_tokens_and_param_count():
     flat = im.flatten(captured["intermediates"])
     assert flat["backbone/top"].shape == (1, 15, 20, 512)
     assert flat["encoder/input_tokens"].shape == (1, 602, 512)  # 1 + 1 + 300 + 300
-    n_seed = count_params(variables["params"])
-    print(f"seed ACT (3 encoder layers): {n_seed:,} params")
-    # One encoder layer (self-attn + FFN + 2 LayerNorms) at D 512 / FFN 3200:
+    # configs/seed.py builds this same architecture (the model fields that size it).
+    assert ACTConfig.from_config(seed.get_config().model) == SEED
+    # The seed config has 3 encoder layers, as the seed project's write-up says. One encoder
+    # layer (self-attention, FFN, 2 LayerNorms) at D 512 / FFN 3200 is 4,333,184 parameters.
     layer = 4 * 512 * 512 + 4 * 512 + 2 * 512 * 3200 + 3200 + 512 + 4 * 512
-    four_layers = ACTConfig(**{**SEED.__dict__, "n_encoder_layers": 4})
-    assert count_params(abstract_variables(four_layers)["params"]) == n_seed + layer
-    assert n_seed + layer == LEROBOT_ACT_PARAMS
+    assert layer == 4_333_184
+    assert count_params(variables["params"]) == SEED_PARAMS == LEROBOT_ACT_PARAMS - layer
+    # With LeRobot's 4 encoder layers (what the seed project's config file set): LeRobot's count,
+    # 51.6M, and the seed notebook's 51,597,238 with old LeRobot's normalisation buffers.
+    four_layers = dataclasses.replace(SEED, n_encoder_layers=4)
+    assert count_params(abstract_variables(four_layers)["params"]) == LEROBOT_ACT_PARAMS
     assert LEROBOT_ACT_PARAMS + OLD_LEROBOT_NORMALIZATION_PARAMS == 51_597_238
 
 

@@ -150,13 +150,15 @@ def test_wrong_image_size_names_camera_and_shapes(dataset_dir, tmp_path):
     config = tiny_config(dataset_dir)
     config.model.image_size = (64, 48)
     with pytest.raises(ValueError, match=r"camera 'top' frames are \(32, 32, 3\).*\(64, 48, 3\)"):
-        train.train_and_evaluate(config, tmp_path)
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # data that cannot be used leaves no workdir
 
 
 def test_missing_dataset_names_the_path(tmp_path):
     config = tiny_config(tmp_path / "no_such_dataset")
     with pytest.raises(FileNotFoundError, match="no_such_dataset"):
         train.train_and_evaluate(config, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
 
 
 def test_empty_episode_directory_is_a_clear_error(tmp_path):
@@ -298,10 +300,17 @@ def test_metrics_after_a_crash_are_not_repeated_on_resume(straight_run, dataset_
     with pytest.raises(train.TrainingInterrupted):
         train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
     # A crash after the step-2 checkpoint: steps 3 and 4 were logged, the last line cut short.
+    before = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert before and all(r["step"] <= 2 for r in before)
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"step": 3, "train/loss": 9.0}\n{"step": 4, "train/loss": 9.0}\n{"step": 4, "tr')
     train.train_and_evaluate(config, tmp_path, eval_fn=interrupt_at_2)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # The rows up to the restored step as they were, then only rows the resumed run wrote.
+    assert rows[: len(before)] == before
+    first = rows[len(before)]
+    assert first["step"] == 3 and first.get("train/loss") != 9.0  # trained again, not the crash's
+    assert all(r["step"] > 2 for r in rows[len(before) :]) and rows[-1]["step"] == 4
     keys = [(r["step"], k) for r in rows for k in r if k != "step"]
     assert len(keys) == len(set(keys))  # each step's metric once
     comparable = lambda m: {k: v for k, v in m.items() if k[1] != "train/steps_per_s"}
