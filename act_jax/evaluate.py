@@ -77,6 +77,7 @@ class Episode:
     grasp_point: np.ndarray | None  # (3,) see `Rollout.grasp_point`
     grasp_target: np.ndarray | None  # (3,) see `Rollout.grasp_target`
     frames: dict[str, list[np.ndarray]] | None  # camera -> (H, W, 3) frames, when recorded
+    stats: object = None  # the control loop's `LoopStats` (ticks, per-part latencies)
 
 
 def path_safe(name: str) -> str:
@@ -147,7 +148,7 @@ def rollout(
     stats = run_loop(
         robot, timed_policy, fps=robot.fps, max_steps=max_steps, realtime=False, on_step=on_step
     )
-    return Episode(held.done, stats.ticks, held.time_s, latencies, grasp, target, frames)
+    return Episode(held.done, stats.ticks, held.time_s, latencies, grasp, target, frames, stats)
 
 
 def _listed(v: np.ndarray | None) -> list[float] | None:
@@ -172,7 +173,7 @@ def run_rollouts(
     Args:
       make_policy: returns a fresh per-episode policy callable, observation -> (6,) action (it owns
         its executor state, so it must be rebuilt or reset for every episode).
-      robot: a `hardware.sim` robot (reset(seed=..., location=...), success(), cube_pose()).
+      robot: a connected `hardware.sim.SimRobot` (a `Robot` that is also a `SimTask`).
       episodes: number of rollouts; episode i resets with seed `seed + i`.
       max_steps: ticks before a rollout counts as a failure.
       settle_steps: success must hold for this many consecutive ticks.
@@ -309,7 +310,8 @@ def make_train_eval_fn(config, workdir: str | Path):
     Returns `eval_fn(state, step) -> {"success_rate", "ci95_low", "ci95_high"}` over
     `config.eval.episodes` sim rollouts (seeds from `config.eval.seed`, so every evaluation of a
     run sees the same cube poses). The sim and the jitted policy are built once, on first use;
-    later calls only swap in the new weights, so nothing recompiles.
+    later calls only swap in the new weights (`Policy.load_weights`), so nothing recompiles.
+    The sim's renderer is opened for each evaluation and closed after it.
     """
     from act_jax.model import ACT, ACTConfig
     from act_jax.normalization import NormStats
@@ -330,18 +332,18 @@ def make_train_eval_fn(config, workdir: str | Path):
                 image_size=tuple(config.model.image_size),
                 cameras=tuple(config.model.cameras),
                 distribution=ev.get("distribution", "uniform"),
-            ).__enter__()
+            )
         policy, robot = held["policy"], held["robot"]
-        policy.variables = {"params": state.params, "batch_stats": state.batch_stats}
-        policy.step = step
-        rollouts = run_rollouts(
-            lambda: policy.as_controller(make_executor(execution)),
-            robot,
-            episodes=ev.episodes,
-            seed=ev.seed,
-            max_steps=ev.get("max_steps", 400),
-            progress=False,
-        )
+        policy.load_weights({"params": state.params, "batch_stats": state.batch_stats}, step)
+        with robot:
+            rollouts = run_rollouts(
+                lambda: policy.as_controller(make_executor(execution)),
+                robot,
+                episodes=ev.episodes,
+                seed=ev.seed,
+                max_steps=ev.get("max_steps", 400),
+                progress=False,
+            )
         s = summarize(rollouts)
         tqdm.write(
             f"step {step}: sim success {s['successes']}/{s['episodes']} "

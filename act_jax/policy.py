@@ -70,6 +70,11 @@ class Policy:
         model = ACT(ACTConfig.from_config(config.model))
         return cls(model, variables, config, norm_stats, step=-1 if step is None else step)
 
+    def load_weights(self, variables: dict, step: int = -1) -> None:
+        """Swaps in other weights of the same model ({"params", "batch_stats"}, e.g. a training
+        state's): the jitted prediction is reused, nothing recompiles."""
+        self.variables, self.step = variables, step
+
     def _batch(self, observation: dict) -> tuple[dict, np.ndarray]:
         images = observation.get("images", {})
         missing = [c for c in self.cameras if c not in images]

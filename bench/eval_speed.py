@@ -3,11 +3,12 @@
     .venv/bin/python bench/eval_speed.py                       # configs/sim_default.py
     .venv/bin/python bench/eval_speed.py --config seed --episodes 2 --ticks 60
 
-Runs `act_jax.evaluate.run_rollouts` with the config's ACT (freshly initialised: speed does not
-depend on the weights) in the MuJoCo sim at the config's camera size, for each execution
-strategy, and reports ticks/s and where a tick's time goes (render + observation, policy, physics
-+ send), from the control loop's own latency measurements. The policy is warmed up first, so
-compile time is excluded (and reported separately). Peak RSS is reported too.
+Runs `act_jax.evaluate.rollout` episode by episode (as `run_rollouts` does) with the config's
+ACT (freshly initialised: speed does not depend on the weights) in the MuJoCo sim at the config's
+camera size, for each execution strategy, and reports ticks/s and where a tick's time goes
+(render + observation, policy, physics + send), from the control loop's own latency
+measurements (each rollout returns its `LoopStats`). The policy is warmed up first, so compile
+time is excluded (and reported separately). Peak RSS is reported too.
 Results: bench/results/eval_speed.json.
 """
 
@@ -41,12 +42,11 @@ def main(argv=None):
     import jax
     import numpy as np
 
-    from act_jax.evaluate import run_rollouts
+    from act_jax.evaluate import rollout
     from act_jax.execution import make_executor
     from act_jax.model import ACT, ACTConfig, init_variables
     from act_jax.normalization import NormStats
     from act_jax.policy import Policy
-    from hardware import control_loop
     from hardware.sim import SimRobot
 
     config = importlib.import_module(f"configs.{args.config}").get_config()
@@ -58,32 +58,19 @@ def main(argv=None):
     policy.warmup()
     compile_s = time.perf_counter() - t0
 
-    # Keep the control loop's own per-part latencies of every rollout.
-    loop_stats = []
-    run_loop = control_loop.run_loop
-
-    def recording_loop(*a, **k):
-        stats = run_loop(*a, **k)
-        loop_stats.append(stats)
-        return stats
-
-    control_loop.run_loop = recording_loop
     records = []
     with SimRobot(
         image_size=tuple(config.model.image_size), cameras=tuple(config.model.cameras)
     ) as robot:
         for spec in args.executions.split(","):
-            loop_stats.clear()
+            loop_stats, ticks = [], 0
             t0 = time.perf_counter()
-            rollouts = run_rollouts(
-                lambda s=spec: policy.as_controller(make_executor(s)),
-                robot,
-                episodes=args.episodes,
-                max_steps=args.ticks,
-                progress=False,
-            )
+            for i in range(args.episodes):
+                robot.reset(seed=1000 + i)  # run_rollouts' default seeds
+                ep = rollout(robot, policy.as_controller(make_executor(spec)), max_steps=args.ticks)
+                loop_stats.append(ep.stats)
+                ticks += ep.ticks
             wall = time.perf_counter() - t0
-            ticks = sum(r.steps for r in rollouts)
             parts = {
                 k: float(np.mean([s.latency_ms[k]["mean"] for s in loop_stats]))
                 for k in ("observation", "policy", "send", "tick")
