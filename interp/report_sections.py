@@ -375,11 +375,41 @@ LOOKUP_STUDY = Study(
     help="add the section of an interp.lookup_study run (its --out directory)",
 )
 
+
+def _load_snap(directory: Path) -> tuple[dict, Any]:
+    doc = json.loads((directory / "snap.json").read_text())
+    png = (directory / "snap.png").read_bytes()
+    numbers = {
+        "dir": str(directory),
+        "snap_site": doc["snap_site"],
+        "mlp_rule": doc["mlp_rule"],
+        "calibration_valid": doc["calibration"]["valid"],
+    }
+    return numbers, (doc, png)
+
+
+def snap_section(page: Page, report: ReportData) -> None:
+    """Where along lines between training places the activations snap (`interp.snap`)."""
+    from interp import snap
+
+    doc, png = report.studies["snap"]
+    snap.add_section(page, doc, png)
+
+
+SNAP = Study(
+    flag="--snap",
+    needs="snap.json",
+    made_by="python -m interp.snap --out DIR",
+    load=_load_snap,
+    help="add the section of an interp.snap run (its --out directory)",
+)
+
 register(Section("checkpoint", 10, checkpoint_section))
 register(Section("claim_1", 20, claim_1_section))
 register(Section("claim_2", 21, claim_2_section))
 register(Section("attention", 30, attention_section))
 register(Section("claim_3", 40, claim_3_section))
 register(Section("lookup_study", 50, lookup_study_section, study=LOOKUP_STUDY))
+register(Section("snap", 55, snap_section, study=SNAP))
 register(Section("trees", 90, trees_section))
 register(Section("reproduce", 100, reproduce_section))
