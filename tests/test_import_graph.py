@@ -1,12 +1,14 @@
 """The import graph runs one way (DESIGN.md, "The house"), checked from the source with `ast`.
 
 No module is imported to build the graph, and imports inside functions count as much as those
-at the top of a file (a late import still is an edge). Checked:
+at the top of a file (a late import still is an edge), as do dynamic imports: a constant name
+given to `importlib.import_module`, and, in a module that imports computed names (a lazy
+`__getattr__` over a table of module names), every string in it that names a module. Checked:
 
 - no cycle between modules, and none between the packages `act_jax`, `interp`, `hardware`,
   `act_jax_datasets` (the `datasets/` folder), the deploy app aside (`APPS_ON_TOP`);
 - `hardware` imports neither `act_jax` (except the deploy app, `hardware.deploy`) nor
-  `act_jax_datasets`, nor Hugging Face's `datasets`;
+  `act_jax_datasets`, nor Hugging Face's `datasets`, nor `interp`;
 - `act_jax` imports neither `interp` nor the recorder (`hardware.record`,
   `hardware.recording.recorder`);
 - inside `hardware`, each layer imports only layers below it (`LAYERS`); `motors` imports
@@ -90,19 +92,42 @@ def _targets(node: ast.AST, module: str, is_package: bool) -> list[str]:
     return [base] + [f"{base}.{a.name}" for a in node.names]
 
 
+def _is_import_module(node: ast.AST) -> bool:
+    f = node.func if isinstance(node, ast.Call) else None
+    return (isinstance(f, ast.Attribute) and f.attr == "import_module") or (
+        isinstance(f, ast.Name) and f.id in ("import_module", "__import__")
+    )
+
+
+def _dynamic_targets(tree: ast.AST, mods) -> list[str]:
+    """Modules reached by `import_module`: constant names, and, where a name is computed, every
+    string constant of the module that names one of `mods`."""
+    calls = [n for n in ast.walk(tree) if _is_import_module(n) and n.args]
+    found = [c.args[0].value for c in calls if isinstance(c.args[0], ast.Constant)]
+    if any(not isinstance(c.args[0], ast.Constant) for c in calls):
+        found += [
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in mods
+        ]
+    return [t for t in found if isinstance(t, str)]
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """{module: names it imports}: internal modules resolved, other names kept as written."""
     mods = modules(root)
     graph: dict[str, set[str]] = {}
     for name, path in mods.items():
         edges = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            for target in _targets(node, name, path.name == "__init__.py"):
-                # `from pkg import sub` reaches the submodule; `from mod import f` the module.
-                while target and target not in mods and "." in target:
-                    target = target.rsplit(".", 1)[0]
-                if target and target != name:
-                    edges.add(target)
+        tree = ast.parse(path.read_text(), str(path))
+        is_package = path.name == "__init__.py"
+        reached = [t for node in ast.walk(tree) for t in _targets(node, name, is_package)]
+        for target in reached + _dynamic_targets(tree, mods):
+            # `from pkg import sub` reaches the submodule; `from mod import f` the module.
+            while target and target not in mods and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target and target != name:
+                edges.add(target)
         graph[name] = edges
     return graph
 
@@ -173,6 +198,8 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                     bad.append(f"{m} imports {t}: hardware knows no ACT (only hardware.deploy)")
                 if _under(t, ("act_jax_datasets", "datasets")):
                     bad.append(f"{m} imports {t}: hardware never imports datasets")
+                if _under(t, ("interp",)):
+                    bad.append(f"{m} imports {t}: hardware never imports interp")
                 lm, lt = layer_of(m), layer_of(t)
                 if lm and lt and lm != lt and LAYERS[lt][0] >= LAYERS[lm][0]:
                     bad.append(f"{m} ({lm}) imports {t} ({lt}): layers import only downwards")
@@ -188,6 +215,8 @@ def test_the_import_graph_runs_one_way():
     graph = import_graph(ROOT)
     assert "hardware.motors.bus" in graph and "act_jax.train" in graph  # the walk found them
     assert "hardware.arms.calibration" in graph["hardware.arms.servo_arm"]
+    assert "hardware.sim.robot" in graph["hardware.sim"]  # the lazy exports are edges too
+    assert "act_jax.execution" in graph["hardware.deploy"]  # imported inside a function
     assert violations(graph) == []
 
 
@@ -236,3 +265,30 @@ def test_the_checker_finds_planted_violations(tmp_path):
         "act_jax.data imports hardware.recording.recorder: act_jax never imports the recorder",
     ):
         assert expected in found, f"missing {expected!r} in:\n{found}"
+
+
+def test_dynamic_imports_are_edges_and_hardware_never_imports_interp(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "hardware/__init__.py": "",
+            "hardware/cameras/__init__.py": (
+                "import importlib\n"
+                "NAMES = {'a': 'interp.report', 'b': 'hardware.cameras.cv'}\n"
+                "def __getattr__(n):\n"
+                "    return importlib.import_module(NAMES[n])\n"
+            ),
+            "hardware/cameras/cv.py": (
+                "import importlib\ndef f():\n    importlib.import_module('hardware.sim.robot')\n"
+            ),
+            "hardware/sim/__init__.py": "",
+            "hardware/sim/robot.py": "",
+            "interp/__init__.py": "",
+            "interp/report.py": "",
+        },
+    )
+    graph = import_graph(tmp_path)
+    assert graph["hardware.cameras"] >= {"interp.report", "hardware.cameras.cv"}
+    found = "\n".join(violations(graph))
+    assert "hardware.cameras imports interp.report: hardware never imports interp" in found
+    assert "hardware.cameras.cv (cameras) imports hardware.sim.robot (sim)" in found
