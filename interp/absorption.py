@@ -48,6 +48,7 @@ import numpy as np
 
 from interp import claims
 from interp.ablation import ablate, attention_sites, knock_out_keys
+from interp.batches import in_batches
 from interp.hooks import run_with_patches
 from interp.shards import Collection
 from interp.tokens import TokenIndex
@@ -134,21 +135,6 @@ def interventions(model_config, tokens: TokenIndex, input_tokens: np.ndarray, se
         ),
         f"control_pixel_{label}_key_out_cross_attn": knock_out_keys(cross, [pixel]),
     }
-
-
-def in_batches(fn, batch: Mapping, size: int) -> np.ndarray:
-    """fn(sub-batch) -> (b, ...) over `batch` in fixed-size pieces (the last one padded)."""
-    n = len(batch["state"])
-    size = min(size, n)
-    out = []
-    for start in range(0, n, size):
-        rows = np.minimum(np.arange(start, start + size), n - 1)
-        sub = {
-            "images": {c: v[rows] for c, v in batch["images"].items()},
-            "state": batch["state"][rows],
-        }
-        out.append(np.asarray(fn(sub))[: min(size, n - start)])
-    return np.concatenate(out)
 
 
 def action_changes(

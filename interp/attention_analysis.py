@@ -15,7 +15,6 @@ From python (what `interp.report` calls):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from act_jax import intermediates as im
 from interp import attention as A
 from interp import overlays
 from interp.ablation import attention_sites
+from interp.batches import padded, take
 from interp.tokens import TokenIndex
 
 ALL = "all frames"
@@ -52,18 +52,9 @@ def _collect(model, variables, batch, tokens, batch_size):
     """Runs the model in mini-batches; per-frame statistics, rollouts and maps, concatenated."""
     enc, dec = weight_sites(model.config)
     n = len(batch["state"])
-    size = min(batch_size, n)
     parts: list[dict] = []
-    for start in range(0, n, size):
-        # The last mini-batch is padded with its final frame to the same size, so the model is
-        # compiled once (a minute for the seed architecture), and the padding cut off after.
-        rows = np.minimum(np.arange(start, start + size), n - 1)
-        sub = {
-            "images": {c: np.asarray(v)[rows] for c, v in batch["images"].items()},
-            "state": np.asarray(batch["state"])[rows],
-        }
-        keep = min(size, n - start)
-        captured = im.run_with_cache(model, variables, sub, enc + dec)
+    for rows, keep in padded(n, min(batch_size, n)):
+        captured = im.run_with_cache(model, variables, take(batch, rows), enc + dec)
         cache = {k: np.asarray(v)[:keep] for k, v in captured.items()}
         rollout = A.encoder_rollout([cache[s] for s in enc])  # (b, N, N)
         part = {s: A.site_stats(cache[s], tokens) for s in enc + dec}
@@ -255,9 +246,10 @@ def frames_from_dataset(dataset_dir, config, norm_stats, n_frames: int):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from hardware.arguments import int_in
+    from interp import cli
+
+    p = cli.parser("interp.attention_analysis", __doc__)
     p.add_argument("--checkpoint", required=True, help="training workdir (or its checkpoints/)")
     p.add_argument("--out", required=True, help="directory for attention.json and the PNGs")
     p.add_argument(
@@ -265,25 +257,20 @@ def main(argv=None) -> int:
         default=None,
         help="an act_episodes dataset directory (default: the checkpoint config's)",
     )
-    p.add_argument("--frames", type=int, default=96, help="evenly spaced frames to analyse")
-    p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    p.add_argument("--frames", type=int_in(1), default=96, help="evenly spaced frames to analyse")
+    p.add_argument("--batch-size", type=int_in(1), default=16, help="frames per forward pass")
     args = p.parse_args(argv)
-    if args.frames < 1 or args.batch_size < 1:
-        p.error("--frames and --batch-size must be >= 1")
-    from act_jax.checkpoints import load_policy_params
-    from act_jax.data import dataset_dir_for
+    from interp.collect import dataset_for, load_network
 
-    try:
-        model, variables, config, norm_stats = load_policy_params(args.checkpoint)
-    except FileNotFoundError as e:
-        p.error(f"--checkpoint: {e}")
-    dataset = Path(args.dataset) if args.dataset else dataset_dir_for(config.data)
-    if not (dataset / "dataset_info.json").exists():
-        p.error(f"--dataset: no act_episodes dataset at {dataset} (dataset_info.json missing)")
-    batch, meta = frames_from_dataset(dataset, config, norm_stats, args.frames)
-    tokens = TokenIndex.for_config(config.model)
+    with cli.expected_errors(p, args, "--checkpoint"):
+        net = load_network(args.checkpoint)
+    with cli.expected_errors(p, args, "--dataset"):
+        dataset = dataset_for(net, args.dataset)
+    with cli.expected_errors(p, args):
+        batch, meta = frames_from_dataset(dataset, net.config, net.norm_stats, args.frames)
+    tokens = TokenIndex.for_config(net.config.model)
     summary, pngs = analyse_attention(
-        model, variables, batch, tokens, meta["phase"], batch_size=args.batch_size
+        net.model, net.variables, batch, tokens, meta["phase"], batch_size=args.batch_size
     )
     summary.update(
         checkpoint=str(args.checkpoint),

@@ -32,7 +32,6 @@ rounding: `init_variables` compiles without XLA's optimisations).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import sys
@@ -47,6 +46,7 @@ from tqdm import tqdm
 from act_jax import intermediates as im
 from act_jax.data import PngFrames, png_source, read_example
 from act_jax.normalization import NormStats
+from interp.batches import padded, take
 from interp.labels import LABELS, PHASES, episode_labels
 from interp.shards import ShardWriter, file_name
 from interp.tokens import TokenIndex
@@ -202,6 +202,13 @@ def check_names(
     return tuple(dict.fromkeys(names))
 
 
+def model_inputs(network: Network, images: Mapping, state: np.ndarray) -> dict:
+    """{"images", "state"} as the network takes them: the state (B, S) in dataset units is
+    normalised with the checkpoint's statistics exactly as `act_jax.policy.Policy` does."""
+    state = network.norm_stats.normalize_state(np.asarray(state)).astype(np.float32)
+    return {"images": dict(images), "state": state}
+
+
 def _runner(network: Network, names: tuple[str, ...], batch_size: int):
     """batch -> ({name: (b, ...) numpy}, (b, C, A) predicted chunk in dataset units)."""
     capture = tuple(sorted(set(names) | {"actions"}))
@@ -209,16 +216,86 @@ def _runner(network: Network, names: tuple[str, ...], batch_size: int):
 
     def run(batch: dict):
         n = len(batch["labels"]["frame"])
-        rows = np.minimum(np.arange(batch_size), n - 1)  # pad to the one compiled shape
-        images = {c: v[rows] for c, v in batch["images"].items()}
-        state = stats.normalize_state(batch["labels"]["state"][rows]).astype(np.float32)
-        cache = im.run_with_cache(
-            network.model, network.variables, {"images": images, "state": state}, capture
-        )
+        rows, _ = next(padded(n, batch_size))  # pad to the one compiled shape
+        inputs = take(model_inputs(network, batch["images"], batch["labels"]["state"]), rows)
+        cache = im.run_with_cache(network.model, network.variables, inputs, capture)
         cache = {k: np.asarray(v)[:n] for k, v in cache.items()}
         return cache, stats.unnormalize_action(cache["actions"]).astype(np.float32)
 
     return run
+
+
+def frames_at(
+    network: Network, dataset_dir: str | Path, episode_position: np.ndarray, frame: np.ndarray
+) -> dict:
+    """The network's inputs at some collected rows, read as `collect` reads them.
+
+    Args:
+        network: the network whose cameras, image size and statistics apply.
+        dataset_dir: the dataset the rows were collected from.
+        episode_position, frame: (n,) the rows' `episode_position` and `frame` labels.
+
+    Returns:
+        {"images": {camera: (n, H, W, 3) uint8}, "state": (n, S) normalised}, in row order.
+        Only the episodes that hold the rows are read, and only those frames decoded.
+    """
+    mc = network.model.config
+    source = png_source(dataset_dir)
+    shape = (int(mc.image_size[0]), int(mc.image_size[1]), 3)
+    images = {c: np.zeros((len(frame), *shape), np.uint8) for c in mc.cameras}
+    state = np.zeros((len(frame), mc.state_dim), np.float32)
+    for pos in np.unique(episode_position):
+        ex = read_example(source, int(pos), str(dataset_dir))
+        obs, where = ex["observation"], f"{dataset_dir}, episode {pos}"
+        rows = np.flatnonzero(episode_position == pos)
+        for c in mc.cameras:
+            frames = PngFrames(obs[c], shape, f"{where}, camera {c!r}")
+            for r in rows:
+                images[c][r] = frames[int(frame[r])]
+        state[rows] = np.asarray(obs["state"], np.float32)[frame[rows]]
+    return model_inputs(network, images, state)
+
+
+def dataset_for(network: Network, dataset: str | Path | None = None) -> Path:
+    """`dataset`, or the dataset the checkpoint's config names; FileNotFoundError naming it if
+    no `act_episodes` build is there."""
+    from act_jax.data import dataset_dir_for
+
+    path = Path(dataset) if dataset else dataset_dir_for(network.config.data)
+    if not (path / "dataset_info.json").exists():
+        raise FileNotFoundError(f"no act_episodes dataset at {path} (dataset_info.json missing)")
+    return path
+
+
+def _fit_pcas(batches, run, reduce, names, k: int, out_dir: Path) -> dict[str, dict]:
+    """PCA per name on the reduced features of `batches`, each saved to `pca/<name>.npz`."""
+    fit: dict[str, list] = {n: [] for n in names}
+    for batch in batches:
+        cache, _ = run(batch)
+        for n in names:
+            fit[n].append(reduce(n, cache[n]).reshape(len(cache[n]), -1))
+    (out_dir / "pca").mkdir(parents=True, exist_ok=True)
+    pcas = {}
+    for n, rows in fit.items():
+        pcas[n] = fit_pca(np.concatenate(rows), k)
+        np.savez(out_dir / "pca" / f"{file_name(n)}.npz", **pcas[n])
+    return pcas
+
+
+class _Reduce:
+    """Pooling (for the pooled names) then the PCA projection (once fitted)."""
+
+    def __init__(self, pooled: set[str], tokens: TokenIndex):
+        self.pooled, self.tokens, self.pcas = pooled, tokens, {}
+
+    def __call__(self, name: str, value) -> np.ndarray:
+        if name in self.pooled:
+            value = pool(name, value, self.tokens)
+        value = np.asarray(value, np.float32)
+        if name not in self.pcas:
+            return value
+        p = self.pcas[name]
+        return (value.reshape(len(value), -1) - p["mean"]) @ p["components"].T
 
 
 def collect(
@@ -256,7 +333,6 @@ def collect(
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     names = check_names(network, names, pooled=pooled)
     pooled_names = set(names if pooled is True else (pooled or ()))
-    tokens = TokenIndex.for_config(network.model.config)
     mc = network.model.config
     source = png_source(dataset_dir)
     if len(source) == 0:
@@ -274,86 +350,75 @@ def collect(
         where=str(dataset_dir),
         progress=show,
     )
-    reduce = lambda n, v: pool(n, v, tokens) if n in pooled_names else np.asarray(v, np.float32)
-
-    pcas = {}
+    reduce = _Reduce(pooled_names, TokenIndex.for_config(mc))
     if pca:
-        fit: dict[str, list] = {n: [] for n in names}
-        for batch in stream(pca_stride, progress):
-            cache, _ = run(batch)
-            for n in names:
-                fit[n].append(reduce(n, cache[n]).reshape(len(cache[n]), -1))
-        (Path(out_dir) / "pca").mkdir(parents=True, exist_ok=True)
-        for n, rows in fit.items():
-            pcas[n] = fit_pca(np.concatenate(rows), pca)
-            np.savez(Path(out_dir) / "pca" / f"{file_name(n)}.npz", **pcas[n])
-
-    def transform(n, v):
-        v = reduce(n, v)
-        if n not in pcas:
-            return v
-        p = pcas[n]
-        return (v.reshape(len(v), -1) - p["mean"]) @ p["components"].T
-
+        reduce.pcas = _fit_pcas(
+            stream(pca_stride, progress), run, reduce, names, pca, Path(out_dir)
+        )
     for batch in stream(frame_stride, progress):
         cache, pred = run(batch)
-        writer.add(
-            {n: transform(n, cache[n]) for n in names}, {**batch["labels"], "pred_actions": pred}
-        )
-    how = lambda n: ("pool" if n in pooled_names else "raw") + (f"+pca{pca}" if pca else "")
+        features = {n: reduce(n, cache[n]) for n in names}
+        writer.add(features, {**batch["labels"], "pred_actions": pred})
+    how = {
+        n: ("pool" if n in pooled_names else "raw") + (f"+pca{pca}" if pca else "") for n in names
+    }
+    episodes = min(len(source), max_episodes or len(source))
+    settings = {"batch_size": batch_size, "pca_stride": pca_stride if pca else None}
+    settings["frame_stride"] = frame_stride
+    return writer.close(_manifest(network, dataset_dir, episodes, how, command, settings))
+
+
+def _manifest(network: Network, dataset_dir, episodes: int, how: dict, command: str, settings):
+    """What `manifest.json` says besides the shards: origin, features, labels, settings."""
+    mc = network.model.config
     shapes = im.expected(mc, 1)
-    return writer.close(
-        {
-            "network": network.origin,
-            "dataset": str(Path(dataset_dir).absolute()),
-            "episodes": min(len(source), max_episodes or len(source)),
-            "command": command,
-            "features": {n: {"reduce": how(n), "raw_shape": list(shapes[n][1:])} for n in names},
-            "labels": {k: {"doc": doc} for k, doc in LABELS.items()},
-            "phases": list(PHASES),
-            "batch_size": batch_size,
-            "pca_stride": pca_stride if pca else None,
-            "frame_stride": frame_stride,
-            "cameras": list(mc.cameras),
-        }
-    )
+    return {
+        "network": network.origin,
+        "dataset": str(Path(dataset_dir).absolute()),
+        "episodes": episodes,
+        "command": command,
+        "features": {n: {"reduce": r, "raw_shape": list(shapes[n][1:])} for n, r in how.items()},
+        "labels": {k: {"doc": doc} for k, doc in LABELS.items()},
+        "phases": list(PHASES),
+        **settings,
+        "cameras": list(mc.cameras),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from hardware.arguments import int_in
+    from interp import cli
+
+    p = cli.parser("interp.collect", __doc__)
     p.add_argument("--checkpoint", required=True, help="training workdir (or its checkpoints/)")
     p.add_argument("--dataset", help="act_episodes dataset dir (default: the checkpoint's own)")
     p.add_argument("--names", nargs="+", required=True, help="intermediate names to collect")
     p.add_argument("--out", required=True, help="collection directory to write")
     p.add_argument("--pool", action="store_true", help="mean over the token axis")
-    p.add_argument("--pca", type=int, default=None, help="keep K principal components")
-    p.add_argument("--pca-stride", type=int, default=10, help="PCA fitted on every s-th frame")
+    p.add_argument("--pca", type=int_in(1), default=None, help="keep K principal components")
+    p.add_argument(
+        "--pca-stride", type=int_in(1), default=10, help="PCA fitted on every s-th frame"
+    )
     p.add_argument(
         "--random-init",
-        type=int,
+        type=int_in(0),
         default=None,
         metavar="SEED",
         help="fresh weights of the same architecture (the random-init control)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--shard-frames", type=int, default=2048)
-    p.add_argument("--max-episodes", type=int, default=None)
-    p.add_argument("--frame-stride", type=int, default=1, help="every s-th frame of each episode")
+    p.add_argument("--batch-size", type=int_in(1), default=32)
+    p.add_argument("--shard-frames", type=int_in(1), default=2048)
+    p.add_argument("--max-episodes", type=int_in(1), default=None)
+    p.add_argument(
+        "--frame-stride", type=int_in(1), default=1, help="every s-th frame of each episode"
+    )
     args = p.parse_args(argv)
-    for flag in ("batch_size", "shard_frames", "pca_stride", "pca", "max_episodes", "frame_stride"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
-    try:
+    with cli.expected_errors(p, args, "--checkpoint"):
         network = load_network(args.checkpoint, random_init_seed=args.random_init)
-    except FileNotFoundError as e:
-        p.error(f"--checkpoint: {e}")
-    from act_jax.data import dataset_dir_for
-
-    dataset = Path(args.dataset) if args.dataset else dataset_dir_for(network.config.data)
+    with cli.expected_errors(p, args, "--dataset"):
+        dataset = dataset_for(network, args.dataset)
     command = "python -m interp.collect " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
+    with cli.expected_errors(p, args):
         m = collect(
             network,
             dataset,
@@ -368,8 +433,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             frame_stride=args.frame_stride,
             command=command,
         )
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
-        p.error(str(e))
     print(
         f"collected {m['frames']} frames of {m['episodes']} episodes into "
         f"{len(m['offsets']) - 1} shards in {args.out}: "

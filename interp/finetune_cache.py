@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from act_jax.model import ACT, act_loss
+from interp.batches import padded
 
 # What may train on cached memory: everything after the encoder.
 AFTER_ENCODER = (r"^decoder/", r"^action_head/")
@@ -66,14 +67,13 @@ def encode_all(
     encode = jax.jit(lambda v, i, s: model.apply(v, i, s, method=ACT.encode, train=False))
     chunks, pos = [], None
     n = sampler.num_frames
-    for start in tqdm(
-        range(0, n, batch_size), desc="cache memory", unit="batch", disable=not progress
+    pieces = padded(n, batch_size)  # one shape for every call: one compile
+    for rows, keep in tqdm(
+        pieces, total=-(-n // batch_size), desc="cache memory", unit="batch", disable=not progress
     ):
-        frames = np.arange(start, min(start + batch_size, n))
-        padded = np.concatenate([frames, np.full(batch_size - len(frames), frames[-1])])
-        batch = sampler.gather(padded)  # one shape for every call: one compile
+        batch = sampler.gather(rows)
         memory, pos = encode(variables, batch["images"], batch["state"])
-        chunks.append(np.asarray(memory[: len(frames)], np.float32))
+        chunks.append(np.asarray(memory[:keep], np.float32))
     return np.concatenate(chunks), np.asarray(pos)
 
 

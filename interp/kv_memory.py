@@ -24,7 +24,6 @@ the cube positions are binned into a 3 x 3 grid over the demos' range instead.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -135,12 +134,11 @@ def analyse(
     frames and computes the statistics of the module docstring."""
     import tempfile
 
-    from act_jax.data import dataset_dir_for
-    from interp.collect import collect, load_network
+    from interp.collect import collect, dataset_for, load_network
     from interp.shards import Collection
 
     trained = load_network(checkpoint)
-    dataset = Path(dataset) if dataset else dataset_dir_for(trained.config.data)
+    dataset = dataset_for(trained, dataset)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for tag, network in (
@@ -198,22 +196,15 @@ def analyse(
 
 
 def _value_check_on_frames(network, dataset, labels, keys, units, per_unit: int) -> list:
-    """Reads the frames each unit fires most on and runs `value_check` on them."""
-    from act_jax.data import ChunkSampler, load_episodes
+    """Runs `value_check` on the frames each unit fires most on, read back from the dataset
+    (only the episodes that hold them: `interp.collect.frames_at`)."""
+    from interp.collect import frames_at
 
-    m = network.config.model
-    episodes = load_episodes(
-        dataset, m.cameras, m.image_size, m.state_dim, m.action_dim, decode="lazy"
-    )
-    sampler = ChunkSampler(episodes, network.norm_stats, m.chunk_size, 1, seed=0)
-    starts = np.concatenate([[0], np.cumsum([len(e) for e in episodes])[:-1]])
-    flat = starts[labels["episode_position"]] + labels["frame"]  # row -> sampler frame
-    wanted = sorted({int(f) for u in units for f in flat[keys["top"][u][:per_unit]]})
-    batch = sampler.gather(np.array(wanted))
-    where = {f: i for i, f in enumerate(wanted)}
-    frames_of = {
-        u: np.array([where[int(f)] for f in flat[keys["top"][u][:per_unit]]]) for u in units
-    }
+    wanted = sorted({int(r) for u in units for r in keys["top"][u][:per_unit]})  # rows
+    rows = np.array(wanted)
+    batch = frames_at(network, dataset, labels["episode_position"][rows], labels["frame"][rows])
+    where = {r: i for i, r in enumerate(wanted)}
+    frames_of = {u: np.array([where[int(r)] for r in keys["top"][u][:per_unit]]) for u in units}
     return value_check(network, batch, units, frames_of)
 
 
@@ -243,9 +234,10 @@ def figure(result: dict) -> bytes:
 
 
 def main(argv=None) -> int:
-    from hardware.arguments import ArgumentParser, int_in
+    from hardware.arguments import int_in
+    from interp import cli
 
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("interp.kv_memory", __doc__)
     p.add_argument("--checkpoint", required=True, help="training workdir")
     p.add_argument("--out", required=True, help="directory for kv_memory.json and .png")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's training dataset")
@@ -260,7 +252,7 @@ def main(argv=None) -> int:
     p.add_argument("--random-init-seed", type=int_in(0), default=0)
     args = p.parse_args(argv)
     t0 = time.time()
-    try:
+    with cli.expected_errors(p, args):
         result = analyse(
             args.checkpoint,
             dataset=args.dataset,
@@ -269,8 +261,6 @@ def main(argv=None) -> int:
             check_units=args.check_units,
             random_init_seed=args.random_init_seed,
         )
-    except FileNotFoundError as e:
-        p.error(str(e))
     result.update(
         command="python -m interp.kv_memory " + " ".join(argv or sys.argv[1:]),
         wall_time_s=round(time.time() - t0, 1),

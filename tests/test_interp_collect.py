@@ -235,6 +235,18 @@ def test_bad_requests_are_clear_errors(tmp_path, dataset, network):
         C.collect(network, dataset, ["decoder/out"], tmp_path / "c", progress=False)
 
 
+def test_frames_at_gives_the_collected_rows_inputs(dataset, network, direct):
+    eps, _ = direct
+    position, frame = np.array([3, 0, 3, 1]), np.array([5, 0, 2, 11])  # out of order, repeats
+    got = C.frames_at(network, dataset, position, frame)
+    flat = np.cumsum([0] + [len(e) for e in eps])[position] + frame
+    for c in ("top", "lateral"):
+        want = np.concatenate([e.images[c] for e in eps])[flat]
+        np.testing.assert_array_equal(got["images"][c], want)
+    state = np.concatenate([e.state for e in eps])[flat]
+    np.testing.assert_array_equal(got["state"], network.norm_stats.normalize_state(state))
+
+
 def test_phase_rule():
     np.testing.assert_array_equal(task_phase(GRIP), PHASE)
     np.testing.assert_array_equal(task_phase(np.full(9, 40.0)), np.zeros(9))  # never grasps
