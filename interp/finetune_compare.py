@@ -20,30 +20,38 @@ count; the figure shows success against fine-tune steps (0: the base).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from hardware.arguments import ArgumentParser, int_in
-from interp import freeze_finetune
+from hardware.arguments import int_in
+from interp import cli, freeze_finetune
 from interp import params as P
-from interp.finetune_cache import AFTER_ENCODER
+from interp.finetune_cache import cache_blocker
 
 DEFAULT_PRESETS = ("action_head", "decoder_mlp", "decoder_cross_attn", "encoder_mlp")
 
 
-def cacheable(preset: str) -> bool:
-    """Whether every pattern of the preset selects parameters after the encoder only."""
-    return all(pat.startswith(AFTER_ENCODER) for pat in P.PRESETS[preset])
+def cacheable(base: Path, presets) -> dict[str, bool]:
+    """Per preset, whether its fine-tune of `base` trains on cached encoder memory: what
+    `interp.finetune_cache.cache_blocker` (the one authority, which `--cached` also asks)
+    says about the base's config and parameters."""
+    from act_jax import checkpoints
+
+    variables, config, _, _ = checkpoints.restore_latest(base)
+    return {p: cache_blocker(config, P.resolve(p), variables["params"]) is None for p in presets}
 
 
-def run_all(base: Path, workdir: Path, presets, seeds, replay_old: bool, rest: list[str]):
-    """Runs (or reuses) every (preset, seed) fine-tune; returns {preset: {seed: result}}."""
+def run_all(
+    base: Path, workdir: Path, presets, seeds, replay_old: bool, rest: list[str], cached=None
+):
+    """Runs (or reuses) every (preset, seed) fine-tune; returns {preset: {seed: result}}.
+    `cached`: {preset: bool} from `cacheable` (computed here when None)."""
     results: dict[str, dict[int, dict]] = {}
     first: Path | None = None
+    cached = cacheable(base, presets) if cached is None else cached
     for preset in presets:
         for seed in seeds:
             run = workdir / f"{preset}_s{seed}"
@@ -61,7 +69,7 @@ def run_all(base: Path, workdir: Path, presets, seeds, replay_old: bool, rest: l
                     *rest,
                 ]
                 argv += ["--replay-old"] if replay_old else []
-                argv += ["--cached"] if cacheable(preset) else []
+                argv += ["--cached"] if cached[preset] else []
                 argv += ["--reuse-before", str(first)] if first else []
                 print(f"finetune_compare: {preset}, seed {seed}", flush=True)
                 code = freeze_finetune.main(argv)
@@ -174,7 +182,7 @@ def main(argv=None) -> int:
     own, rest = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("interp.finetune_compare", __doc__)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="one sub-directory per run goes here")
     p.add_argument(
@@ -195,8 +203,11 @@ def main(argv=None) -> int:
         p.error(f"--presets: unknown {unknown}; known: {sorted(P.PRESETS)}")
     if len(set(args.seeds)) != len(args.seeds):
         p.error("--seeds: a seed appears twice")
-    workdir = Path(args.workdir)
-    results = run_all(Path(args.base), workdir, args.presets, args.seeds, args.replay_old, rest)
+    workdir, base = Path(args.workdir), Path(args.base)
+    with cli.expected_errors(p, args, "--base"):
+        cached = cacheable(base, args.presets)
+    rest += ["--debug"] if args.debug else []
+    results = run_all(base, workdir, args.presets, args.seeds, args.replay_old, rest, cached)
     summary = summarize(results)
     command = "python -m interp.finetune_compare " + " ".join(argv)
     doc = {"command": command, "seeds": args.seeds, "replay_old": args.replay_old, **summary}

@@ -27,16 +27,20 @@ adapt as well through its attention.
 from __future__ import annotations
 
 import argparse
-import html
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from hardware.arguments import ArgumentParser, int_in, number_in
+from hardware.arguments import int_in, number_in
 from hardware.sim.cube import distribution_arg
+from interp import cli
 from interp import params as P
+from interp.finetune_cache import cache_blocker, finetune_cached
+from interp.freeze_finetune_page import write_report
 
 EXIT_USAGE = 2
 
@@ -156,91 +160,8 @@ def evaluate_both(
     return out
 
 
-def _bar_svg(rows: list[tuple[str, float, tuple[float, float]]]) -> str:
-    """A horizontal bar chart of success rates with their 95% intervals, as inline SVG."""
-    w, bar_h, left = 520, 22, 190
-    h = bar_h * len(rows) + 30
-    parts = [f'<svg width="{w}" height="{h}" font-family="sans-serif" font-size="12">']
-    scale = w - left - 40
-    for i, (label, rate, (lo, hi)) in enumerate(rows):
-        y = 10 + i * bar_h
-        parts += [
-            f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{html.escape(label)}</text>',
-            f'<rect x="{left}" y="{y + 3}" width="{rate * scale:.1f}" height="{bar_h - 8}" '
-            'fill="#4c78a8"/>',
-            f'<line x1="{left + lo * scale:.1f}" x2="{left + hi * scale:.1f}" y1="{y + 11}" '
-            f'y2="{y + 11}" stroke="#222"/>',
-            f'<text x="{left + rate * scale + 6:.1f}" y="{y + 14}">{100 * rate:.0f}%</text>',
-        ]
-    parts.append(f'<text x="{left}" y="{h - 4}" fill="#666">success rate, 95% interval</text>')
-    return "\n".join(parts + ["</svg>"])
-
-
-def _loss_sentence(result: dict) -> str:
-    loss = result.get("finetune_loss") or {}
-    if not loss:
-        return ""
-    demos = ("new and replayed old" if result.get("replay_old") else "new") + " locations"
-    return (
-        f"Fine-tune loss on the demos ({html.escape(demos)}): {loss['first']['loss']:.4f} at "
-        f"step {loss['first']['step']}, {loss['last']['loss']:.4f} at step "
-        f"{loss['last']['step']}."
-    )
-
-
-def write_report(path: Path, result: dict) -> None:
-    rows = []
-    for tag in ("before", "after"):
-        for which in ("new", "old"):
-            r = result[tag][which]
-            rows.append(
-                (f"{tag}, {which} ({r['distribution']})", r["success_rate"], tuple(r["ci95"]))
-            )
-    per_loc = ""
-    for which in ("new", "old"):
-        before, after = (result[t][which].get("per_location", {}) for t in ("before", "after"))
-        if before:
-            cells = "".join(
-                f"<tr><td>{html.escape(loc)}</td><td>{b['successes']}/{b['episodes']}</td>"
-                f"<td>{after[loc]['successes']}/{after[loc]['episodes']}</td></tr>"
-                for loc, b in before.items()
-                if loc in after
-            )
-            dist = result["before"][which]["distribution"]
-            per_loc += (
-                f"<h3>{which} locations ({html.escape(dist)})"
-                f"</h3><table><tr><th>location</th><th>before</th><th>after</th></tr>"
-                f"{cells}</table>"
-            )
-    table = "\n".join(
-        f"<tr><td>{html.escape(m['module'])}</td><td>{m['params']:,}</td>"
-        f"<td>{m['changed']}/{m['tensors']}</td><td>{m['relative_change']:.2e}</td></tr>"
-        for m in result["param_change"]
-    )
-    path.write_text(f"""<!doctype html><meta charset="utf-8">
-<title>freeze_finetune: {html.escape(result["trainable_name"])}</title>
-<style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}
-td,th{{padding:2px 10px;text-align:right}} td:first-child,th:first-child{{text-align:left}}</style>
-<h1>Fine-tuning only <code>{html.escape(result["trainable_name"])}</code></h1>
-<p>Base <code>{html.escape(result["base"])}</code> (step {result["base_step"]}), fine-tuned
-{result["steps"]} steps on {result["demos"]} demos at the <b>{html.escape(result["locations"])}</b>
-locations: {result["trainable_params"]:,} of {result["total_params"]:,} parameters trainable
-({100 * result["trainable_params"] / result["total_params"]:.1f}%). Frozen tensors bit-identical:
-<b>{result["frozen_unchanged"]}</b>. {_loss_sentence(result)}</p>
-{_bar_svg(rows)}
-<h2>Success by cube location</h2>
-<p>Ids as in <code>hardware/sim/cube.py</code>: held-out 5-8 lie between named locations
-(interpolation), 9 and 10 outside their hull (extrapolation).</p>
-{per_loc}
-<h2>Parameter change by module</h2>
-<table><tr><th>module</th><th>params</th><th>tensors changed</th><th>relative change</th></tr>
-{table}</table>
-<p>Command: <code>{html.escape(result["command"])}</code></p>
-""")
-
-
-def main(argv=None) -> int:
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("interp.freeze_finetune", __doc__)
     p.add_argument("--base", required=True, help="training workdir of the base policy")
     p.add_argument("--workdir", required=True, help="where the fine-tuned run and reports go")
     p.add_argument(
@@ -280,8 +201,14 @@ def main(argv=None) -> int:
         default=1e-4,
         help="peak learning rate (cosine decay)",
     )
-    p.add_argument("--eval-episodes", type=int_in(1), default=30, help="per evaluation (4 of them)")
     p.add_argument("--seed", type=int_in(0), default=0, help="demo recording and training seed")
+    p.add_argument("--data-root", default="data", help="episodes/ and tfds/ go under it")
+    _add_evaluation_options(p)
+    return p
+
+
+def _add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-episodes", type=int_in(1), default=30, help="per evaluation (4 of them)")
     p.add_argument("--eval-seed", type=int_in(0), default=1000)
     p.add_argument(
         "--max-steps",
@@ -289,7 +216,6 @@ def main(argv=None) -> int:
         default=None,
         help="ticks before a rollout fails (default: the base config's)",
     )
-    p.add_argument("--data-root", default="data", help="episodes/ and tfds/ go under it")
     p.add_argument(
         "--eval-jitter",
         default="3mm,3deg",
@@ -304,24 +230,37 @@ def main(argv=None) -> int:
         help="take the 'before' evaluations from this freeze_finetune.json (same base "
         "and evaluation settings; interp.finetune_compare uses it)",
     )
-    args = p.parse_args(argv)
 
-    # ---- Validate everything before any work.
-    try:
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The experiment, checked whole before anything is written."""
+
+    base: Path
+    workdir: Path
+    trainable: tuple[str, ...]
+    base_variables: dict
+    base_stats: Any
+    base_step: int
+    base_distribution: str
+    demo_locations: str
+    config: Any
+    eval_settings: dict
+    before: dict | None  # reused from --reuse-before
+
+
+def _plan(p: argparse.ArgumentParser, args) -> _Plan:
+    """Validates every argument against the base; one-line errors (exit 2) name the option."""
+    from act_jax import checkpoints, train
+
+    with cli.expected_errors(p, args, "--trainable"):
         trainable = P.resolve(args.trainable[0] if len(args.trainable) == 1 else args.trainable)
-    except ValueError as e:
-        p.error(f"--trainable: {e}")
     base, workdir = Path(args.base), Path(args.workdir)
-    from act_jax import checkpoints
-
-    try:
+    with cli.expected_errors(p, args, "--base"):
         base_variables, base_config, base_stats, base_step = checkpoints.restore_latest(base)
-    except FileNotFoundError as e:
-        p.error(f"--base: {e}")
     if workdir.resolve() == base.resolve():
         p.error("--workdir must differ from --base (the base's checkpoints are the reference)")
-    trainable_params = P.count(base_variables["params"], trainable)
-    if trainable_params == 0:
+    if P.count(base_variables["params"], trainable) == 0:
         p.error(f"--trainable {args.trainable} matches no parameter of {base}")
     base_distribution = base_config.data.get("record_distribution", "uniform")
     demo_locations = args.locations
@@ -345,21 +284,11 @@ def main(argv=None) -> int:
         seed=args.seed,
         data_root=args.data_root,
     )
-    if args.cached:
-        from interp.finetune_cache import cache_blocker
-
-        why = cache_blocker(config, trainable, base_variables["params"])
-        if why:
-            p.error(f"--cached: {why}")
-    total_params = P.count(base_variables["params"])
-    print(
-        f"freeze_finetune: {trainable_params:,} of {total_params:,} "
-        f"parameters trainable ({' | '.join(trainable)})"
-    )
-
-    # ---- Before, fine-tune, after.
-    from act_jax import sim_demos, train
-
+    with cli.expected_errors(p, args):
+        train.check_config(config)
+    why = args.cached and cache_blocker(config, trainable, base_variables["params"])
+    if why:
+        p.error(f"--cached: {why}")
     ev = dict(
         locations=jittered(args.locations, args.eval_jitter),
         base_distribution=jittered(base_distribution, args.eval_jitter),
@@ -367,58 +296,82 @@ def main(argv=None) -> int:
         seed=args.eval_seed,
         max_steps=args.max_steps,
     )
-    workdir.mkdir(parents=True, exist_ok=True)
     before = None
     if args.reuse_before:
-        before = reused_before(Path(args.reuse_before), base, ev)
+        with cli.expected_errors(p, args, "--reuse-before"):
+            before = reused_before(Path(args.reuse_before), base, ev)
         if before is None:
             p.error(f"--reuse-before {args.reuse_before}: another base or evaluation settings")
-    before = before or evaluate_both(base, "before", **ev)
+    return _Plan(
+        base=base,
+        workdir=workdir,
+        trainable=trainable,
+        base_variables=base_variables,
+        base_stats=base_stats,
+        base_step=int(base_step),
+        base_distribution=base_distribution,
+        demo_locations=demo_locations,
+        config=config,
+        eval_settings=ev,
+        before=before,
+    )
+
+
+def _run(plan: _Plan, cached: bool) -> tuple[dict, Any, dict]:
+    """(before, the fine-tuned params, after): evaluate, record demos, fine-tune, evaluate."""
+    from act_jax import sim_demos, train
+
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    before = plan.before or evaluate_both(plan.base, "before", **plan.eval_settings)
+    config = plan.config
     sim_demos.record_missing_demos(config.data, config.model.image_size)
-    if args.cached:
-        from interp.finetune_cache import finetune_cached
-
-        tuned_params = finetune_cached(config, base_variables, base_stats, workdir).params
+    if cached:
+        tuned = finetune_cached(config, plan.base_variables, plan.base_stats, plan.workdir).params
     else:
-        tuned_params = train.train_and_evaluate(config, workdir).state.params
-    after = evaluate_both(workdir, "after", **ev)
+        tuned = train.train_and_evaluate(config, plan.workdir).state.params
+    after = evaluate_both(plan.workdir, "after", **plan.eval_settings)
+    return before, tuned, after
 
-    change = P.compare(base_variables["params"], tuned_params)
-    base_flat, tuned_flat = P.flatten(base_variables["params"]), P.flatten(tuned_params)
+
+def _result(plan: _Plan, args, before: dict, tuned_params, after: dict, command: str) -> dict:
+    """What freeze_finetune.json holds."""
+    base_params = plan.base_variables["params"]
+    base_flat, tuned_flat = P.flatten(base_params), P.flatten(tuned_params)
     moved = [
         k
         for k, v in base_flat.items()
-        if not P.matches(k, trainable)
+        if not P.matches(k, plan.trainable)
         and not np.array_equal(np.asarray(tuned_flat[k]), np.asarray(v))
     ]
-    result = dict(
-        base=str(base),
-        base_step=int(base_step),
-        workdir=str(workdir),
+    return dict(
+        base=str(plan.base),
+        base_step=plan.base_step,
+        workdir=str(plan.workdir),
         locations=args.locations,
-        demo_locations=demo_locations,
+        demo_locations=plan.demo_locations,
         replay_old=args.replay_old,
         cached=args.cached,
-        finetune_loss=finetune_loss(workdir / "metrics.jsonl"),
-        base_distribution=base_distribution,
+        finetune_loss=finetune_loss(plan.workdir / "metrics.jsonl"),
+        base_distribution=plan.base_distribution,
         demos=args.demos,
         steps=args.steps,
         lr=args.lr,
         trainable_name=" ".join(args.trainable),
-        trainable=list(trainable),
-        trainable_params=trainable_params,
-        total_params=total_params,
+        trainable=list(plan.trainable),
+        trainable_params=P.count(base_params, plan.trainable),
+        total_params=P.count(base_params),
         frozen_unchanged=not moved,
         frozen_moved=moved,
         before=before,
         after=after,
-        eval_settings={k: v for k, v in ev.items()},
-        param_change=change,
-        command="python -m interp.freeze_finetune "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        eval_settings=dict(plan.eval_settings),
+        param_change=P.compare(base_params, tuned_params),
+        command=command,
     )
-    (workdir / "freeze_finetune.json").write_text(json.dumps(result, indent=2))
-    write_report(workdir / "freeze_finetune.html", result)
+
+
+def _print_outcome(result: dict) -> None:
+    before, after, moved = result["before"], result["after"], result["frozen_moved"]
     print(
         f"new locations: {before['new']['successes']}/{before['new']['episodes']} -> "
         f"{after['new']['successes']}/{after['new']['episodes']}; old: "
@@ -431,8 +384,26 @@ def main(argv=None) -> int:
             f"fine-tune loss {result['finetune_loss']['first']['loss']:.4f} -> "
             f"{result['finetune_loss']['last']['loss']:.4f}"
         )
-    print(f"report: {workdir / 'freeze_finetune.html'}")
-    return 0 if not moved else 1
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    plan = _plan(p, args)  # every check before any work
+    base_params = plan.base_variables["params"]
+    print(
+        f"freeze_finetune: {P.count(base_params, plan.trainable):,} of {P.count(base_params):,} "
+        f"parameters trainable ({' | '.join(plan.trainable)})"
+    )
+    with cli.expected_errors(p, args):  # a busy workdir, a damaged demo or dataset file
+        before, tuned_params, after = _run(plan, args.cached)
+    command = "python -m interp.freeze_finetune " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = _result(plan, args, before, tuned_params, after, command)
+    (plan.workdir / "freeze_finetune.json").write_text(json.dumps(result, indent=2))
+    write_report(plan.workdir / "freeze_finetune.html", result)
+    _print_outcome(result)
+    print(f"report: {plan.workdir / 'freeze_finetune.html'}")
+    return 0 if result["frozen_unchanged"] else 1
 
 
 if __name__ == "__main__":
