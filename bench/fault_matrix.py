@@ -1,7 +1,7 @@
-r"""Faults on the servo bus against the whole deploy stack: what ends each run, and is the torque
-off at the end?
+r"""Faults on the servo bus against the whole deploy and record stacks: what ends each run, is the
+torque off at the end, and which recorded episodes are kept?
 
-    python bench/fault_matrix.py --checkpoint runs/sim_default \
+    nice python bench/fault_matrix.py --checkpoint runs/sim_default \
         --out bench/reference_results/fault_matrix.json
 
 Each row is one `hardware.deploy` episode on the emulated arm (`deploy_emulated`: pyserial on a
@@ -13,15 +13,23 @@ busy loop per core beside it (`--no-load` skips that). Per row: the outcome (com
 protective stop / error, with the reason), the ticks run, and the torque of every servo as the
 emulator's control table holds it after the run (what the arm would do). An unplugged arm
 cannot be told to let go: its row shows what the servos kept.
+
+The record rows (`--apps record`, on by default) put the same faults on the follower's bus of an
+emulated teleoperation recording (`hardware.record --robot so101 --teleop leader --emulate`: the
+`EmulatedRig`, a scripted hand on the emulated leader, the recorder with the rig's `Mode`), asking
+for `--record-episodes` episodes into a fresh folder: their extra column is the episodes kept
+(complete files on disk: the episode a fault interrupts is discarded, the earlier ones stay).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,18 +57,84 @@ def _busy(stop):
         pass
 
 
-def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
-    from hardware.deploy import deploy_emulated
+def _inject(emu, faults: dict) -> None:
+    """Puts `faults` on an emulator's bus from now on (the unplug after its delay)."""
     from hardware.emulation.emulator import Faults
 
+    emu.faults = Faults(**{k: v for k, v in faults.items() if k != "unplug_after_s"})
+    if "unplug_after_s" in faults:
+        threading.Timer(faults["unplug_after_s"], emu.unplug).start()
+
+
+def _torque(emu) -> dict[int, int]:
+    return {i: int(emu.get(i, "Torque_Enable")) for i in sorted(emu.servos)}
+
+
+def run_record_row(faults: dict, episodes: int, max_steps: int, seed: int, out: Path) -> dict:
+    """One emulated teleoperation recording of `episodes` episodes with `faults` on the
+    follower's bus; the outcome as `hardware.record` reports it, and the episodes kept."""
+    import contextlib
+
+    from hardware.arms import ProtectiveStop
+    from hardware.arms.servo_arm import torque_off_problem
+    from hardware.recording.emulated_rig import EmulatedRig
+    from hardware.recording.episodes import list_episodes
+    from hardware.recording.recorder import record
+    from hardware.recording.teleop_rig import TeleopSettings
+
+    settings = TeleopSettings("so101", "so101", None, None, image_size=(96, 128), emulate=True)
+    rig, t0, ticks, robot = (
+        EmulatedRig(dataclasses.replace(settings, seed=seed)),
+        time.time(),
+        None,
+        None,
+    )
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(rig)
+            emu = rig.follower_world.emu
+            _inject(emu, faults)
+            robot = stack.enter_context(rig.follower())
+            teleop = stack.enter_context(rig.leader(robot))
+            written = record(
+                robot,
+                teleop,
+                out,
+                episodes,
+                seed=seed,
+                max_steps=max_steps,
+                mode=rig.mode(),
+                settings={"image_size": [96, 128], "teleop": "leader"},
+                progress=False,
+            )
+            outcome, reason, ticks = "completed", None, len(written)
+    except ProtectiveStop as e:
+        outcome, reason = "protective stop", str(e)
+    except Exception as e:  # what the app would report as an error
+        outcome, reason = "error", f"{type(e).__name__}: {e}"
+    torque = _torque(emu)
+    return {
+        "outcome": outcome,
+        "reason": reason,
+        "torque_problem": torque_off_problem(robot),  # what record names, exiting 4
+        "ticks": None,
+        "episodes_asked": episodes,
+        "episodes_written_this_run": ticks,
+        "episodes_kept": len(list_episodes(out)),
+        "torque_on_at_exit": sum(torque.values()),
+        "servos": len(torque),
+        "wall_s": round(time.time() - t0, 1),
+    }
+
+
+def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
+    from hardware.deploy import deploy_emulated
+
     held = {}
-    knobs = {k: v for k, v in faults.items() if k != "unplug_after_s"}
 
     def on_emulator(emu):
         held["emu"] = emu
-        emu.faults = Faults(**knobs)
-        if "unplug_after_s" in faults:
-            threading.Timer(faults["unplug_after_s"], emu.unplug).start()
+        _inject(emu, faults)
 
     t0 = time.time()
     try:
@@ -77,16 +151,44 @@ def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
         reason, ticks = ep.stop_reason, ep.stats.ticks
     except Exception as e:  # what the app would report as an error
         outcome, reason, ticks = "error", f"{type(e).__name__}: {e}", None
-    emu = held["emu"]
-    torque = {i: int(emu.get(i, "Torque_Enable")) for i in sorted(emu.servos)}
+    torque = _torque(held["emu"])
     return {
         "outcome": outcome,
         "reason": reason,
         "ticks": ticks,
         "torque_on_at_exit": sum(torque.values()),
         "servos": len(torque),
+        "episodes_kept": None,  # deploy records nothing
         "wall_s": round(time.time() - t0, 1),
     }
+
+
+def _busy_loops(loaded: bool):
+    """Starts a busy loop per core if `loaded`; returns the function that stops them."""
+    stop = multiprocessing.Event()
+    busy = [
+        multiprocessing.Process(target=_busy, args=(stop,), daemon=True)
+        for _ in range(os.cpu_count() if loaded else 0)
+    ]
+    for b in busy:
+        b.start()
+
+    def done():
+        stop.set()
+        for b in busy:
+            b.join()
+
+    return done
+
+
+def _print(r: dict) -> None:
+    kept = "" if r["episodes_kept"] is None else f"kept {r['episodes_kept']}  "
+    print(
+        f"{r['app']:6s} {'loaded' if r['cpu_loaded'] else 'as is':7s} {r['fault']:20s} "
+        f"{str(r['knobs']):36s} {r['outcome']:16s} torque on {r['torque_on_at_exit']}/"
+        f"{r['servos']}  {kept}{(r['reason'] or '')[:60]}",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:
@@ -95,49 +197,55 @@ def main(argv=None) -> int:
     )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--max-steps", type=int, default=150, help="ticks per episode")
+    p.add_argument("--max-steps", type=int, default=150, help="deploy: ticks per episode")
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--no-load", action="store_true", help="skip the rows with busy loops")
+    p.add_argument("--apps", default="deploy,record", help="deploy, record or both")
+    p.add_argument("--record-episodes", type=int, default=2, help="record: episodes asked for")
+    p.add_argument("--record-max-steps", type=int, default=250, help="record: ticks an episode")
     args = p.parse_args(argv)
+    apps = args.apps.split(",")
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from act_jax.policy import Policy
+    policy = None
+    if "deploy" in apps:
+        from act_jax.policy import Policy
 
-    policy = Policy.from_checkpoint(args.checkpoint)
-    policy.warmup()
+        policy = Policy.from_checkpoint(args.checkpoint)
+        policy.warmup()
     rows = []
-    for loaded in (False,) if args.no_load else (False, True):
-        stop = multiprocessing.Event()
-        busy = [
-            multiprocessing.Process(target=_busy, args=(stop,), daemon=True)
-            for _ in range(os.cpu_count() if loaded else 0)
-        ]
-        for b in busy:
-            b.start()
-        try:
-            for name, faults in ROWS:
-                r = run_row(policy, faults, args.max_steps, args.seed)
-                shown = {k: (sorted(v) if isinstance(v, set) else v) for k, v in faults.items()}
-                r.update(
-                    fault=name,
-                    knobs={k: str(v) for k, v in shown.items()},
-                    cpu_loaded=loaded,
-                    load_avg=os.getloadavg(),
-                )
-                rows.append(r)
-                print(
-                    f"{'loaded' if loaded else 'as is':7s} {name:22s} {str(shown):38s} "
-                    f"{r['outcome']:16s} torque on {r['torque_on_at_exit']}/{r['servos']}  "
-                    f"{(r['reason'] or '')[:70]}",
-                    flush=True,
-                )
-        finally:
-            stop.set()
-            for b in busy:
-                b.join()
+    with tempfile.TemporaryDirectory() as tmp:
+        for loaded in (False,) if args.no_load else (False, True):
+            stop = _busy_loops(loaded)
+            try:
+                for app in apps:
+                    for k, (name, faults) in enumerate(ROWS):
+                        if app == "deploy":
+                            r = run_row(policy, faults, args.max_steps, args.seed)
+                        else:
+                            out = Path(tmp) / f"{int(loaded)}_{k}"
+                            r = run_record_row(
+                                faults, args.record_episodes, args.record_max_steps, args.seed, out
+                            )
+                        shown = {
+                            k: (sorted(v) if isinstance(v, set) else v) for k, v in faults.items()
+                        }
+                        r.update(
+                            app=app,
+                            fault=name,
+                            knobs={k: str(v) for k, v in shown.items()},
+                            cpu_loaded=loaded,
+                            load_avg=os.getloadavg(),
+                        )
+                        rows.append(r)
+                        _print(r)
+            finally:
+                stop()
     doc = {
         "command": "python bench/fault_matrix.py " + " ".join(argv or sys.argv[1:]),
         "checkpoint": args.checkpoint,
         "max_steps": args.max_steps,
+        "record_episodes": args.record_episodes,
+        "record_max_steps": args.record_max_steps,
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
