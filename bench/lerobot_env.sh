@@ -25,8 +25,8 @@ LEROBOT_PIN="lerobot==0.4.4"
 # NB: the module `serial` comes from `pyserial`; `pip install serial` is an unrelated package.
 # gymnasium: `lerobot.policies.factory` (make_pre_post_processors, for bench/lerobot_fixtures.py
 # and bench/lerobot_export_check.py) imports lerobot.envs.
-EXTRAS=("gymnasium>=1.1.1,<2" "draccus==0.10.0" "huggingface-hub>=0.34.2,<0.36" "safetensors>=0.4.3" "datasets>=4.0,<5"
-        "accelerate" "imageio>=2.34" "diffusers>=0.27.2,<0.36" "pyserial>=3.5"
+EXTRAS=("gymnasium>=1.1.1,<2" "draccus==0.10.0" "huggingface-hub>=0.34.2,<0.36"
+        "safetensors>=0.4.3" "datasets>=4.0,<5" "accelerate" "imageio>=2.34" "diffusers>=0.27.2,<0.36" "pyserial>=3.5"
         "deepdiff>=7.0.1,<9" "av>=15,<16" "einops>=0.8" "packaging>=24.2,<26" "setuptools>=71,<81")
 
 say() { echo "[lerobot_env] $*"; }
