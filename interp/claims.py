@@ -25,7 +25,6 @@ says nothing about the representation.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -223,17 +222,20 @@ def run_claims(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from hardware.arguments import int_in
+    from interp import cli
+
+    p = cli.parser("interp.claims", __doc__)
     p.add_argument("--collection", required=True, help="interp.collect output of the trained net")
     p.add_argument("--random", help="the same collection from --random-init (the control)")
     p.add_argument("--out", required=True, help="JSON file to write")
-    p.add_argument("--folds", type=int, default=5, help="outer episode folds")
-    p.add_argument("--inner-folds", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0, help="shuffle and control-task seed")
+    p.add_argument("--folds", type=int_in(2), default=5, help="outer episode folds")
+    p.add_argument("--inner-folds", type=int_in(2), default=3)
+    p.add_argument("--seed", type=int_in(0), default=0, help="shuffle and control-task seed")
     args = p.parse_args(argv)
-    try:
+    if not Path(args.out).absolute().parent.is_dir():  # found out now, not after the probes
+        p.error(f"--out: {Path(args.out).parent} is not a directory")
+    with cli.expected_errors(p, args):
         result = run_claims(
             args.collection,
             args.random,
@@ -241,8 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             inner_folds=args.inner_folds,
             seed=args.seed,
         )
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        p.error(str(e))
     result["command"] = "python -m interp.claims " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

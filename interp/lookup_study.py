@@ -34,7 +34,6 @@ and which parameters a fine-tune needs), not decided here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -196,57 +195,58 @@ def add_section(page, doc: dict, png: bytes) -> None:
     page.command(doc["command"])
 
 
-def main(argv=None) -> int:
-    from hardware.arguments import ArgumentParser, int_in
-    from hardware.sim.cube import SPEC_HELP, distribution_arg
+def _parser():
+    from act_jax.evaluate import execution_arg
+    from interp import cli
 
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("interp.lookup_study", __doc__)
     p.add_argument("--checkpoint", required=True, help="training workdir of the policy")
     p.add_argument(
-        "--test",
-        required=True,
-        type=distribution_arg,
-        metavar="SPEC",
-        help=f"test starts: {SPEC_HELP}; jitter makes every start independent",
+        "--execution",
+        default=None,
+        type=execution_arg,
+        help="chunk execution (default: the config's)",
     )
-    p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
-    p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
-    p.add_argument("--execution", default=None, help="chunk execution (default: the config's)")
-    p.add_argument("--max-steps", type=int_in(1), default=None, help="ticks before a rollout fails")
+    O.add_start_options(p, max_steps=None)
     p.add_argument(
         "--dataset",
         default=None,
         help="training dataset (default: the one the checkpoint's config names)",
     )
     p.add_argument("--out", required=True, help="directory for lookup.json, .png and .html")
-    args = p.parse_args(argv)
-    from act_jax.data import dataset_dir_for
-    from act_jax.execution import make_executor
-    from act_jax.lookup_table import ActionLookupTable
-    from act_jax.policy import Policy
-    from hardware.sim import SimRobot
+    return p
 
-    try:
+
+def _inputs(p, args):
+    """(policy, training poses, dataset) of the study, checked before any rollout."""
+    from act_jax.data import dataset_dir_for
+    from act_jax.policy import Policy
+    from interp import cli
+
+    with cli.expected_errors(p, args, "--checkpoint"):
         policy = Policy.from_checkpoint(args.checkpoint)
-    except FileNotFoundError as e:
-        p.error(f"--checkpoint: {e}")
-    cfg = policy.config
-    execution = args.execution or cfg.eval.get("execution", "ensemble:0.01")
-    try:
-        make_executor(execution)
-    except ValueError as e:
-        p.error(f"--execution: {e}")
-    max_steps = args.max_steps or cfg.eval.get("max_steps", 400)
-    dataset = Path(args.dataset) if args.dataset else dataset_dir_for(cfg.data)
+    dataset = Path(args.dataset) if args.dataset else dataset_dir_for(policy.config.data)
     if not dataset.exists():
         p.error(f"--dataset: no dataset at {dataset} (give the training dataset's directory)")
-    t0 = time.time()
-    train, _ = O.train_poses_from(None, str(dataset))
+    with cli.expected_errors(p, args, "--dataset"):
+        train, _ = O.train_poses_from(None, str(dataset))
     if len(train) < 3:
         p.error(
             f"{dataset} has demos from {len(train)} distinct cube poses; the interpolation "
             "oracle needs at least 3"
         )
+    return policy, train, dataset
+
+
+def run(args, policy, train, dataset) -> dict:
+    """ACT, the lookup table and the oracles from the same test starts: lookup.json's content."""
+    from act_jax.execution import make_executor
+    from act_jax.lookup_table import ActionLookupTable
+    from hardware.sim import SimRobot
+
+    cfg = policy.config
+    execution = args.execution or cfg.eval.get("execution", "ensemble:0.01")
+    t0 = time.time()
     alt = ActionLookupTable.from_dataset(dataset, cfg)
     policy.warmup()
     robot = SimRobot(
@@ -261,16 +261,11 @@ def main(argv=None) -> int:
             "alt": lambda: alt.as_controller(make_executor(execution)),
             **{n: oracles.make_policy(n) for n in O.ORACLES},
         }
+        max_steps = args.max_steps or cfg.eval.get("max_steps", 400)
         results = O.run_study(
             policies, robot, train, starts=args.starts, seed=args.seed, max_steps=max_steps
         )
-    decision = verdict(results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    png = plot(results)
-    (out / "lookup.png").write_bytes(png)
-    doc = {
-        "command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]),
+    return {
         "checkpoint": str(args.checkpoint),
         "step": policy.step,
         "dataset": str(dataset),
@@ -281,16 +276,31 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "execution": execution,
         "wall_time_s": round(time.time() - t0, 1),
-        "verdict": decision,
+        "verdict": verdict(results),
         "results": results,
     }
-    (out / "lookup.json").write_text(json.dumps(doc, indent=2))
+
+
+def main(argv=None) -> int:
+    from interp import cli
     from interp.page import Page
 
+    p = _parser()
+    args = p.parse_args(argv)
+    policy, train, dataset = _inputs(p, args)
+    with cli.expected_errors(p, args):  # a damaged dataset file
+        doc = run(args, policy, train, dataset)
+    doc = {"command": "python -m interp.lookup_study " + " ".join(argv or sys.argv[1:]), **doc}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot(doc["results"])
+    (out / "lookup.png").write_bytes(png)
+    (out / "lookup.json").write_text(json.dumps(doc, indent=2))
     page = Page("Lookup table or interpolation", subtitle=f"{args.checkpoint}, step {policy.step}")
     add_section(page, doc, png)
     page.write(out / "lookup.html")
-    O.print_table(results)
+    O.print_table(doc["results"])
+    decision = doc["verdict"]
     print(
         f"verdict: {decision['verdict']} ({decision['starts_beyond_tolerance']} starts beyond "
         f"{100 * TOLERANCE_M:.1f} cm)"

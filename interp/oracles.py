@@ -38,7 +38,6 @@ seed `seed + i` and location `i % K`. Intervals are Wilson intervals over those 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -311,11 +310,31 @@ def run_study(
     return {name: score_rollouts(rs, train_poses, t_train, t_test) for name, rs in rollouts.items()}
 
 
-def main(argv=None) -> int:
-    from hardware.arguments import ArgumentParser, int_in
+def add_start_options(p, *, max_steps: int | None) -> None:
+    """--test, --starts, --seed and --max-steps (default `max_steps`; None: the config's), the
+    test starts of every study that runs policies from the same starts."""
+    from hardware.arguments import int_in
     from hardware.sim.cube import SPEC_HELP, distribution_arg
 
-    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--test",
+        required=True,
+        type=distribution_arg,
+        metavar="SPEC",
+        help=f"test starts: {SPEC_HELP}; jitter makes every start independent",
+    )
+    p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
+    p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
+    p.add_argument(
+        "--max-steps", type=int_in(1), default=max_steps, help="ticks before a rollout fails"
+    )
+
+
+def main(argv=None) -> int:
+    from hardware.sim.cube import distribution_arg
+    from interp import cli
+
+    p = cli.parser("interp.oracles", __doc__)
     p.add_argument(
         "--train",
         type=distribution_arg,
@@ -327,22 +346,11 @@ def main(argv=None) -> int:
         metavar="DIR",
         help="or: an act_episodes dataset whose demos' start poses are the training set",
     )
-    p.add_argument(
-        "--test",
-        required=True,
-        type=distribution_arg,
-        metavar="SPEC",
-        help=f"test starts: {SPEC_HELP}; jitter makes every start independent",
-    )
-    p.add_argument("--starts", type=int_in(1), default=24, help="test starts (default %(default)s)")
-    p.add_argument("--seed", type=int_in(0), default=7000, help="reset seed of start 0")
-    p.add_argument("--max-steps", type=int_in(1), default=400, help="ticks before a rollout fails")
+    add_start_options(p, max_steps=400)
     p.add_argument("--out", required=True, help="directory for oracles.json")
     args = p.parse_args(argv)
-    try:
+    with cli.expected_errors(p, args):
         train, train_name = train_poses_from(args.train, args.train_dataset)
-    except (ValueError, FileNotFoundError) as e:
-        p.error(str(e))
     from hardware.sim import SimRobot
 
     t0 = time.time()

@@ -15,10 +15,13 @@ How to add a section (e.g. the output of a new study):
    before any work), `build_report(..., where_it_snaps=DIR)` works, `numbers` is stored in
    `report.json` under the study's key (`where_it_snaps`), and `draw` finds
    `report.studies[key]` = `payload`. Without the flag the section is left out.
-3. Register it: `register(Section("where_it_snaps", order=60, draw=draw, study=Study(...)))`,
-   here at the bottom of this file next to the others (or in your module, imported here).
-   `order` places it: the checkpoint is 10, claims 1 and 2 are 20 and 21, attention 30, claim 3
-   40, the lookup study 50, the parameter tree 90 and "Reproduce" 100.
+3. Register it at the bottom of this file, next to the others:
+   `register(Section("where_it_snaps", order=60, draw=draw, study=Study(...)))`. If `draw`
+   lives in the study's own module, import that module inside a small wrapper here (as
+   `lookup_study_section` does): the study's module must not import this one (the import graph
+   allows no cycle). `order` places the section: the checkpoint is 10, claims 1 and 2 are 20 and
+   21, attention 30, claim 3 40, the lookup study 50, the snap study 55, the parameter tree 90,
+   "Reproduce" 100.
 
 Nothing in `interp.report.build_report` changes for a new section.
 """
