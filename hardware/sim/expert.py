@@ -168,8 +168,7 @@ def plan_pick_and_place(
     clearance: float = FIXED_JAW_CLEARANCE,
 ) -> Plan:
     """Plans a demonstration (see the module docstring). Returns the (T, 6) actions."""
-    kin = robot.kinematics
-    fps = robot.fps
+    kin, fps = robot.kinematics, robot.fps
     cube_xy, cube_z = cube_pose[:2], cube_pose[2]
     box_xy = box_pose[:2]
     rot = top_down(grasp_yaw(cube_pose[3:], cube_xy))
