@@ -162,6 +162,18 @@ def test_unknown_preset_and_missing_base_are_named(tmp_path, capsys):
     assert "--base" in capsys.readouterr().err
 
 
+def test_compare_asks_the_cache_blocker_which_presets_train_on_cached_memory(base_run):
+    from interp import finetune_compare
+
+    presets = ["action_head", "decoder_mlp", "encoder_mlp", "decoder"]
+    assert finetune_compare.cacheable(base_run, presets) == {
+        "action_head": True,
+        "decoder_mlp": True,
+        "encoder_mlp": False,  # lies before the decoder: what cache_blocker refuses
+        "decoder": True,
+    }
+
+
 def test_build_config_freezes_the_complement():
     config = freeze_finetune.build_config(
         tiny.get_config(),
