@@ -155,18 +155,17 @@ def sites(model_config) -> list[str]:
 def capture(policy, images: dict, states: np.ndarray, names, batch_size: int = 16) -> dict:
     """{name: (n, ...)} for observations images {cam: (n, H, W, 3)}, raw states (n, 6), in fixed
     batches (the last padded) so that one program serves every batch."""
+    from interp.batches import padded, take
     from interp.hooks import run_with_cache
 
     stats = policy.norm_stats
     state = ((states - stats.state_mean) / stats.state_std).astype(np.float32)
-    n = len(state)
+    inputs = {"images": images, "state": state}
     parts: dict[str, list] = {}
-    for s in range(0, n, batch_size):
-        idx = np.minimum(np.arange(s, s + batch_size), n - 1)
-        batch = {"images": {c: v[idx] for c, v in images.items()}, "state": state[idx]}
-        _, cache = run_with_cache(policy.model, policy.variables, batch, list(names))
+    for rows, keep in padded(len(state), batch_size):
+        _, cache = run_with_cache(policy.model, policy.variables, take(inputs, rows), list(names))
         for k, v in cache.items():
-            parts.setdefault(k, []).append(np.asarray(v)[: min(batch_size, n - s)])
+            parts.setdefault(k, []).append(np.asarray(v)[:keep])
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
