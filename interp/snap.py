@@ -58,6 +58,7 @@ import numpy as np
 
 from interp import snap_fit as F
 from interp.snap_figures import add_section, plot
+from interp.snap_patch import aim_points
 
 LAMBDAS = tuple(float(x) for x in np.linspace(0, 1, 9))
 MLP = "decoder/layer_0"
@@ -167,16 +168,6 @@ def capture(policy, images: dict, states: np.ndarray, names, batch_size: int = 1
         for k, v in cache.items():
             parts.setdefault(k, []).append(np.asarray(v)[:keep])
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def aim_points(kinematics, policy, actions: np.ndarray) -> np.ndarray:
-    """(n, 2) table-plane tool point commanded by the last action of each chunk (n, C, A),
-    given in the model's normalised units."""
-    from hardware.sim.arm import from_lerobot_units
-
-    stats = policy.norm_stats
-    last = actions[:, -1] * stats.action_std + stats.action_mean
-    return np.stack([kinematics.fk(from_lerobot_units(a)[:5])[0][:2] for a in last])
 
 
 # -- curves ---------------------------------------------------------------------------------------

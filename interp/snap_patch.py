@@ -27,6 +27,16 @@ import numpy as np
 ENCODER_OUT = "encoder/out"
 
 
+def aim_points(kinematics, policy, actions: np.ndarray) -> np.ndarray:
+    """(n, 2) table-plane tool point commanded by the last action of each chunk (n, C, A),
+    given in the model's normalised units."""
+    from hardware.sim.arm import from_lerobot_units
+
+    stats = policy.norm_stats
+    last = actions[:, -1] * stats.action_std + stats.action_mean
+    return np.stack([kinematics.fk(from_lerobot_units(a)[:5])[0][:2] for a in last])
+
+
 def patch_list(model_config, layer: int = 0) -> list[tuple[str, str]]:
     """The (site, kind) patches `interp.snap` runs."""
     mlp = f"decoder/layer_{layer}"
@@ -240,8 +250,6 @@ class PatchRun:
         return self.patcher.batch({c: v[s, :1] for c, v in self.images.items()}, self.states[s, :1])
 
     def _aim(self, chunk: np.ndarray) -> np.ndarray:
-        from interp.snap import aim_points
-
         return aim_points(self.robot.kinematics, self.policy, chunk)[0]
 
     def lines(self, poses, index, mid: int, execution: str, *, rollouts: bool, steps: int, say):
