@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers_data import build_dataset, fast_compiles, subprocess_env
 
-from act_jax import checkpoints, data, train
+from act_jax import checkpoints, data, train, train_loop
 from configs import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,17 @@ def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tm
     # No retrace after the first step, in a fresh run and in a resumed one.
     assert straight.train_step_traces == 1
     assert resumed.train_step_traces == 1
+
+
+def test_the_trace_counter_sees_a_retrace():
+    # What train_step_traces == 1 above rests on: a new input shape traces (and compiles) again.
+    double = train_loop.counting_traces(lambda x: 2 * x)
+    jitted = jax.jit(double)
+    jitted(np.ones(2, np.float32))
+    jitted(np.ones(2, np.float32))
+    assert double.traces == 1
+    jitted(np.ones(3, np.float32))
+    assert double.traces == 2
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset_dir, tmp_path, monkeypatch):
