@@ -14,7 +14,9 @@ How to add a section (e.g. the output of a new study):
    writes it, and `load(dir) -> (numbers, payload)`. The report then gets the flag (checked
    before any work), `build_report(..., where_it_snaps=DIR)` works, `numbers` is stored in
    `report.json` under the study's key (`where_it_snaps`), and `draw` finds
-   `report.studies[key]` = `payload`. Without the flag the section is left out.
+   `report.studies[key]` = `payload`. Without the flag the section is left out. For the usual
+   study (`python -m interp.<name> --out DIR` writing `<stem>.json` and `<stem>.png`, drawn by
+   its module's `add_section(page, doc, png)`), `page_study(flag, stem, numbers)` is that Study.
 3. Register it at the bottom of this file, next to the others:
    `register(Section("where_it_snaps", order=60, draw=draw, study=Study(...)))`. If `draw`
    lives in the study's own module, import that module inside a small wrapper here (as
@@ -356,55 +358,49 @@ def reproduce_section(page: Page, report: ReportData) -> None:
     page.table(["setting", "value"], [[k, json.dumps(v)] for k, v in settings.items()])
 
 
-def _load_lookup_study(directory: Path) -> tuple[dict, Any]:
-    doc = json.loads((directory / "lookup.json").read_text())
-    png = (directory / "lookup.png").read_bytes()
-    return {"dir": str(directory), "verdict": doc["verdict"]}, (doc, png)
+def page_study(flag: str, stem: str, numbers: Callable[[dict], dict]) -> Study:
+    """The usual study: `python -m interp.<stem> --out DIR` writes `<stem>.json` and `<stem>.png`
+    there. Its numbers in report.json: the directory and `numbers(doc)`; the payload (doc, png),
+    which the study's own `add_section(page, doc, png)` draws."""
+    module = f"interp.{flag.removeprefix('--').replace('-', '_')}"
+
+    def load(directory: Path) -> tuple[dict, Any]:
+        doc = json.loads((directory / f"{stem}.json").read_text())
+        png = (directory / f"{stem}.png").read_bytes()
+        return {"dir": str(directory), **numbers(doc)}, (doc, png)
+
+    return Study(
+        flag=flag,
+        needs=f"{stem}.json",
+        made_by=f"python -m {module} --out DIR",
+        load=load,
+        help=f"add the section of an {module} run (its --out directory)",
+    )
 
 
 def lookup_study_section(page: Page, report: ReportData) -> None:
     """The lookup-or-interpolation study (`interp.lookup_study`), drawn by that module."""
     from interp import lookup_study
 
-    doc, png = report.studies["lookup_study"]
-    lookup_study.add_section(page, doc, png)
-
-
-LOOKUP_STUDY = Study(
-    flag="--lookup-study",
-    needs="lookup.json",
-    made_by="python -m interp.lookup_study --out DIR",
-    load=_load_lookup_study,
-    help="add the section of an interp.lookup_study run (its --out directory)",
-)
-
-
-def _load_snap(directory: Path) -> tuple[dict, Any]:
-    doc = json.loads((directory / "snap.json").read_text())
-    png = (directory / "snap.png").read_bytes()
-    numbers = {
-        "dir": str(directory),
-        "snap_site": doc["snap_site"],
-        "mlp_rule": doc["mlp_rule"],
-        "calibration_valid": doc["calibration"]["valid"],
-    }
-    return numbers, (doc, png)
+    lookup_study.add_section(page, *report.studies["lookup_study"])
 
 
 def snap_section(page: Page, report: ReportData) -> None:
     """Where along lines between training places the activations snap (`interp.snap`)."""
     from interp import snap
 
-    doc, png = report.studies["snap"]
-    snap.add_section(page, doc, png)
+    snap.add_section(page, *report.studies["snap"])
 
 
-SNAP = Study(
-    flag="--snap",
-    needs="snap.json",
-    made_by="python -m interp.snap --out DIR",
-    load=_load_snap,
-    help="add the section of an interp.snap run (its --out directory)",
+LOOKUP_STUDY = page_study("--lookup-study", "lookup", lambda doc: {"verdict": doc["verdict"]})
+SNAP = page_study(
+    "--snap",
+    "snap",
+    lambda doc: {
+        "snap_site": doc["snap_site"],
+        "mlp_rule": doc["mlp_rule"],
+        "calibration_valid": doc["calibration"]["valid"],
+    },
 )
 
 register(Section("checkpoint", 10, checkpoint_section))
