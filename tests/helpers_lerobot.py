@@ -41,33 +41,44 @@ def tiny_config(cameras=("top", "lateral"), **kw) -> ACTConfig:
 
 
 def random_variables(config: ACTConfig, seed: int = 0) -> dict:
-    """Initialised weights, with batch statistics moved off 0/1 so that a dropped one shows."""
+    """Weights of `config`'s shapes drawn with numpy, no init run (an eager init of the full
+    ResNet18 took ~60 s on this machine): He/LeCun-scaled kernels, N(0, 1) embeddings, and
+    batch-norm and layer-norm variables off their 0/1 defaults, so that a dropped one shows."""
     images = {c: jnp.zeros((1, *config.image_size, 3), jnp.uint8) for c in config.cameras}
-    variables = ACT(config).init(
-        {"params": jax.random.key(seed)}, images, jnp.zeros((1, config.state_dim)), train=False
+    shapes = jax.eval_shape(
+        lambda: ACT(config).init(
+            {"params": jax.random.key(0)}, images, jnp.zeros((1, config.state_dim)), train=False
+        )
     )
     rng = np.random.default_rng(seed)
 
-    def jitter(path, x):
-        x = np.asarray(x, np.float32)
-        name = path[-1].key
-        if name in ("var", "scale"):
-            return (x * rng.uniform(0.8, 1.2, x.shape)).astype(np.float32)
-        if name in ("mean", "bias"):
-            return (x + rng.normal(0, 0.05, x.shape)).astype(np.float32)
-        return x
+    def draw(path, leaf):
+        name, shape = path[-1].key, leaf.shape
+        if name == "var":
+            x = 0.5 + rng.random(shape)
+        elif name in ("mean", "bias"):
+            x = 0.1 * rng.standard_normal(shape)
+        elif name == "scale":
+            x = 0.75 + 0.5 * rng.random(shape)
+        elif name == "kernel":  # (kh, kw, in, out) or (in, out): the fan-in is all but the last
+            gain = 2.0 if len(shape) == 4 else 1.0
+            x = rng.standard_normal(shape) * np.sqrt(gain / np.prod(shape[:-1]))
+        else:  # embedding tables
+            x = rng.standard_normal(shape)
+        return x.astype(np.float32)
 
-    return {
-        "params": jax.tree.map(np.asarray, variables["params"]),
-        "batch_stats": jax.tree_util.tree_map_with_path(jitter, variables["batch_stats"]),
-    }
+    return {col: jax.tree_util.tree_map_with_path(draw, shapes[col]) for col in shapes}
 
 
-def dataset_stats(dim: int, rng: np.random.Generator, constant_last: bool = True) -> dict:
-    """Every statistic LeRobot's dataset computes for a (dim,) feature; with `constant_last` the
-    last dimension is constant (min == max, std 0), as a locked joint gives."""
-    lo = rng.uniform(-90, 0, dim).astype(np.float32)
-    hi = (lo + rng.uniform(10, 120, dim)).astype(np.float32)
+def dataset_stats(
+    dim: int, rng: np.random.Generator, constant_last: bool = True, width=(20, 60)
+) -> dict:
+    """Every statistic LeRobot's dataset computes for a (dim,) feature, ranges `width` degrees
+    wide; with `constant_last` the last dimension is constant (min == max, std 0), as a locked
+    joint gives. (Actions get narrow ranges: float32 rounding times the action scale is what
+    the 1e-4 in degrees compares, see bench/lerobot_fixtures.py.)"""
+    lo = rng.uniform(-30, 0, dim).astype(np.float32)
+    hi = (lo + rng.uniform(*width, dim)).astype(np.float32)
     if constant_last:
         hi[-1] = lo[-1]
 
@@ -119,7 +130,7 @@ def lerobot_folder(
     )
     stats = {
         "observation.state": dataset_stats(config.state_dim, rng, constant_last),
-        "action": dataset_stats(config.action_dim, rng, constant_last),
+        "action": dataset_stats(config.action_dim, rng, constant_last, width=(6, 16)),
         "timestamp": dataset_stats(1, rng),
     }  # a dataset feature the policy does not use
     for key in camera_keys:

@@ -3,7 +3,8 @@ project checkpoints whose chunks equal LeRobot's pipeline, and bad input is refu
 
 The folders are written by tests/helpers_lerobot.py in LeRobot's layouts; the reference chunk is
 our network with LeRobot's normaliser arithmetic (transcribed there), since the network itself is
-held to LeRobot's by bench/parity_lerobot.py.
+held to LeRobot's by bench/parity_lerobot.py. Checkpoints written by LeRobot itself, with its own
+chunks, are tests/test_convert_fixtures.py's. One-camera cases and interp.report are slow checks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MEAN_STD = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
 MIN_MAX = {"VISUAL": "MEAN_STD", "STATE": "MIN_MAX", "ACTION": "MIN_MAX"}
 TOL = 1e-4
 PRE_STATS = "policy_preprocessor_step_3_normalizer_processor.safetensors"
+SLOW = pytest.mark.slow
 _VARIABLES = {}
 
 
@@ -61,38 +63,38 @@ def observation(config, folder, seed=1):
     return images, state
 
 
-CASES = [  # layout, modes, LeRobot camera keys, --cameras
-    (
+TWO = ["observation.images.top", "observation.images.lateral"]
+CASES = [  # layout, modes, LeRobot camera keys, --cameras; two-camera cases share one compile
+    pytest.param(
         "0.4",
         MEAN_STD,
         ["observation.images.laptop", "observation.images.phone"],
         "laptop=top,phone=lateral",
+        id="0.4-mean_std-2cam",
     ),
-    ("0.4", MIN_MAX, ["observation.images.top"], None),
-    ("v2", MEAN_STD, ["observation.images.front"], "front=top"),
-    ("v2", MIN_MAX, ["observation.images.top", "observation.images.lateral"], None),
-    (
+    pytest.param("v2", MIN_MAX, TWO, None, id="v2-min_max-2cam"),
+    pytest.param(
         "0.4",
         {"VISUAL": "MEAN_STD", "STATE": "QUANTILES", "ACTION": "QUANTILE10"},
-        ["observation.images.lateral", "observation.images.top"],
+        TWO[::-1],
         None,
+        id="0.4-quantiles-2cam",
     ),
-    ("0.4", {"VISUAL": "MEAN_STD", "ACTION": "MEAN_STD"}, ["observation.images.top"], None),
+    pytest.param(
+        "0.4", {"VISUAL": "MEAN_STD", "ACTION": "MEAN_STD"}, TWO, None, id="0.4-state_identity"
+    ),
+    # one camera: a second compile; LeRobot-made one-camera checkpoints are
+    # tests/test_convert_fixtures.py's
+    pytest.param(
+        "0.4", MIN_MAX, ["observation.images.top"], None, id="0.4-min_max-1cam", marks=SLOW
+    ),
+    pytest.param(
+        "v2", MEAN_STD, ["observation.images.front"], "front=top", id="v2-mean_std-1cam", marks=SLOW
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    "layout, modes, keys, cameras",
-    CASES,
-    ids=[
-        "0.4-mean_std-2cam",
-        "0.4-min_max-1cam",
-        "v2-mean_std-1cam",
-        "v2-min_max-2cam",
-        "0.4-quantiles-2cam",
-        "0.4-state_identity",
-    ],
-)
+@pytest.mark.parametrize("layout, modes, keys, cameras", CASES)
 def test_imported_policy_matches_lerobots_pipeline(tmp_path, capsys, layout, modes, keys, cameras):
     config, variables, folder = make_folder(tmp_path / "pretrained_model", keys, modes, layout)
     argv = ["--from-lerobot", str(tmp_path / "pretrained_model"), "--out", str(tmp_path / "w")]
@@ -250,6 +252,34 @@ def test_evaluate_runs_on_an_imported_checkpoint(tmp_path):
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert result["episodes"] == saved["episodes"] == 1
     assert result["policy_retraces_after_warmup"] == 0
+
+
+@pytest.mark.slow
+def test_interp_report_runs_on_an_imported_checkpoint(tmp_path, capsys):
+    """`python -m interp.report --checkpoint IMPORTED --dataset D` (an imported checkpoint has
+    no dataset of its own): 4 sim demos at the checkpoint's 32x32, few frames and ticks."""
+    from act_jax import prepare_data
+    from configs import tiny
+    from interp import report
+
+    data = tiny.get_config().data
+    data.tfds_data_dir, data.episodes_dir = str(tmp_path / "tfds"), str(tmp_path / "episodes")
+    data.record_episodes, data.record_distribution = 4, "uniform"
+    prepare_data.record_missing_demos(data, (32, 32))
+    dataset = prepare_data.ensure_dataset(data, (32, 32))
+    folder = tmp_path / "pretrained_model"
+    keys = ["observation.images.top", "observation.images.lateral"]
+    make_folder(folder, keys, MEAN_STD, constant_last=False)
+    assert convert.main(["--from-lerobot", str(folder), "--out", str(tmp_path / "w")]) == 0
+    out = tmp_path / "report"
+    small = ["--frame-stride", "4", "--attention-frames", "8", "--sim-starts", "2"]
+    small += ["--max-steps", "15", "--batch-size", "8"]
+    argv = ["--checkpoint", str(tmp_path / "w"), "--out", str(out), "--dataset", str(dataset)]
+    assert report.main(argv + small) == 0
+    assert "wrote" in capsys.readouterr().out
+    numbers = json.loads((out / "report.json").read_text())["numbers"]
+    assert {"claim_1", "claim_2", "claim_3"} <= set(numbers["verdicts"])
+    assert (out / "report.html").stat().st_size > 0
 
 
 # ---------------------------------------------------------------- export
