@@ -11,7 +11,9 @@ refused naming the feature and the mode) become a workdir laid out as training w
 (`checkpoints/0/` through `act_jax.checkpoints`, `config.json`, `norm_stats.json`), which
 `act_jax.policy.Policy.from_checkpoint`, `python -m act_jax.evaluate`, `python -m interp.report`,
 `python -m interp.freeze_finetune` and `python -m hardware.deploy` take as `--checkpoint`
-(tests/test_convert.py runs the policy and act_jax.evaluate on one).
+(tests/test_convert.py runs the policy, act_jax.evaluate and interp.report on one;
+tests/test_convert_fixtures.py imports checkpoints that lerobot 0.4.4 wrote and compares the
+chunks with LeRobot's own).
 The experiment config is `--base-config` (default configs/sim_default.py) with LeRobot's model,
 execution (`n_action_steps`, `temporal_ensemble_coeff`) and optimiser settings, no dataset of its
 own (pass `--dataset` to interp.report), and a `lerobot` section recording where it came from.
@@ -21,7 +23,8 @@ optimiser state: to train on from it, start a new workdir with `--config.train.i
 
 Export writes config.json, model.safetensors and the four processor files in the layout lerobot
 0.4.4 writes, so `ACTPolicy.from_pretrained(DIR)` and `make_pre_post_processors(cfg,
-pretrained_path=DIR)` load it with no migration. Only full-width backbones export.
+pretrained_path=DIR)` load it with no migration (bench/lerobot_export_check.py runs an export
+in LeRobot). Only full-width backbones export.
 
 Bad input (not an ACT folder, a missing file, a mode that cannot be carried, cameras that do not
 map, an output that is not empty) is one line on stderr, exit status 2, and nothing written.
