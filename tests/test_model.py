@@ -27,7 +27,7 @@ SEED = ACTConfig(
     dim_model=512,
     n_heads=8,
     dim_feedforward=3200,
-    n_encoder_layers=3,
+    n_encoder_layers=4,
     n_decoder_layers=1,
     n_vae_encoder_layers=4,
     chunk_size=100,
@@ -55,7 +55,7 @@ TINY = ACTConfig(
 # frozen nn.Parameters inside the policy (mean+std of state 12, action 12+12, two cameras 2*6).
 LEROBOT_ACT_PARAMS = 51_597_190
 OLD_LEROBOT_NORMALIZATION_PARAMS = 12 + 12 + 12 + 2 * 6
-SEED_PARAMS = 47_264_006  # configs/seed.py: the same with 3 encoder layers (README's figure)
+SEED_PARAMS = 51_597_190  # configs/seed.py: LeRobot's architecture, 4 encoder layers
 
 
 def abstract_variables(config, batch_size=1):
@@ -108,16 +108,17 @@ def test_seed_config_feature_map_tokens_and_param_count():
     assert flat["encoder/input_tokens"].shape == (1, 602, 512)  # 1 + 1 + 300 + 300
     # configs/seed.py builds this same architecture (the model fields that size it).
     assert ACTConfig.from_config(seed.get_config().model) == SEED
-    # The seed config has 3 encoder layers, as the seed project's write-up says. One encoder
-    # layer (self-attention, FFN, 2 LayerNorms) at D 512 / FFN 3200 is 4,333,184 parameters.
+    # The seed config has the 4 encoder layers the seed project's config file set (its write-up
+    # says 3): LeRobot's count, 51.6M, and the seed notebook's 51,597,238 with old LeRobot's
+    # normalisation buffers.
+    assert count_params(variables["params"]) == SEED_PARAMS == LEROBOT_ACT_PARAMS
+    assert LEROBOT_ACT_PARAMS + OLD_LEROBOT_NORMALIZATION_PARAMS == 51_597_238
+    # One encoder layer (self-attention, FFN, 2 LayerNorms) at D 512 / FFN 3200 is 4,333,184
+    # parameters: the 3 layers of the write-up would be 47,264,006.
     layer = 4 * 512 * 512 + 4 * 512 + 2 * 512 * 3200 + 3200 + 512 + 4 * 512
     assert layer == 4_333_184
-    assert count_params(variables["params"]) == SEED_PARAMS == LEROBOT_ACT_PARAMS - layer
-    # With LeRobot's 4 encoder layers (what the seed project's config file set): LeRobot's count,
-    # 51.6M, and the seed notebook's 51,597,238 with old LeRobot's normalisation buffers.
-    four_layers = dataclasses.replace(SEED, n_encoder_layers=4)
-    assert count_params(abstract_variables(four_layers)["params"]) == LEROBOT_ACT_PARAMS
-    assert LEROBOT_ACT_PARAMS + OLD_LEROBOT_NORMALIZATION_PARAMS == 51_597_238
+    three_layers = dataclasses.replace(SEED, n_encoder_layers=3)
+    assert count_params(abstract_variables(three_layers)["params"]) == SEED_PARAMS - layer
 
 
 def test_param_count_does_not_depend_on_cameras_and_backbone_has_only_convs():
