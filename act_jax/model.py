@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from act_jax import intermediates as im
-from act_jax.resnet import ResNet18
+from act_jax.resnet import CONV_IMPLS, ResNet18
 from act_jax.transformer import Decoder, Encoder, EncoderLayer, sine_table_1d, sine_table_2d
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -45,6 +45,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 embedding_init = nn.initializers.normal(1.0)  # PyTorch's nn.Embedding: N(0, 1)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# ACTConfig fields that older saved configs lack; absent, they take the dataclass default.
+OPTIONAL_FIELDS = frozenset({"backbone_conv"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,9 @@ class ACTConfig:
     use_vae: bool = True
     latent_dim: int = 32
     backbone_width: float = 1.0
+    # How the backbone's convolutions are differentiated (act_jax/resnet.py): the same numbers
+    # either way, "fast" avoids XLA:CPU's slow gradient lowerings (bench/conv_backward.py).
+    backbone_conv: str = "xla"
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -113,23 +118,29 @@ class ACTConfig:
             fail("dropout", "must be in [0, 1)")
         if not self.backbone_width > 0:
             fail("backbone_width", "must be > 0")
+        if self.backbone_conv not in CONV_IMPLS:
+            fail("backbone_conv", f"must be one of {list(CONV_IMPLS)}")
         if self.dtype not in DTYPES:
             fail("dtype", f"must be one of {sorted(DTYPES)}")
 
     @classmethod
     def from_config(cls, model_config: Any) -> ACTConfig:
-        """Builds from `config.model` (a ConfigDict or mapping); unknown/missing fields raise."""
+        """Builds from `config.model` (a ConfigDict or mapping); unknown/missing fields raise.
+
+        Fields added after checkpoints were first written (`OPTIONAL_FIELDS`) take their default
+        when absent, so older checkpoints' configs still load.
+        """
         given = dict(model_config.items()) if hasattr(model_config, "items") else model_config
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(given) - fields)
-        missing = sorted(fields - set(given))
+        missing = sorted(fields - set(given) - OPTIONAL_FIELDS)
         if unknown:
             raise ValueError(
                 f"config.model has unknown field(s) {unknown}; known: {sorted(fields)}"
             )
         if missing:
             raise ValueError(f"config.model is missing field(s) {missing}")
-        return cls(**{k: given[k] for k in fields})
+        return cls(**{k: given[k] for k in fields if k in given})
 
     @property
     def compute_dtype(self):
@@ -205,7 +216,7 @@ class ACT(nn.Module):
         dense = dict(dtype=dt, kernel_init=torch_linear_init)
         if cfg.use_vae:
             self.vae_encoder = VAEEncoder(cfg)
-        self.backbone = ResNet18(cfg.backbone_width, dt)
+        self.backbone = ResNet18(cfg.backbone_width, dt, cfg.backbone_conv)
         self.input_proj = nn.Conv(d, (1, 1), **dense)  # as LeRobot's 1x1 Conv2d
         self.latent_proj = nn.Dense(d, **dense)
         self.state_proj = nn.Dense(d, **dense)

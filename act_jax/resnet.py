@@ -15,6 +15,12 @@ downsample_conv, downsample_bn}`. avgpool and fc are dropped: ACT uses the layer
 
 `width` multiplies every channel count (1.0 = ResNet18; 0.25 gives 16/32/64/128 channels), for
 CPU-sized configs. Axes are NHWC.
+
+`conv` picks how the convolutions are differentiated, never what they compute: "xla" is XLA's own
+derivative of `lax.conv_general_dilated`; "fast" is `act_jax.fast_conv.conv2d` for the 3x3 and 1x1
+convolutions, the same forward pass with a backward pass written as plain convolutions and
+matmuls, which XLA:CPU runs faster (bench/conv_backward.py). Both keep the parameter `kernel`
+under the same module names, so checkpoints and converted LeRobot weights load into either.
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+from act_jax import fast_conv
 
 STAGE_CHANNELS = (64, 128, 256, 512)
+CONV_IMPLS = ("xla", "fast")
 # torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -62,18 +72,36 @@ class FrozenBatchNorm(nn.Module):
         return x * mult.astype(self.dtype) + shift.astype(self.dtype)
 
 
-def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
-    pad = kernel // 2
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=False,
-        kernel_init=conv_init,
-        dtype=dtype,
-        name=name,
-    )
+class Conv2d(nn.Module):
+    """A bias-free square convolution with torchvision's explicit padding (`kernel`, HWIO).
+
+    The same parameter (`kernel`, (k, k, C_in, C_out)) and initialiser as `flax.linen.Conv`; `impl`
+    chooses the backward pass (see the module docstring).
+    """
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    impl: str = "xla"
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        """Args: x (N, H, W, C_in). Returns: (N, ceil(H/stride), ceil(W/stride), features)."""
+        k = self.kernel_size
+        kernel = self.param("kernel", conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        pad = ((k // 2, k // 2), (k // 2, k // 2))
+        # The 7x7 stem is left to XLA: its images need no gradient, and XLA's kernel gradient is
+        # as fast there as 49 per-tap matmuls, which would only lengthen the compile.
+        if self.impl not in CONV_IMPLS:
+            raise ValueError(f"conv impl {self.impl!r}: expected one of {CONV_IMPLS}")
+        if self.impl == "fast" and k <= 3:
+            return fast_conv.conv2d(x, kernel, self.stride, pad)
+        dims = ("NHWC", "HWIO", "NHWC")
+        return lax.conv_general_dilated(
+            x, kernel, (self.stride, self.stride), pad, dimension_numbers=dims
+        )
 
 
 class BasicBlock(nn.Module):
@@ -82,16 +110,18 @@ class BasicBlock(nn.Module):
     features: int
     stride: int = 1
     dtype: jnp.dtype = jnp.float32
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x):
         """Args: x (N, H, W, C_in). Returns: (N, H/stride, W/stride, features)."""
-        y = _conv(self.features, 3, self.stride, "conv1", self.dtype)(x)
+        conv = lambda k, s, name: Conv2d(self.features, k, s, self.conv, self.dtype, name=name)  # noqa: E731
+        y = conv(3, self.stride, "conv1")(x)
         y = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(y))
-        y = _conv(self.features, 3, 1, "conv2", self.dtype)(y)
+        y = conv(3, 1, "conv2")(y)
         y = FrozenBatchNorm(dtype=self.dtype, name="bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _conv(self.features, 1, self.stride, "downsample_conv", self.dtype)(x)
+            x = conv(1, self.stride, "downsample_conv")(x)
             x = FrozenBatchNorm(dtype=self.dtype, name="downsample_bn")(x)
         return nn.relu(x + y)
 
@@ -102,11 +132,12 @@ class ResNetStage(nn.Module):
     features: int
     stride: int
     dtype: jnp.dtype = jnp.float32
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x):
-        x = BasicBlock(self.features, self.stride, self.dtype, name="block_0")(x)
-        return BasicBlock(self.features, 1, self.dtype, name="block_1")(x)
+        x = BasicBlock(self.features, self.stride, self.dtype, self.conv, name="block_0")(x)
+        return BasicBlock(self.features, 1, self.dtype, self.conv, name="block_1")(x)
 
 
 class ResNet18(nn.Module):
@@ -115,18 +146,21 @@ class ResNet18(nn.Module):
     Attributes:
         width: channel multiplier (1.0 = torchvision ResNet18).
         dtype: compute dtype.
+        conv: "xla" or "fast", how the convolutions are differentiated (same numbers).
     """
 
     width: float = 1.0
     dtype: jnp.dtype = jnp.float32
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x):
         """Args: x (N, H, W, 3) normalised images. Returns: (N, ceil(H/32), ceil(W/32), C)."""
         chans = channels(self.width)
-        x = _conv(chans[0], 7, 2, "conv1", self.dtype)(x.astype(self.dtype))
+        x = Conv2d(chans[0], 7, 2, self.conv, self.dtype, name="conv1")(x)
         x = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for k, c in enumerate(chans):
-            x = ResNetStage(c, 1 if k == 0 else 2, self.dtype, name=f"layer{k + 1}")(x)
+            stride = 1 if k == 0 else 2
+            x = ResNetStage(c, stride, self.dtype, self.conv, name=f"layer{k + 1}")(x)
         return x

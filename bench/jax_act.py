@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import act_bench_common  # noqa: E402 (beside this script)
 from act_bench_common import SHARED_SPEC, peak_rss_mb  # noqa: E402
 
-DEFAULT_SPEC = {**SHARED_SPEC, "backbone_width": 1.0}
+DEFAULT_SPEC = {**SHARED_SPEC, "backbone_width": 1.0, "backbone_conv": "xla"}
 KL_WEIGHT = 10.0  # LeRobot's ACTConfig.kl_weight
 
 
