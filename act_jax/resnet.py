@@ -35,7 +35,22 @@ from jax import lax
 from act_jax import fast_conv
 
 STAGE_CHANNELS = (64, 128, 256, 512)
-CONV_IMPLS = ("xla", "fast")
+CONV_IMPLS = ("auto", "xla", "fast")
+# "auto" takes "fast" on the CPU for backbones at least this wide: measured 2x faster train steps
+# at width 1.0 and 1.5x slower at width 0.25 (bench/reference_results/cpu/conv_impl_*.json); on an
+# accelerator XLA's own lowering is the one tuned for it.
+AUTO_FAST_MIN_WIDTH = 0.5
+
+
+def resolve_conv(impl: str, width: float) -> str:
+    """The convolution backward "auto" stands for on this backend at this width."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl {impl!r}: expected one of {CONV_IMPLS}")
+    if impl != "auto":
+        return impl
+    return "fast" if jax.default_backend() == "cpu" and width >= AUTO_FAST_MIN_WIDTH else "xla"
+
+
 # torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -94,8 +109,8 @@ class Conv2d(nn.Module):
         pad = ((k // 2, k // 2), (k // 2, k // 2))
         # The 7x7 stem is left to XLA: its images need no gradient, and XLA's kernel gradient is
         # as fast there as 49 per-tap matmuls, which would only lengthen the compile.
-        if self.impl not in CONV_IMPLS:
-            raise ValueError(f"conv impl {self.impl!r}: expected one of {CONV_IMPLS}")
+        if self.impl not in ("xla", "fast"):
+            raise ValueError(f"conv impl {self.impl!r}: expected xla or fast (resolve auto first)")
         if self.impl == "fast" and k <= 3:
             return fast_conv.conv2d(x, kernel, self.stride, pad)
         dims = ("NHWC", "HWIO", "NHWC")
@@ -146,21 +161,23 @@ class ResNet18(nn.Module):
     Attributes:
         width: channel multiplier (1.0 = torchvision ResNet18).
         dtype: compute dtype.
-        conv: "xla" or "fast", how the convolutions are differentiated (same numbers).
+        conv: "xla", "fast" or "auto" (`resolve_conv`): how the convolutions are differentiated
+            (the same numbers).
     """
 
     width: float = 1.0
     dtype: jnp.dtype = jnp.float32
-    conv: str = "xla"
+    conv: str = "auto"
 
     @nn.compact
     def __call__(self, x):
         """Args: x (N, H, W, 3) normalised images. Returns: (N, ceil(H/32), ceil(W/32), C)."""
         chans = channels(self.width)
-        x = Conv2d(chans[0], 7, 2, self.conv, self.dtype, name="conv1")(x)
+        conv = resolve_conv(self.conv, self.width)
+        x = Conv2d(chans[0], 7, 2, conv, self.dtype, name="conv1")(x)
         x = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for k, c in enumerate(chans):
             stride = 1 if k == 0 else 2
-            x = ResNetStage(c, stride, self.dtype, self.conv, name=f"layer{k + 1}")(x)
+            x = ResNetStage(c, stride, self.dtype, conv, name=f"layer{k + 1}")(x)
         return x

@@ -282,6 +282,12 @@ def main(argv=None) -> int:
         "2 spinning OpenMP threads slow down 3x or more while XLA's pool does not, "
         "so this gives the ratio least distorted by other processes",
     )
+    parser.add_argument(
+        "--backbone-conv",
+        choices=["xla", "fast"],
+        default="fast",
+        help="the JAX side's backbone convolution backward (act_jax/resnet.py; same numbers)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     args = parser.parse_args(argv)
@@ -318,7 +324,12 @@ def main(argv=None) -> int:
         records = {"jax": [], "lerobot": []}
         for rnd in range(args.rounds):  # the two sides alternate, so load drifts hit both
             for side, python, script, extra in (
-                ("jax", Path(sys.executable), "jax_act.py", {"backbone_width": 1.0}),
+                (
+                    "jax",
+                    Path(sys.executable),
+                    "jax_act.py",
+                    {"backbone_width": 1.0, "backbone_conv": args.backbone_conv},
+                ),
                 ("lerobot", args.lerobot_python, "lerobot_act.py", {}),
             ):
                 bar.set_postfix_str(f"{preset}/{workload}/{side}/round {rnd + 1}")
@@ -373,6 +384,7 @@ def main(argv=None) -> int:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "single_thread": args.single_thread,
+        "backbone_conv": args.backbone_conv,
         "cpus": sorted(cpus) if cpus else "all",
         "rows": rows,
     }
