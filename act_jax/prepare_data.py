@@ -12,7 +12,7 @@ trainer itself never records. Then the episodes are built into the dataset. The 
 The recording runs as the recorder's own command in a child process,
 
     python -m hardware.record --robot sim --teleop expert --episodes N --out DIR \\
-        --image-size HxW --seed S --distribution D
+        --image-size HxW --seed S --locations D
 
 not by importing it: `act_jax` never imports the recorder (the import graph stays one way,
 `tests/test_import_graph.py`), and the command line is the recorder's stable interface, the one
@@ -51,7 +51,7 @@ def record_command(data_config, image_size: Sequence[int]) -> list[str]:
         f"{h}x{w}",
         "--seed",
         str(int(data_config.record_seed)),
-        "--distribution",
+        "--locations",
         str(data_config.record_distribution),
     ]
 

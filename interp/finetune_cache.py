@@ -154,10 +154,10 @@ def finetune_cached(config, base_variables: dict, norm_stats, workdir, *, progre
     import json
     from pathlib import Path
 
-    from act_jax import checkpoints, data, train
+    from act_jax import checkpoints, data, prepare_data, train
 
     m, tc = config.model, config.train
-    dataset_dir = data.ensure_dataset(config.data, m.image_size)
+    dataset_dir = prepare_data.ensure_dataset(config.data, m.image_size)
     episodes = data.load_episodes(
         dataset_dir,
         m.cameras,

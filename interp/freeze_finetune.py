@@ -58,9 +58,11 @@ def build_config(
     data_root: str = "data",
 ):
     """The fine-tuning experiment's config: the base's, with data, init and freezing changed."""
+    from act_jax.config_ranges import apply_renamed
     from act_jax.evaluate import path_safe
 
     config = base_config.copy_and_resolve_references()
+    apply_renamed(config)  # a base trained before the renames: its old names must not win below
     name = path_safe(f"sim_{locations}_{demos}")
     with config.unlocked():
         d, t, e = config.data, config.train, config.eval
@@ -78,7 +80,7 @@ def build_config(
         t.warmup_steps = min(t.warmup_steps, steps // 10)
         t.seed = seed
         t.checkpoint_every = max(1, steps)
-        e.every_steps = 0  # evaluated before and after, on more episodes, by this script
+        e.rollout_every = 0  # evaluated before and after, on more episodes, by this script
     return config
 
 
@@ -319,12 +321,12 @@ def _plan(p: argparse.ArgumentParser, args) -> _Plan:
 
 def _run(plan: _Plan, cached: bool) -> tuple[dict, Any, dict]:
     """(before, the fine-tuned params, after): evaluate, record demos, fine-tune, evaluate."""
-    from act_jax import sim_demos, train
+    from act_jax import prepare_data, train
 
     plan.workdir.mkdir(parents=True, exist_ok=True)
     before = plan.before or evaluate_both(plan.base, "before", **plan.eval_settings)
     config = plan.config
-    sim_demos.record_missing_demos(config.data, config.model.image_size)
+    prepare_data.record_missing_demos(config.data, config.model.image_size)
     if cached:
         tuned = finetune_cached(config, plan.base_variables, plan.base_stats, plan.workdir).params
     else:

@@ -214,6 +214,19 @@ def test_missing_dataset_is_recorded_with_the_sim_expert_and_built(tmp_path):
         prepare_data.ensure_dataset(config, (32, 32))
 
 
+def test_the_demos_are_recorded_with_the_recorders_current_option_names():
+    from configs import tiny
+    from hardware.record import build_parser
+
+    config = tiny.get_config().data
+    config.record_distribution, config.record_episodes = "held_out", 3
+    cmd = prepare_data.record_command(config, (32, 48))
+    assert cmd[1:3] == ["-m", "hardware.record"] and "--distribution" not in cmd  # deprecated
+    args = build_parser().parse_args(cmd[3:])
+    assert (args.robot, args.teleop, args.image_size) == ("sim", "expert", "32x48")
+    assert args.locations == "held_out" and args.episodes == 3
+
+
 @pytest.mark.parametrize("how", ["truncated", "bit_flipped"])
 def test_a_damaged_episode_stops_the_training_data_naming_it(tmp_path, how):
     # The trainer builds its dataset from the episodes: a damaged one is named with the command

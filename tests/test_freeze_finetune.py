@@ -195,6 +195,17 @@ def test_build_config_freezes_the_complement():
     assert labels == {"decoder/w": "default", "encoder/w": "frozen"}
 
 
+def test_build_config_turns_rollouts_off_on_a_base_with_the_old_cadence_name():
+    # A base trained before the rename stores `eval.every_steps`; the old name must not win.
+    old = tiny.get_config()
+    with old.unlocked():
+        old.eval.every_steps = old.eval.rollout_every + 5
+        del old.eval["rollout_every"]
+    kw = dict(trainable=P.PRESETS["decoder"], locations="named", demos=2, steps=4, lr=1e-4, seed=0)
+    config = freeze_finetune.build_config(old, base=__import__("pathlib").Path("runs/b"), **kw)
+    assert config.eval.rollout_every == 0 and "every_steps" not in config.eval
+
+
 @pytest.mark.slow  # a minute: four fine-tunes; each piece it drives is tested above
 def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(base_run, tmp_path):
     from interp import finetune_compare
