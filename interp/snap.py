@@ -4,10 +4,11 @@ from one place's to the other's (a lookup) or a graded move (an interpolation)?
     nice python -m interp.snap --checkpoint runs/lookup_named \
         --out bench/reference_results/interp/snap_named
 
-Lines: pairs of neighbouring training locations A, B of the base (its `data.record_distribution`
-spec; neighbours are the Gabriel graph's edges, `--pairs N` the N shortest, ties to the lines
-nearest the locations' centre, or `--pairs all`, or `--pairs 0-1,0-2` by index). On each line
-the cube starts at lambda = 0, 1/8, ..., 1 (`--lambdas`), flat and square to the table.
+Lines (`interp.snap_lines`): pairs of neighbouring training locations A, B of the base (its
+`data.record_distribution` spec; neighbours are the Gabriel graph's edges, `--pairs N` the N
+shortest, ties to the lines nearest the locations' centre, or `--pairs all`, or `--pairs 0-1,0-2`
+by index). On each line the cube starts at lambda = 0, 1/8, ..., 1 (`--lambdas`), flat and
+square to the table.
 
 Sites: every hook point on the forward path (`sites`): the backbone's feature maps, the encoder
 tokens after each layer, the decoder layer's MLP input, hidden units and output, the layer and
@@ -48,7 +49,6 @@ fine-tunes that favour it (`interp.finetune_compare`); this module reports the f
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -58,65 +58,11 @@ import numpy as np
 
 from interp import snap_fit as F
 from interp.snap_figures import add_section, plot
+from interp.snap_lines import line_starts, pairs_arg, probe_groups, select_pairs
 from interp.snap_patch import aim_points
 
 LAMBDAS = tuple(float(x) for x in np.linspace(0, 1, 9))
 MLP = "decoder/layer_0"
-
-
-# -- lines and starts -----------------------------------------------------------------------------
-def neighbour_pairs(xy: np.ndarray) -> list[tuple[int, int]]:
-    """Gabriel-graph edges: (i, j) with no other location inside the circle on [i, j]."""
-    xy = np.asarray(xy, np.float64)
-    out = []
-    for i, j in itertools.combinations(range(len(xy)), 2):
-        mid, r = (xy[i] + xy[j]) / 2, np.linalg.norm(xy[i] - xy[j]) / 2
-        others = [k for k in range(len(xy)) if k not in (i, j)]
-        if all(np.linalg.norm(xy[k] - mid) > r + 1e-9 for k in others):
-            out.append((i, j))
-    return out
-
-
-def select_pairs(xy: np.ndarray, spec: str) -> list[tuple[int, int]]:
-    """`spec`: "all", a count N (the N shortest neighbour edges, ties to the central lines), or
-    explicit "i-j,k-l" location indices."""
-    xy = np.asarray(xy, np.float64)
-    if "-" in spec:
-        pairs = []
-        for part in spec.split(","):
-            i, j = (int(v) for v in part.split("-"))
-            if not (0 <= i < len(xy) and 0 <= j < len(xy)) or i == j:
-                raise ValueError(
-                    f"--pairs {part!r}: indices must differ and lie in 0..{len(xy) - 1}"
-                )
-            pairs.append((i, j))
-        return pairs
-    edges = neighbour_pairs(xy)
-    centre = xy.mean(0)
-    edges.sort(
-        key=lambda e: (
-            round(float(np.linalg.norm(xy[e[0]] - xy[e[1]])), 6),
-            round(float(np.linalg.norm((xy[e[0]] + xy[e[1]]) / 2 - centre)), 6),
-            e,
-        )
-    )
-    return edges if spec == "all" else edges[: int(spec)]
-
-
-def line_starts(xy, pairs, lambdas, cube_size: float):
-    """(poses (S, 7) of the distinct starts, index (lines, lambdas) into them)."""
-    xy = np.asarray(xy, np.float64)
-    keys: dict[tuple[float, float], int] = {}
-    poses, index = [], np.zeros((len(pairs), len(lambdas)), int)
-    for p, (i, j) in enumerate(pairs):
-        for k, lam in enumerate(lambdas):
-            x, y = (1 - lam) * xy[i] + lam * xy[j]
-            key = (round(float(x), 6), round(float(y), 6))
-            if key not in keys:
-                keys[key] = len(poses)
-                poses.append([x, y, cube_size / 2, 1.0, 0.0, 0.0, 0.0])
-            index[p, k] = keys[key]
-    return np.asarray(poses, np.float64), index
 
 
 # -- observations and activations -----------------------------------------------------------------
@@ -215,18 +161,6 @@ def calibration(t_line: np.ndarray, t_near: np.ndarray, index, lambdas) -> dict:
     return {"expert": expert, "nearest": nearest, "valid": bool(ok)}
 
 
-def probe_groups(index: np.ndarray, pairs, n_starts: int) -> np.ndarray:
-    """A group per start for held-out-line probes: its line, or its own location if an endpoint."""
-    groups = np.full(n_starts, -1)
-    for p, row in enumerate(index):
-        for k, s in enumerate(row):
-            if k in (0, len(row) - 1):
-                groups[s] = 1000 + pairs[p][0 if k == 0 else 1]
-            elif groups[s] < 0:
-                groups[s] = p
-    return groups
-
-
 def position_probes(acts: dict, names, cube_xy: np.ndarray, groups: np.ndarray) -> dict:
     """Ridge from each site to the cube's (x, y), tested on held-out lines: R^2 per site."""
     from interp.probes import clean, cross_validate, group_folds
@@ -244,6 +178,63 @@ def _xy(points) -> np.ndarray:
     return np.array([[np.nan, np.nan] if g is None else np.asarray(g)[:2] for g in points])
 
 
+def _activations(robot, policy, poses: np.ndarray, ticks, names) -> tuple:
+    """Each start's observations at `ticks` and what the policy makes of them: (images
+    {camera: (S, T, H, W, 3)}, states (S, T, 6), {site: (S, T, ...)}, aim points (S, T, 2))."""
+    n = len(poses)
+    images, states = observe(robot, poses, ticks)
+    flat = {c: v.reshape(-1, *v.shape[2:]) for c, v in images.items()}
+    acts = capture(policy, flat, states.reshape(-1, states.shape[-1]), names)
+    acts = {k: v.reshape(n, len(ticks), *v.shape[1:]) for k, v in acts.items()}
+    chunks = acts["actions"].reshape(-1, *acts["actions"].shape[2:])
+    aim = aim_points(robot.kinematics, policy, chunks).reshape(n, len(ticks), 2)
+    return images, states, acts, aim
+
+
+def _rollouts(robot, policy, poses, execution: str, max_steps: int, progress: bool):
+    """Each start's unpatched rollout: (grasp targets, a point or None each; successes)."""
+    from tqdm import tqdm
+
+    from act_jax.evaluate import rollout
+    from act_jax.execution import make_executor
+
+    grasp, success = [], []
+    for pose in tqdm(poses, desc="rollouts", disable=not progress):
+        robot.reset(cube_pose=pose)
+        ep = rollout(robot, policy.as_controller(make_executor(execution)), max_steps=max_steps)
+        grasp.append(ep.grasp_target)
+        success.append(bool(ep.success))
+    return grasp, success
+
+
+def _expert_points(poses: np.ndarray, train_xy: np.ndarray, cube_size: float):
+    """The expert's own grasp points (the expert's limit, not the policy's): (at each start,
+    at each training location)."""
+    from hardware.sim import SimRobot
+    from interp import oracles as O
+
+    with SimRobot(cameras=()) as phys:
+        t_c = O.expert_grasp_points(phys, poses)
+        train_poses = [np.array([x, y, cube_size / 2, 1, 0, 0, 0]) for x, y in train_xy]
+        return t_c, O.expert_grasp_points(phys, train_poses)
+
+
+def _starts(poses, success, grasp, t_c, t_train, near) -> list[dict]:
+    """One row per start: its place, success, grasp point, the expert's, and alpha."""
+    from interp import oracles as O
+
+    return [
+        {
+            "cube_xy": p[:2].tolist(),
+            "success": ok,
+            "grasp_target": None if g is None else np.asarray(g).tolist(),
+            "expert_grasp": t.tolist(),
+            "alpha": None if g is None else O.alpha(g, t, t_train[k]),
+        }
+        for p, ok, g, t, k in zip(poses, success, grasp, t_c, near, strict=True)
+    ]
+
+
 def run(
     policy,
     train_xy: np.ndarray,
@@ -258,10 +249,6 @@ def run(
     progress: bool = True,
 ) -> dict:
     """The whole experiment (module docstring) on one policy; returns the JSON-ready results."""
-    from tqdm import tqdm
-
-    from act_jax.evaluate import rollout
-    from act_jax.execution import make_executor
     from hardware.sim import SimRobot
     from hardware.sim.scene import SceneConfig
     from interp import oracles as O
@@ -275,42 +262,18 @@ def run(
     say = (lambda m: print(m, flush=True)) if progress else (lambda m: None)
     say(f"{len(pairs)} lines, {n} distinct starts, {len(names)} sites")
     with SimRobot(image_size=tuple(cfg.image_size), cameras=tuple(cfg.cameras)) as robot:
-        images, states = observe(robot, poses, ticks)
-        flat = {c: v.reshape(-1, *v.shape[2:]) for c, v in images.items()}
-        acts = capture(policy, flat, states.reshape(-1, states.shape[-1]), names)
-        acts = {k: v.reshape(n, len(ticks), *v.shape[1:]) for k, v in acts.items()}
-        chunks = acts["actions"].reshape(-1, *acts["actions"].shape[2:])
-        aim = aim_points(robot.kinematics, policy, chunks).reshape(n, len(ticks), 2)
-        grasp, success = [], []
-        for pose in tqdm(poses, desc="rollouts", disable=not progress):
-            robot.reset(cube_pose=pose)
-            ep = rollout(robot, policy.as_controller(make_executor(execution)), max_steps=max_steps)
-            grasp.append(ep.grasp_target)
-            success.append(bool(ep.success))
+        images, states, acts, aim = _activations(robot, policy, poses, ticks, names)
+        grasp, success = _rollouts(robot, policy, poses, execution, max_steps, progress)
         mid = int(np.argmin(np.abs(np.asarray(lambdas) - 0.5)))
         patch_run = PatchRun(policy, robot, images, states, acts, aim, _xy(grasp))
         patching = patch_run.lines(
             poses, index, mid, execution, rollouts=patch_rollouts, steps=grasp_steps, say=say
         )
         patching["midpoint_lambda"] = float(lambdas[mid])
-    with SimRobot(cameras=()) as phys:
-        t_c = O.expert_grasp_points(phys, poses)  # the expert's own limit, not the policy's
-        train_poses = [np.array([x, y, size / 2, 1, 0, 0, 0]) for x, y in train_xy]
-        t_train = O.expert_grasp_points(phys, train_poses)
+    t_c, t_train = _expert_points(poses, train_xy, size)
     near = np.array([O.nearest_index(train_xy, p[:2]) for p in poses])
     site_curves = {name: curves(acts[name], index, lambdas) for name in names}
     snap_site = next((s for s in names if site_curves[s]["snaps"]), None)
-    starts = []
-    for p, ok, g, t, k in zip(poses, success, grasp, t_c, near, strict=True):
-        starts.append(
-            {
-                "cube_xy": p[:2].tolist(),
-                "success": ok,
-                "grasp_target": None if g is None else np.asarray(g).tolist(),
-                "expert_grasp": t.tolist(),
-                "alpha": None if g is None else O.alpha(g, t, t_train[k]),
-            }
-        )
     return {
         "locations": train_xy.tolist(),
         "pairs": [
@@ -319,7 +282,7 @@ def run(
         ],
         "lambdas": [float(x) for x in lambdas],
         "ticks": list(ticks),
-        "starts": starts,
+        "starts": _starts(poses, success, grasp, t_c, t_train, near),
         "line_index": index.tolist(),
         "sites": names,
         "curves": site_curves,
@@ -345,22 +308,10 @@ def _ticks_arg(text: str) -> tuple[int, ...]:
     return ticks
 
 
-def _pairs_arg(text: str) -> str:
-    import re
-
-    if (
-        text == "all"
-        or re.fullmatch(r"[1-9]\d*", text)
-        or re.fullmatch(r"\d+-\d+(,\d+-\d+)*", text)
-    ):
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not 'all', a count, or like 0-1,0-2")
-
-
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     from act_jax.evaluate import execution_arg
     from hardware.arguments import int_in
-    from hardware.sim.cube import CubeDistribution, distribution_arg
+    from hardware.sim.cube import distribution_arg
     from interp import cli
 
     p = cli.parser("interp.snap", __doc__)
@@ -375,7 +326,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--pairs",
-        type=_pairs_arg,
+        type=pairs_arg,
         default="4",
         help="lines: the N shortest neighbour pairs, 'all', or i-j,k-l (default %(default)s)",
     )
@@ -395,8 +346,15 @@ def main(argv=None) -> int:
         action="store_true",
         help="patch the first chunk only (no rollouts patched at every tick)",
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def _inputs(p: argparse.ArgumentParser, args) -> tuple:
+    """(policy, locations spec, training places (K, 2), lines, execution), each checked; a bad
+    one is a one-line error naming its option."""
     from act_jax.policy import Policy
+    from hardware.sim.cube import CubeDistribution
+    from interp import cli
 
     with cli.expected_errors(p, args, "--checkpoint"):
         policy = Policy.from_checkpoint(args.checkpoint)
@@ -410,6 +368,40 @@ def main(argv=None) -> int:
     xy = np.asarray(dist.locations, np.float64)
     with cli.expected_errors(p, args):
         pairs = select_pairs(xy, args.pairs)
+    return policy, spec, xy, pairs, execution
+
+
+def _write(out: Path, doc: dict, checkpoint: str, step: int) -> None:
+    """snap.json, snap.png and snap.html into `out`."""
+    from interp.page import Page
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "snap.json").write_text(json.dumps(doc, indent=1))
+    png = plot(doc)
+    (out / "snap.png").write_bytes(png)
+    page = Page("Where it snaps", subtitle=f"{checkpoint}, step {step}")
+    add_section(page, doc, png)
+    page.write(out / "snap.html")
+
+
+def _print_summary(doc: dict, out: Path) -> None:
+    for name in [*doc["sites"], "aim", "grasp"]:
+        b = doc["curves"].get(name) or doc["behaviour"][name]
+        r2 = doc["probes"].get(name, {}).get("r2")
+        print(
+            f"{name:28s} snaps on {b['snap_lines']}/{len(b['per_line'])} lines"
+            + ("" if r2 is None else f", position probe R2 {r2:.2f}")
+        )
+    print(f"calibration valid: {doc['calibration']['valid']}; snap site: {doc['snap_site']}")
+    print(f"mlp rule: {doc['mlp_rule']['reason']}")
+    print(f"wrote {out}/snap.json, snap.png and snap.html in {doc['wall_time_s']:.0f} s")
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    policy, spec, xy, pairs, execution = _inputs(p, args)
+    cfg = policy.config
     t0 = time.time()
     policy.warmup()
     result = run(
@@ -433,25 +425,8 @@ def main(argv=None) -> int:
         **result,
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "snap.json").write_text(json.dumps(doc, indent=1))
-    png = plot(doc)
-    (out / "snap.png").write_bytes(png)
-    from interp.page import Page
-
-    page = Page("Where it snaps", subtitle=f"{args.checkpoint}, step {policy.step}")
-    add_section(page, doc, png)
-    page.write(out / "snap.html")
-    for name in [*doc["sites"], "aim", "grasp"]:
-        b = doc["curves"].get(name) or doc["behaviour"][name]
-        r2 = doc["probes"].get(name, {}).get("r2")
-        print(
-            f"{name:28s} snaps on {b['snap_lines']}/{len(b['per_line'])} lines"
-            + ("" if r2 is None else f", position probe R2 {r2:.2f}")
-        )
-    print(f"calibration valid: {doc['calibration']['valid']}; snap site: {doc['snap_site']}")
-    print(f"mlp rule: {doc['mlp_rule']['reason']}")
-    print(f"wrote {out}/snap.json, snap.png and snap.html in {doc['wall_time_s']:.0f} s")
+    _write(out, doc, str(args.checkpoint), policy.step)
+    _print_summary(doc, out)
     return 0
 
 

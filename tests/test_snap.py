@@ -8,6 +8,7 @@ import pytest
 
 from interp import snap as S
 from interp import snap_fit as F
+from interp import snap_lines as L
 from interp import snap_patch as P
 
 LAM = np.linspace(0, 1, 9)
@@ -52,22 +53,22 @@ def test_lines_join_neighbouring_locations_and_share_their_endpoints():
     from hardware.sim.cube import NAMED_LOCATIONS, grid_locations
 
     named = np.array(NAMED_LOCATIONS)
-    edges = S.neighbour_pairs(named)
+    edges = L.neighbour_pairs(named)
     assert sorted(edges) == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 3), (2, 4)]
-    assert sorted(S.select_pairs(named, "4")) == [(0, 1), (0, 2), (0, 3), (0, 4)]
-    every = S.select_pairs(named, "all")
+    assert sorted(L.select_pairs(named, "4")) == [(0, 1), (0, 2), (0, 3), (0, 4)]
+    every = L.select_pairs(named, "all")
     assert len(every) == 6 and sorted(every[:4]) == [(0, 1), (0, 2), (0, 3), (0, 4)]
-    assert S.select_pairs(named, "1-3,0-2") == [(1, 3), (0, 2)]
+    assert L.select_pairs(named, "1-3,0-2") == [(1, 3), (0, 2)]
     with pytest.raises(ValueError, match="0..4"):
-        S.select_pairs(named, "0-7")
+        L.select_pairs(named, "0-7")
     grid = np.array(grid_locations(3, 3))
-    four = S.select_pairs(grid, "4")
+    four = L.select_pairs(grid, "4")
     assert all(np.isclose(np.linalg.norm(grid[i] - grid[j]), 0.04) for i, j in four)
-    poses, index = S.line_starts(named, [(0, 1), (0, 2)], LAM, 0.03)
+    poses, index = L.line_starts(named, [(0, 1), (0, 2)], LAM, 0.03)
     assert index.shape == (2, 9) and len(poses) == 17  # the centre is one start of both lines
     assert index[0, 0] == index[1, 0]
     np.testing.assert_allclose(poses[index[0, 4], :2], (named[0] + named[1]) / 2)
-    groups = S.probe_groups(index, [(0, 1), (0, 2)], len(poses))
+    groups = L.probe_groups(index, [(0, 1), (0, 2)], len(poses))
     assert groups[index[0, 0]] == 1000 and groups[index[1, -1]] == 1002
     assert set(groups[index[0, 1:-1]]) == {0} and set(groups[index[1, 1:-1]]) == {1}
 
@@ -171,9 +172,10 @@ def test_the_experiment_runs_end_to_end_on_a_tiny_policy(tiny_policy, tmp_path):
     doc = {**result, "command": "python -m interp.snap ...", "wall_time_s": 1.0}
     png = S.plot(doc)
     assert png.startswith(b"\x89PNG")
-    # The interp report carries the section through its registry (--snap DIR).
-    (tmp_path / "snap.json").write_text(json.dumps(doc))
-    (tmp_path / "snap.png").write_bytes(png)
+    # What the command writes; the interp report carries its section (--snap DIR).
+    S._write(tmp_path, doc, "runs/tiny", 0)
+    assert json.loads((tmp_path / "snap.json").read_text())["snap_site"] == doc["snap_site"]
+    assert "Where it snaps" in (tmp_path / "snap.html").read_text()
     study = sections.studies()["snap"]
     assert study.flag == "--snap" and study.problem(tmp_path) is None
     assert "interp.snap" in study.problem(tmp_path / "elsewhere")
