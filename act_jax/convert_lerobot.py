@@ -422,10 +422,8 @@ def config_to_lerobot(config: ACTConfig) -> dict:
 
 
 def save_pretrained(directory: str | Path, config: ACTConfig, variables: Mapping) -> Path:
-    """Writes config.json + model.safetensors that LeRobot's `ACTPolicy.from_pretrained` loads.
-
-    Normalisation stats are not part of it: LeRobot keeps them in its processor files.
-    """
+    """Writes config.json + model.safetensors that LeRobot's `ACTPolicy.from_pretrained` loads
+    (no normalisation stats: LeRobot keeps them in its processor files)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config_to_lerobot(config), indent=4))

@@ -220,6 +220,17 @@ def run_rollouts(
     return rollouts
 
 
+def _lookup_table(cfg):
+    """The action lookup table (`act_jax.lookup_table`) over the training dataset of `cfg`."""
+    from act_jax.data import dataset_dir_for
+    from act_jax.lookup_table import ActionLookupTable
+
+    dataset = dataset_dir_for(cfg.data)
+    if not dataset.exists():
+        raise FileNotFoundError(f"no training dataset at {dataset} for the lookup table")
+    return ActionLookupTable.from_dataset(dataset, cfg)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -252,13 +263,7 @@ def evaluate_checkpoint(
     make_executor(execution)  # validate the specs before anything is read or written
     CubeDistribution.make(distribution)
     if policy_kind == "alt":
-        from act_jax.data import dataset_dir_for
-        from act_jax.lookup_table import ActionLookupTable
-
-        dataset = dataset_dir_for(cfg.data)
-        if not dataset.exists():
-            raise FileNotFoundError(f"no training dataset at {dataset} for the lookup table")
-        policy = ActionLookupTable.from_dataset(dataset, cfg)
+        policy = _lookup_table(cfg)
     if out is None:  # e.g. eval/uniform_ensemble-0.01
         prefix = "" if policy_kind == "act" else f"{policy_kind}_"
         out = Path(checkpoint) / "eval" / path_safe(f"{prefix}{distribution}_{execution}")
