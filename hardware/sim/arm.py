@@ -94,20 +94,57 @@ def _joint(name: str) -> str:
     return f'<joint name="{name}" class="sts3215" range="{lo} {hi}"/>'
 
 
-def arm_worldbody(pos: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
-    """The arm's body tree (MJCF <body> element), its base at `pos` facing +x.
-
-    Body frames, inertials and joint axes are the SO-101's; each link is drawn as a capsule from
-    its joint to the next joint plus a dark box for its servo. Only the gripper collides: the
-    links pass over the table and box, and leaving them out keeps contacts cheap and the grasp
-    the only arm contact that matters.
-    """
+def _gripper() -> str:
+    """The wrist-roll body (MJCF <body name="gripper">): its servo, the fixed jaw and pad, the
+    grasp site `tcp`, and the moving jaw on its hinge. The only part of the arm that collides."""
     # The moving jaw's geoms are written in the wrist-roll body's frame as they should sit when
     # the gripper joint is at GRASP_ANGLE_DEG; the two <frame>s undo the jaw body's transform
     # (hinge at 0.0202 0.0188 -0.0234, rotated +90 deg about x) at that angle.
     grasp = math.radians(GRASP_ANGLE_DEG)
     fixed_face = -0.008  # x of the fixed pad's inner face (wrist-roll frame)
     moving_face = fixed_face + PAD_GAP
+    return f"""<body name="gripper" pos="5.55112e-17 -0.0611 0.0181"
+                quat="0.0172091 -0.0172091 0.706897 0.706897">
+                {_joint("wrist_roll")}
+                <inertial pos="0.000214 0.000245 -0.025187" mass="0.087"
+                  fullinertia="2.75087e-05 4.33657e-05 3.45059e-05
+                    -3.35241e-07 -5.7352e-06 -5.17847e-08"/>
+                <geom name="wrist_servo" class="gripper_col" type="box" pos="0.006 0 -0.022"
+                  size="0.017 0.016 0.02" rgba="{SERVO_RGBA}"/>
+                <!-- The pads stand 0.5 mm proud of their jaws: no coplanar faces to z-fight. -->
+                <geom name="fixed_jaw" class="gripper_col" type="box"
+                  pos="{fixed_face - 0.0045} 0 -0.066" size="0.004 0.0105 0.0335"
+                  rgba="{ARM_RGBA}"/>
+                <geom name="fixed_pad" class="pad" type="box"
+                  pos="{fixed_face - 0.001} 0 -0.088" size="0.001 0.011 0.012"/>
+                <site name="tcp" pos="{TCP_POS[0]} {TCP_POS[1]} {TCP_POS[2]}" size="0.004"
+                  rgba="0 1 0 1" group="4"/>
+                <body name="moving_jaw" pos="0.0202 0.0188 -0.0234" quat="1 1 0 0">
+                  {_joint("gripper")}
+                  <inertial pos="-0.001575 -0.0300244 0.0192755" mass="0.012"
+                    fullinertia="6.61427e-06 1.89032e-06 5.28738e-06
+                      -3.19807e-07 -5.90717e-09 -1.09945e-07"/>
+                  <frame quat="{_quat_z(-grasp)}">
+                    <frame pos="-0.0202 0.0234 0.0188" quat="1 -1 0 0">
+                      <geom name="moving_jaw_link" class="gripper_col" type="box"
+                        pos="{moving_face + 0.006} 0 -0.056" size="0.0035 0.009 0.036"
+                        rgba="{ARM_RGBA}"/>
+                      <geom name="moving_pad" class="pad" type="box"
+                        pos="{moving_face + 0.001} 0 -0.088" size="0.001 0.011 0.012"/>
+                    </frame>
+                  </frame>
+                </body>
+              </body>"""
+
+
+def arm_worldbody(pos: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
+    """The arm's body tree (MJCF <body> element), its base at `pos` facing +x.
+
+    Body frames, inertials and joint axes are the SO-101's; each link is drawn as a capsule from
+    its joint to the next joint plus a dark box for its servo. Only the gripper (`_gripper`)
+    collides: the links pass over the table and box, and leaving them out keeps contacts cheap
+    and the grasp the only arm contact that matters.
+    """
     x, y, z = pos
     return f"""
     <body name="base" pos="{x} {y} {z}" childclass="so101">
@@ -143,38 +180,7 @@ def arm_worldbody(pos: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> str:
               <geom type="box" pos="0 0 0.018" size="0.016 0.016 0.014" rgba="{SERVO_RGBA}"/>
               <geom type="capsule" fromto="0 -0.01 0.018 0 -0.05 0.018" size="0.013"
                 rgba="{ARM_RGBA}"/>
-              <body name="gripper" pos="5.55112e-17 -0.0611 0.0181"
-                quat="0.0172091 -0.0172091 0.706897 0.706897">
-                {_joint("wrist_roll")}
-                <inertial pos="0.000214 0.000245 -0.025187" mass="0.087"
-                  fullinertia="2.75087e-05 4.33657e-05 3.45059e-05
-                    -3.35241e-07 -5.7352e-06 -5.17847e-08"/>
-                <geom name="wrist_servo" class="gripper_col" type="box" pos="0.006 0 -0.022"
-                  size="0.017 0.016 0.02" rgba="{SERVO_RGBA}"/>
-                <!-- The pads stand 0.5 mm proud of their jaws: no coplanar faces to z-fight. -->
-                <geom name="fixed_jaw" class="gripper_col" type="box"
-                  pos="{fixed_face - 0.0045} 0 -0.066" size="0.004 0.0105 0.0335"
-                  rgba="{ARM_RGBA}"/>
-                <geom name="fixed_pad" class="pad" type="box"
-                  pos="{fixed_face - 0.001} 0 -0.088" size="0.001 0.011 0.012"/>
-                <site name="tcp" pos="{TCP_POS[0]} {TCP_POS[1]} {TCP_POS[2]}" size="0.004"
-                  rgba="0 1 0 1" group="4"/>
-                <body name="moving_jaw" pos="0.0202 0.0188 -0.0234" quat="1 1 0 0">
-                  {_joint("gripper")}
-                  <inertial pos="-0.001575 -0.0300244 0.0192755" mass="0.012"
-                    fullinertia="6.61427e-06 1.89032e-06 5.28738e-06
-                      -3.19807e-07 -5.90717e-09 -1.09945e-07"/>
-                  <frame quat="{_quat_z(-grasp)}">
-                    <frame pos="-0.0202 0.0234 0.0188" quat="1 -1 0 0">
-                      <geom name="moving_jaw_link" class="gripper_col" type="box"
-                        pos="{moving_face + 0.006} 0 -0.056" size="0.0035 0.009 0.036"
-                        rgba="{ARM_RGBA}"/>
-                      <geom name="moving_pad" class="pad" type="box"
-                        pos="{moving_face + 0.001} 0 -0.088" size="0.001 0.011 0.012"/>
-                    </frame>
-                  </frame>
-                </body>
-              </body>
+              {_gripper()}
             </body>
           </body>
         </body>
