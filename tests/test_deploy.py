@@ -1,6 +1,7 @@
-"""`python -m hardware.deploy` and `hardware.cameras`: a tiny trained checkpoint drives the
-emulated arm (real pyserial on a pty, protocol, bus, calibration, safety) in the MuJoCo scene;
-bad arguments fail before any port opens; a NaN policy ends in a protective stop."""
+"""`python -m hardware.deploy`: a tiny trained checkpoint drives the emulated arm (real pyserial
+on a pty, protocol, bus, calibration, safety) in the MuJoCo scene; bad arguments fail before any
+port opens; a NaN policy ends in a protective stop, a camera gone stale in park and torque off.
+The cameras on their own are `tests/test_cameras.py`."""
 
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers_cameras import write_test_video
 from helpers_data import build_dataset, fast_compiles, subprocess_env
 
 from act_jax import train
@@ -17,9 +19,8 @@ from act_jax.policy import Policy
 from configs import tiny
 from hardware import deploy
 from hardware.arms.safety import SafetyConfig
-from hardware.cameras import CameraError, OpenCVCamera, parse_camera_spec
+from hardware.cameras import OpenCVCamera
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
-from hardware.emulation.emulator import VirtualClock
 from hardware.sim.robot import HOME
 
 pytestmark = pytest.mark.timeout(120)
@@ -368,46 +369,6 @@ def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, m
 
 
 # -- (d) cameras ------------------------------------------------------------------------------
-def write_test_video(path):
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
-    for k in range(10):
-        frame = np.zeros((48, 64, 3), np.uint8)
-        frame[..., 2] = 200  # red in BGR
-        frame[:, : 6 * k + 4, 1] = 255
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def test_opencv_camera_reads_a_video_file(tmp_path):
-    path = write_test_video(tmp_path / "cam.mp4")
-    with OpenCVCamera(str(path), name="top") as cam:
-        first = cam()
-        assert first.shape == (48, 64, 3) and first.dtype == np.uint8
-        assert first[..., 0].mean() > 150 and first[..., 2].mean() < 60  # RGB, not BGR
-        # The grab thread keeps going at the file's 30 fps, and loops: 15 frames of a 10-frame file.
-        assert cam.wait_for_frames(15) and cam.capturing
-    with pytest.raises(CameraError, match="camera 'top' .*not connected"):
-        cam()
-
-
-def test_stale_and_missing_cameras_are_named(tmp_path):
-    with pytest.raises(CameraError, match=r"camera 'lateral' \(file '.*missing.mp4'\): cannot"):
-        OpenCVCamera(str(tmp_path / "missing.mp4"), name="lateral").connect()
-    path = write_test_video(tmp_path / "short.mp4")
-    clock = VirtualClock(50.0)  # frames are stamped and aged on it
-    with OpenCVCamera(str(path), name="top", stale_ms=100, loop=False, clock=clock) as cam:
-        assert not cam.wait_for_frames(11)  # the file's 10 frames, then the capture stops
-        assert cam.frames_grabbed == 10 and not cam.capturing
-        clock.advance(0.0625)
-        cam()  # 62 ms old: served
-        clock.advance(0.0625)
-        with pytest.raises(CameraError, match=r"camera 'top' .*: newest frame is 125 ms old "):
-            cam()
-
-
 def test_a_camera_that_goes_stale_mid_run_parks_and_turns_torque_off(
     checkpoint, calibration_file, tmp_path, monkeypatch, capsys
 ):
@@ -452,35 +413,3 @@ def test_a_camera_that_goes_stale_mid_run_parks_and_turns_torque_off(
     line = err.strip().splitlines()[-1]
     assert "camera 'lateral'" in line and "ms old" in line and "the capture stopped" in line
     assert "parked, torque off (read back from every servo)" in line
-
-
-def test_camera_size_is_hxw_and_the_old_spelling_still_reads_with_a_warning():
-    from hardware.conventions import parse_camera_size
-
-    warned = []
-    assert parse_camera_size("480x640", warned.append) == (480, 640) and warned == []
-    assert parse_camera_size("640x480", warned.append) == (480, 640)  # WIDTHxHEIGHT, as it was
-    assert warned == [
-        "camera size '640x480' read as the old WIDTHxHEIGHT spelling, i.e. 480x640 "
-        "(HxW); write 480x640: sizes are HEIGHTxWIDTH everywhere"
-    ]
-    with pytest.raises(ValueError, match="expected HxW"):
-        parse_camera_size("640")
-
-
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        ("", "empty camera spec"),
-        ("top", "'top' in 'top': expected NAME=SOURCE"),
-        ("top=0,=1", "'=1'"),
-        ("top=0,top=1", "camera 'top' appears twice"),
-    ],
-)
-def test_camera_spec_errors(spec, message):
-    with pytest.raises(ValueError, match=message):
-        parse_camera_spec(spec)
-
-
-def test_camera_spec():
-    assert parse_camera_spec("top=0, lateral=/dev/video2") == {"top": 0, "lateral": "/dev/video2"}
