@@ -1,4 +1,5 @@
-"""What `bench/jax_act.py` and `bench/lerobot_act.py` share: the default shapes and the CLI.
+"""What `bench/jax_act.py` and `bench/lerobot_act.py` share: the default shapes, the timing
+loop and the CLI.
 
 Standard library only: `lerobot_act.py` imports it inside the LeRobot venv, `jax_act.py` inside
 the project's. Both scripts sit beside this file, so Python finds it on `sys.path[0]`.
@@ -10,6 +11,7 @@ import argparse
 import json
 import resource
 import sys
+import time
 from collections.abc import Callable
 
 # LeRobot's ACT defaults (4 encoder layers), two 480x640 cameras, batch 8.
@@ -36,6 +38,21 @@ SHARED_SPEC = {
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(fn: Callable[[], object], warmup: int, steps: int) -> tuple[float, list[float]]:
+    """Runs `fn` warmup + steps times; returns (first call seconds, the timed calls' seconds)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return first, times
 
 
 def main(

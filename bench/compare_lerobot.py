@@ -226,7 +226,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Presets: seed, cpu_default, lerobot_96, quick (see the module docstring).",
@@ -290,8 +290,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _checked(parser: argparse.ArgumentParser, args) -> tuple[dict, list, list, set | None]:
+    """(the presets, the chosen preset names, workloads, CPU ids or None), each checked; a bad
+    one is the parser's error naming its option. `--quick` sets its steps into `args`."""
     if args.quick:
         # Cheap steps: take more of them, since the first few calls are slow on a loaded CPU.
         args.presets, args.steps, args.infer_steps, args.warmup = "quick", 10, 20, 3
@@ -308,62 +312,68 @@ def main(argv=None) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if not workloads or any(w not in ("train", "infer") for w in workloads):
         parser.error(f"--workloads must be train and/or infer, got {args.workloads!r}")
-
     try:
         cpus = {int(c) for c in args.cpus.split(",") if c.strip()} or None
     except ValueError:
         parser.error(f"--cpus must be comma-separated CPU ids, got {args.cpus!r}")
+    return known, names, workloads, cpus
 
+
+def _compare(preset: str, workload: str, known: dict, args, cpus, bar) -> dict:
+    """One row: `--rounds` alternating JAX and LeRobot workers at the preset's shapes, each
+    side's least disturbed round, and the ratios."""
+    spec = known[preset]["spec"]
+    steps = args.steps if workload == "train" else args.infer_steps
+    row = {"preset": preset, "workload": workload, "note": known[preset]["note"], "spec": spec}
+    records = {"jax": [], "lerobot": []}
+    jax_extra = {"backbone_width": 1.0, "backbone_conv": args.backbone_conv}
+    sides = (
+        ("jax", Path(sys.executable), "jax_act.py", jax_extra),
+        ("lerobot", args.lerobot_python, "lerobot_act.py", {}),
+    )
+    for rnd in range(args.rounds):  # the two sides alternate, so load drifts hit both
+        for side, python, script, extra in sides:
+            bar.set_postfix_str(f"{preset}/{workload}/{side}/round {rnd + 1}")
+            rec = run_worker(
+                python,
+                script,
+                {**spec, **extra},
+                workload,
+                steps,
+                args.warmup,
+                args.timeout,
+                cpus,
+                args.single_thread,
+            )
+            if "error" in rec:
+                tqdm.write(f"[{preset}/{workload}/{side}] {rec['error']}")
+            records[side].append(rec)
+            bar.update()
+    for side, recs in records.items():
+        ok = [r for r in recs if "error" not in r]
+        # The least disturbed round stands for the side; every round's median is kept.
+        row[side] = min(ok, key=lambda r: r["median_s"]) if ok else recs[-1]
+        row[f"{side}_round_medians_s"] = [r.get("median_s") for r in recs]
+    j, t = row["jax"], row["lerobot"]
+    if "error" not in j and "error" not in t:
+        row["ratio_jax_over_torch"] = j["median_s"] / t["median_s"]
+        row["peak_rss_ratio_jax_over_torch"] = j["peak_rss_mb"] / t["peak_rss_mb"]
+        row["params_equal"] = j["n_params"] == t["n_params"]
+        if not row["params_equal"]:
+            tqdm.write(
+                f"[{preset}] parameter counts differ: JAX {j['n_params']:,} vs "
+                f"LeRobot {t['n_params']:,}"
+            )
+    return row
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    known, names, workloads, cpus = _checked(parser, args)
     jobs = [(p, w) for p in names for w in workloads]
-    rows = []
     bar = tqdm(total=2 * len(jobs) * args.rounds, desc="compare_lerobot", unit="run")
-    for preset, workload in jobs:
-        spec = known[preset]["spec"]
-        steps = args.steps if workload == "train" else args.infer_steps
-        row = {"preset": preset, "workload": workload, "note": known[preset]["note"], "spec": spec}
-        records = {"jax": [], "lerobot": []}
-        for rnd in range(args.rounds):  # the two sides alternate, so load drifts hit both
-            for side, python, script, extra in (
-                (
-                    "jax",
-                    Path(sys.executable),
-                    "jax_act.py",
-                    {"backbone_width": 1.0, "backbone_conv": args.backbone_conv},
-                ),
-                ("lerobot", args.lerobot_python, "lerobot_act.py", {}),
-            ):
-                bar.set_postfix_str(f"{preset}/{workload}/{side}/round {rnd + 1}")
-                rec = run_worker(
-                    python,
-                    script,
-                    {**spec, **extra},
-                    workload,
-                    steps,
-                    args.warmup,
-                    args.timeout,
-                    cpus,
-                    args.single_thread,
-                )
-                if "error" in rec:
-                    tqdm.write(f"[{preset}/{workload}/{side}] {rec['error']}")
-                records[side].append(rec)
-                bar.update()
-        for side, recs in records.items():
-            ok = [r for r in recs if "error" not in r]
-            # The least disturbed round stands for the side; every round's median is kept.
-            row[side] = min(ok, key=lambda r: r["median_s"]) if ok else recs[-1]
-            row[f"{side}_round_medians_s"] = [r.get("median_s") for r in recs]
-        j, t = row["jax"], row["lerobot"]
-        if "error" not in j and "error" not in t:
-            row["ratio_jax_over_torch"] = j["median_s"] / t["median_s"]
-            row["peak_rss_ratio_jax_over_torch"] = j["peak_rss_mb"] / t["peak_rss_mb"]
-            row["params_equal"] = j["n_params"] == t["n_params"]
-            if not row["params_equal"]:
-                tqdm.write(
-                    f"[{preset}] parameter counts differ: JAX {j['n_params']:,} vs "
-                    f"LeRobot {t['n_params']:,}"
-                )
-        rows.append(row)
+    rows = [_compare(preset, workload, known, args, cpus, bar) for preset, workload in jobs]
     bar.close()
 
     print(table(rows))

@@ -63,104 +63,111 @@ def make_batch(spec: dict, batch_size: int, seed: int = 0) -> dict:
     }
 
 
-def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
-    """Build, compile and time `mode` ("train" or "infer"); return the result record."""
+def _train_step(model, spec: dict, params, batch_stats, seed: int):
+    """The compiled train step and one call of it: (step(), compile seconds, losses so far)."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from act_jax.model import ACT, act_loss, count_params, init_variables
+    from act_jax.model import act_loss
 
+    batch = jax.device_put(make_batch(spec, spec["batch"], seed))
+    tx = optax.chain(
+        optax.clip_by_global_norm(10.0),
+        optax.adamw(1e-5, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4),
+    )
+    opt_state = tx.init(params)
+    base_rng = jax.random.key(seed + 1)
+
+    def train_step(params, opt_state, batch, step):
+        drop_rng, latent_rng = jax.random.split(jax.random.fold_in(base_rng, step))
+
+        def loss_fn(p):
+            out = model.apply(
+                {"params": p, "batch_stats": batch_stats},
+                batch["images"],
+                batch["state"],
+                batch["actions"],
+                batch["action_is_pad"],
+                train=True,
+                rngs={"dropout": drop_rng, "latent": latent_rng},
+            )
+            return act_loss(out, batch["actions"], batch["action_is_pad"], KL_WEIGHT)
+
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    t0 = time.perf_counter()
+    compiled = (
+        jax.jit(train_step, donate_argnums=(0, 1))
+        .lower(params, opt_state, batch, jnp.int32(0))
+        .compile()
+    )
+    compile_s = time.perf_counter() - t0
+    state = {"params": params, "opt": opt_state, "step": 0}
+    losses = []
+
+    def step():
+        state["params"], state["opt"], loss = compiled(
+            state["params"], state["opt"], batch, jnp.int32(state["step"])
+        )
+        state["step"] += 1
+        losses.append(float(loss))  # blocks until the step is done
+
+    return step, compile_s, losses
+
+
+def _inference(model, spec: dict, variables, seed: int):
+    """The compiled batch-1 inference and one call of it: (step(), compile seconds, the output
+    shape once called)."""
+    import jax
+
+    batch = jax.device_put(make_batch(spec, 1, seed))
+
+    def infer(variables, images, state):
+        return model.apply(variables, images, state, train=False)["actions"]
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(infer).lower(variables, batch["images"], batch["state"]).compile()
+    compile_s = time.perf_counter() - t0
+    out_shape = []
+
+    def step():
+        actions = jax.block_until_ready(compiled(variables, batch["images"], batch["state"]))
+        out_shape[:] = list(actions.shape)
+
+    return step, compile_s, out_shape
+
+
+def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
+    """Build, compile and time `mode` ("train" or "infer"); return the result record."""
+    import jax
+
+    from act_jax.model import ACT, count_params, init_variables
+
+    if mode not in ("train", "infer"):
+        raise ValueError(f"--mode must be 'train' or 'infer', got {mode!r}")
     rss_start = peak_rss_mb()
-    cfg = act_config(spec)
-    model = ACT(cfg)
+    model = ACT(act_config(spec))
     t0 = time.perf_counter()
     variables = jax.block_until_ready(init_variables(model, jax.random.key(seed)))
     build_s = time.perf_counter() - t0
     params, batch_stats = variables["params"], variables["batch_stats"]
-    n_params = count_params(params)
-    n_backbone = count_params(params.get("backbone", {}))
-
     if mode == "train":
-        batch = jax.device_put(make_batch(spec, spec["batch"], seed))
-        tx = optax.chain(
-            optax.clip_by_global_norm(10.0),
-            optax.adamw(1e-5, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4),
-        )
-        opt_state = tx.init(params)
-        base_rng = jax.random.key(seed + 1)
-
-        def train_step(params, opt_state, batch, step):
-            drop_rng, latent_rng = jax.random.split(jax.random.fold_in(base_rng, step))
-
-            def loss_fn(p):
-                out = model.apply(
-                    {"params": p, "batch_stats": batch_stats},
-                    batch["images"],
-                    batch["state"],
-                    batch["actions"],
-                    batch["action_is_pad"],
-                    train=True,
-                    rngs={"dropout": drop_rng, "latent": latent_rng},
-                )
-                return act_loss(out, batch["actions"], batch["action_is_pad"], KL_WEIGHT)
-
-            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        t0 = time.perf_counter()
-        compiled = (
-            jax.jit(train_step, donate_argnums=(0, 1))
-            .lower(params, opt_state, batch, jnp.int32(0))
-            .compile()
-        )
-        compile_s = time.perf_counter() - t0
-        state = {"params": params, "opt": opt_state, "step": 0}
-        losses = []
-
-        def step():
-            state["params"], state["opt"], loss = compiled(
-                state["params"], state["opt"], batch, jnp.int32(state["step"])
-            )
-            state["step"] += 1
-            losses.append(float(loss))  # blocks until the step is done
-    elif mode == "infer":
-        batch = jax.device_put(make_batch(spec, 1, seed))
-
-        def infer(variables, images, state):
-            return model.apply(variables, images, state, train=False)["actions"]
-
-        t0 = time.perf_counter()
-        compiled = jax.jit(infer).lower(variables, batch["images"], batch["state"]).compile()
-        compile_s = time.perf_counter() - t0
-        out_shape = []
-
-        def step():
-            actions = jax.block_until_ready(compiled(variables, batch["images"], batch["state"]))
-            out_shape[:] = list(actions.shape)
+        step, compile_s, losses = _train_step(model, spec, params, batch_stats, seed)
     else:
-        raise ValueError(f"--mode must be 'train' or 'infer', got {mode!r}")
-
+        step, compile_s, out_shape = _inference(model, spec, variables, seed)
     rss_after_compile = peak_rss_mb()
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    for _ in range(warmup - 1):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    first, times = act_bench_common.timed(step, warmup, steps)
     record = {
         "impl": "jax",
         "mode": mode,
         "spec": spec,
         "batch_size": spec["batch"] if mode == "train" else 1,
-        "n_params": n_params,
-        "n_params_backbone": n_backbone,
+        "n_params": count_params(params),
+        "n_params_backbone": count_params(params.get("backbone", {})),
         "n_batch_stats": count_params(batch_stats),
         "build_s": build_s,
         "compile_s": compile_s,

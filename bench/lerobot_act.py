@@ -87,21 +87,6 @@ def make_batch(spec: dict, batch_size: int, with_actions: bool, seed: int = 0) -
     return batch
 
 
-def timed(fn, warmup: int, steps: int) -> tuple[float, list[float]]:
-    """Run `fn` warmup + steps times; return (first call seconds, timed seconds list)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, times
-
-
 def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
     """Build the policy, time `mode` ("train" or "infer"), return the result record."""
     import torch
@@ -148,7 +133,7 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
         raise ValueError(f"--mode must be 'train' or 'infer', got {mode!r}")
 
     load_before = os.getloadavg()
-    first, times = timed(step, warmup, steps)
+    first, times = act_bench_common.timed(step, warmup, steps)
     record = {
         "impl": "lerobot",
         "mode": mode,
