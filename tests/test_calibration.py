@@ -21,10 +21,12 @@ from hardware.arms.calibration import (
     check_range,
     half_turn_offset,
 )
-from hardware.calibrate import ScriptedUser, calibrate, main
+from hardware.arms.calibration_procedure import calibrate
+from hardware.calibrate import main
 from hardware.conventions import JOINT_NAMES
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.emulation.emulator import EMULATED_BUS_OPTIONS
+from hardware.emulation.scripted_user import ScriptedUser
 from hardware.motors.bus import MotorBus
 
 pytestmark = pytest.mark.timeout(120)
@@ -209,6 +211,13 @@ def test_cli_emulate(tmp_path, capsys):
     assert main(["--robot", "so101", "--emulate", "--out", str(out)]) == 0
     assert ArmCalibration.load(out).robot == "so101"
     assert "saved" in capsys.readouterr().out
+
+
+def test_the_app_still_exports_the_procedure_and_the_scripted_user():
+    # They lived in hardware.calibrate before moving into the arms and emulation layers.
+    from hardware import calibrate as app
+
+    assert app.calibrate is calibrate and app.ScriptedUser is ScriptedUser
 
 
 def test_calibration_of_another_robot_is_refused_before_any_port_opens():

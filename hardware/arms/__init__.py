@@ -3,6 +3,7 @@
     servo_arm.py    ServoArm, the `Robot` of a Koch / SO-100 / SO-101 follower; ProtectiveStop
     leader_arm.py   LeaderArm, a leader arm read as a `Teleoperator`
     calibration.py  ArmCalibration (JSON), the checks of a calibration against the servos
+    calibration_procedure.py  `calibrate`: homing offsets and ranges measured on a connected bus
     safety.py       SafetyGuard, ThermalMonitor, deferred Ctrl-C
     profiles.py     what differs between arm builds (ids, servo models, protocol, setup writes)
 

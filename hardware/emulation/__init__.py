@@ -7,6 +7,7 @@
     sim_physics.py   SimArmPhysics: the MuJoCo arm (`hardware.sim`) behind the emulator
     emulated_arm.py  a whole Koch or SO-101 arm on a pty (`emulate_arm`, `default_calibration`)
     follower.py      EmulatedFollower: the MuJoCo scene behind the emulator, a `ServoArm` on it
+    scripted_user.py ScriptedUser: a simulated person for the calibration procedure
     serve.py         `python -m hardware.emulation --robot so101 [--faults ...]`: an emulated arm
                      on a pty as a standalone command, for LeRobot, the vendor SDKs, any tool
 
