@@ -36,9 +36,10 @@ from act_jax import fast_conv
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 CONV_IMPLS = ("auto", "xla", "fast")
-# "auto" takes "fast" on the CPU for backbones at least this wide: measured 2x faster train steps
-# at width 1.0 and 1.5x slower at width 0.25 (bench/reference_results/cpu/conv_impl_*.json); on an
-# accelerator XLA's own lowering is the one tuned for it.
+# "auto" takes "fast" on the CPU for backbones at least this wide: train steps measured 1.9x
+# faster at width 1.0, and no faster at width 0.25 (0.61 vs 0.59 s, 23% more memory), one thread
+# each (bench/reference_results/cpu/conv_impl_*.json); on an accelerator XLA's own lowering is the
+# one tuned for it.
 AUTO_FAST_MIN_WIDTH = 0.5
 
 
