@@ -12,6 +12,11 @@ step, saves a checkpoint and exits with status 130; a second Ctrl-C aborts at on
 
 The workdir gets `checkpoints/` (see act_jax/checkpoints.py), `metrics.jsonl` (one JSON object per
 log line), TensorBoard event files in `tb/`, and `config.json` / `norm_stats.json` for reading.
+
+Several processes (`jax.distributed`) run the same command, joined by
+`--config.train.distributed=True` or by `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` /
+`JAX_PROCESS_ID` (`act_jax.sharding.maybe_initialize_distributed`); process 0 alone locks the
+workdir, records missing demos and writes the files above (checkpoints: every process its part).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import jax
 import ml_collections
@@ -175,7 +181,13 @@ def make_data(
         computed from the training episodes.
     """
     tc = config.train
-    dataset_dir = prepare_data.ensure_dataset(config.data, model_config.image_size)
+    # One process builds a missing dataset; the others read it once it is there (a filesystem
+    # every process sees, as for the workdir).
+    if jax.process_index() == 0:
+        dataset_dir = prepare_data.ensure_dataset(config.data, model_config.image_size)
+    sharding.sync("dataset")
+    if jax.process_index() > 0:
+        dataset_dir = prepare_data.ensure_dataset(config.data, model_config.image_size)
     episodes = data.load_episodes(
         dataset_dir,
         model_config.cameras,
@@ -346,6 +358,17 @@ def train_and_evaluate(
 EXIT_BAD_INPUT, EXIT_DAMAGED, EXIT_INTERRUPTED = 2, 1, 130
 
 
+def _exit(code: int) -> NoReturn:
+    """`sys.exit(code)`; in a multi-process run the process leaves at once instead: jax's exit
+    handler would wait for the other processes, which may be waiting for this one (at the
+    dataset's barrier, say). Once it is gone, jax.distributed stops them too."""
+    if jax.distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv):
     del argv
     from absl import flags, logging
@@ -355,25 +378,29 @@ def main(argv):
 
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     try:  # before demos are recorded, an evaluation is built or the workdir is made
+        # First of all: jax.distributed must start before any other JAX computation.
+        sharding.maybe_initialize_distributed(config.train.distributed)
         check_config(config)
     except ConfigError as e:
         if flags.FLAGS.debug:
             raise
         print(f"train: {e}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        _exit(EXIT_BAD_INPUT)
     eval_fn = None
     if config.eval.rollout_every > 0:
         # Rollouts need the simulator, which lives in `hardware`; act_jax may use it to evaluate.
         from act_jax.evaluate import make_train_eval_fn
 
         eval_fn = make_train_eval_fn(config, workdir)
-    # Recording demos is the recorder's job, run here (the command line), not by the trainer.
-    prepare_data.record_missing_demos(config.data, config.model.image_size)
+    # Recording demos is the recorder's job, run here (the command line), not by the trainer;
+    # in a multi-process run by process 0 alone (the others wait for the dataset in make_data).
+    if jax.process_index() == 0:
+        prepare_data.record_missing_demos(config.data, config.model.image_size)
     try:
         result = train_and_evaluate(config, workdir, eval_fn)
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)  # every process saved: jax's exit handler is safe
     except (
         ConfigError,
         FolderBusy,
@@ -384,8 +411,10 @@ def main(argv):
         if flags.FLAGS.debug:
             raise
         print(f"train: {e}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT if isinstance(e, (ConfigError, FolderBusy)) else EXIT_DAMAGED)
+        _exit(EXIT_BAD_INPUT if isinstance(e, (ConfigError, FolderBusy)) else EXIT_DAMAGED)
     workdir = Path(workdir)
+    if jax.process_index() > 0:
+        return
     print(
         f"trained to step {result.step}: checkpoint {checkpoints.checkpoint_dir(workdir)}/"
         f"{result.step}; metrics {workdir / 'metrics.jsonl'}; "

@@ -24,9 +24,10 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from act_jax import data
+from act_jax import data, sharding
 
 
 class MetricWriter:
@@ -79,7 +80,12 @@ def _drop_rows_after(path: Path, step: int) -> None:
 
 class StopRequest:
     """Turns the first SIGINT/SIGTERM into a flag the loop checks between steps (so a checkpoint
-    is never taken from a half-donated state); a second one raises KeyboardInterrupt at once."""
+    is never taken from a half-donated state); a second one raises KeyboardInterrupt at once.
+
+    With several processes (a scheduler's SIGTERM reaches each at its own step) they stop
+    together: `now` asks all of them at log and checkpoint steps, and stops every one there
+    when any was asked.
+    """
 
     def __init__(self):
         self.requested = False
@@ -89,7 +95,17 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        tqdm.write("stop requested: saving a checkpoint after this step (Ctrl-C again to abort)")
+        when = "this step" if jax.process_count() == 1 else "the next log step, with every process"
+        tqdm.write(f"stop requested: saving a checkpoint after {when} (Ctrl-C again to abort)")
+
+    def now(self, sync_point: bool) -> bool:
+        """Whether to stop after this step. `sync_point`: a step every process syncs at (the
+        same steps in each); only there is a multi-process run asked (one all-gather)."""
+        if jax.process_count() == 1:
+            return self.requested
+        if not sync_point:
+            return False
+        return bool(np.any(multihost_utils.process_allgather(np.asarray(self.requested))))
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -235,8 +251,12 @@ def run_loop(
                 writer.write(done, last_val)
                 tqdm.write(f"step {done}: validation L1 {last_val['val/l1']:.4f}")
             if eval_fn is not None and rollout_every > 0 and done % rollout_every == 0:
-                writer.write(done, {f"eval/{k}": float(v) for k, v in eval_fn(state, done).items()})
-            if stop.requested:
+                # Rollouts run in process 0 alone, on its copy of the weights; the others wait
+                # for it at the next step.
+                if jax.process_index() == 0:
+                    scores = eval_fn(sharding.local_copy(state), done)
+                    writer.write(done, {f"eval/{k}": float(v) for k, v in scores.items()})
+            if stop.now(sync_point=done % tc.log_every == 0 or checkpoint_now):
                 if window:
                     last_train = window.fetch(ckpt)
                 save(done, state)

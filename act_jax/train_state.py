@@ -160,10 +160,12 @@ def restore_or_init(
 
 
 def describe_model(state: TrainState, frozen: tuple[str, ...], mesh) -> str:
-    """ "model: N params (M trainable); D device(s) <platform>"."""
+    """ "model: N params (M trainable); D device(s) <platform>", then " in P processes" when
+    there are several."""
     labels = param_labels(state.params, frozen)
     trainable = jax.tree.map(lambda x, lab: x if lab != "frozen" else None, state.params, labels)
     return (
         f"model: {count_params(state.params):,} params ({count_params(trainable):,} trainable); "
         f"{mesh.devices.size} device(s) {jax.devices()[0].platform}"
+        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
