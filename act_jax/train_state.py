@@ -66,16 +66,24 @@ def state_to_dict(state: TrainState) -> dict:
     }
 
 
+# config.model fields a run may change on resume: the same parameters and numbers either way.
+HOW_NOT_WHAT = frozenset({"backbone_conv"})
+
+
 def _check_same_model(
     saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict, workdir: Path
 ) -> None:
-    """A workdir resumes only the model it was started with."""
+    """A workdir resumes only the model it was started with.
+
+    Fields that change how the model is computed but not what (`HOW_NOT_WHAT`, e.g. which
+    convolution backward runs) may differ: the parameters and outputs are the same.
+    """
     old = checkpoints.config_from_json(saved.model.to_json()).to_dict()
     new = checkpoints.config_from_json(config.model.to_json()).to_dict()
     diff = [
         f"config.model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
         for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
+        if old.get(k) != new.get(k) and k not in HOW_NOT_WHAT
     ]
     if diff:
         raise ConfigError(

@@ -117,7 +117,7 @@ def test_seed_config_is_the_seed_architecture():
     # ResNet18 has stride 32: 15 x 20 = 300 tokens per camera, + latent + state = 602.
     assert 2 + len(m.cameras) * (m.image_size[0] // 32) * (m.image_size[1] // 32) == 602
     assert (m.dim_model, m.n_heads, m.dim_feedforward) == (512, 8, 3200)
-    assert (m.n_encoder_layers, m.n_decoder_layers, m.n_vae_encoder_layers) == (3, 1, 4)
+    assert (m.n_encoder_layers, m.n_decoder_layers, m.n_vae_encoder_layers) == (4, 1, 4)
     assert (m.chunk_size, m.backbone_width, m.latent_dim, m.dropout) == (100, 1.0, 32, 0.1)
     t = c.train
     assert (t.batch_size, t.lr, t.lr_backbone, t.weight_decay) == (8, 1e-5, 1e-5, 1e-4)

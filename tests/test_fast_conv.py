@@ -111,3 +111,17 @@ def test_auto_takes_fast_for_wide_backbones_on_the_cpu_only():
 def test_unknown_conv_impl_names_the_field():
     with pytest.raises(ValueError, match="backbone_conv"):
         ACTConfig(backbone_conv="cudnn")
+
+
+def test_a_workdir_resumes_under_another_conv_impl_but_not_another_model(tmp_path):
+    from act_jax import train_state
+    from configs import tiny
+
+    saved = tiny.get_config()
+    saved.model.backbone_conv = "xla"
+    now = tiny.get_config()
+    now.model.backbone_conv = "fast"
+    train_state._check_same_model(saved, now, tmp_path)  # no error: the same parameters
+    now.model.dim_model = 2 * saved.model.dim_model
+    with pytest.raises(Exception, match="config.model.dim_model"):
+        train_state._check_same_model(saved, now, tmp_path)
