@@ -12,10 +12,11 @@ a fresh process so resident memory is its own:
 
 Shapes: the CPU default (2x96x128, batch 32, chunk 30) and the seed config (2x480x640, batch 8,
 chunk 100). Reported per run: load seconds, image bytes held, resident memory after imports and
-after loading, peak RSS, batches/s (after 3 warm-up batches, no augmentation). The decoded size of
-the full seed dataset (50 episodes of ~400 steps) is extrapolated from the recorded one. Also
-timed: reading one episode record from array_record, which is what fetching a single frame from
-disk would cost (a record is a whole episode), the reason lazy mode keeps the PNG bytes in memory.
+after loading, peak RSS, batches/s (after 3 warm-up batches, no augmentation). The size of the seed
+config's whole dataset (its `data.record_episodes` demos at the recorded episodes' mean length:
+100 of ~156 steps with sim frames) is extrapolated from the recorded one. Also timed: reading one
+episode record from array_record, which is what fetching a single frame from disk would cost (a
+record is a whole episode), the reason lazy mode keeps the PNG bytes in memory.
 """
 
 from __future__ import annotations
@@ -119,6 +120,23 @@ def child(spec: dict) -> dict:
     }
 
 
+def seed_dataset(seed_runs: list[dict]) -> dict:
+    """The images the seed config's whole dataset would hold, per mode: its
+    `data.record_episodes` episodes at the recorded episodes' mean length (the sim expert's
+    demos, or the synthetic steps), from the bytes per frame measured here."""
+    sys.path.insert(0, str(ROOT))
+    from configs import seed
+
+    episodes = int(seed.get_config().data.record_episodes)
+    steps = seed_runs[0]["frames"] / SHAPES["seed"][3]
+    per_frame = {r["mode"]: r["held_image_mb"] / r["frames"] for r in seed_runs}
+    return {
+        "episodes": episodes,
+        "steps_per_episode": steps,
+        "held_gib": {m: v * episodes * steps / 1024 for m, v in per_frame.items()},
+    }
+
+
 def run_child(spec: dict) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
@@ -182,13 +200,14 @@ def main(argv=None):
                     flush=True,
                 )
     seed_runs = [r for r in results["runs"] if r["shape"] == "seed"]
-    if seed_runs:  # The seed config's dataset: 50 episodes of ~400 steps.
-        per_frame = {r["mode"]: r["held_image_mb"] / r["frames"] for r in seed_runs}
-        results["seed_50x400_gb"] = {m: v * 50 * 400 / 1024 for m, v in per_frame.items()}
+    if seed_runs:
+        results["seed_dataset"] = seed_dataset(seed_runs)
+        d = results["seed_dataset"]
         print(
-            "seed config's 50 episodes of 400 steps, images held: "
-            + ", ".join(f"{m} {v:.1f} GiB" for m, v in results["seed_50x400_gb"].items())
+            f"seed config's {d['episodes']} episodes of ~{d['steps_per_episode']:.0f} steps, "
+            "images held: " + ", ".join(f"{m} {v:.1f} GiB" for m, v in d["held_gib"].items())
         )
+    results["load_average_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

@@ -33,7 +33,8 @@ def get_config():
     # Its own dataset: the same sim expert recorded at full camera resolution.
     config.data.name = "sim_demos_480x640"
     config.data.episodes_dir = "data/episodes/sim_demos_480x640"
-    # 50 episodes of ~400 steps at 2x480x640 are ~37 GB decoded: hold PNG, decode per batch.
+    # Its 100 sim demos of ~156 steps at 2x480x640 are ~27 GiB decoded: hold PNG (~0.6 GiB) and
+    # decode per batch (bench/data_speed.py, bench/reference_results/cpu/data_speed.json).
     config.data.decode = "lazy"
 
     train = config.train

@@ -7,8 +7,8 @@ module a stage:
    model config (`dataset_dir_for` says where `config.data` puts it); a file that cannot be read
    back is named (`DatasetDamaged`).
 2. `decoding`: frames are held decoded or as PNG (`PngFrames`, decoded per batch on a thread
-   pool), as `config.data.decode` says; both give bit-identical batches. The seed config's 50
-   episodes at 2x480x640 would need ~37 GB decoded.
+   pool), as `config.data.decode` says; both give bit-identical batches. The seed config's 100
+   sim demos of ~156 steps at 2x480x640 would need ~27 GiB decoded (~0.6 GiB as PNG).
 3. `sampling`: `split_episodes` holds out whole episodes for validation; `ChunkSampler.batch(step)`
    draws a batch that is a pure function of (seed, step), so a resumed run sees the same batches.
 4. `prefetch`: `Prefetcher` builds batches on a thread and puts them on the devices with the
