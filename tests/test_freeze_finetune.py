@@ -71,6 +71,7 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
     )
 
 
+@pytest.mark.slow  # 24 s; the cached path without replay runs in the default suite
 def test_the_cached_path_replaying_old_places_moves_only_the_trainable_set(base_run, tmp_path):
     workdir = tmp_path / "ft_cached"
     code = freeze_finetune.main(

@@ -74,7 +74,10 @@ class Nudge:
         return value + self.on * self.noise
 
 
-@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize(
+    "train",
+    [False, pytest.param(True, marks=pytest.mark.slow)],  # train=True: 31 s
+)
 def test_every_documented_name_is_captured_and_patched_and_flows_on(setup, train):
     model, variables, batch = setup
     rngs = RNGS if train else None
@@ -250,6 +253,7 @@ def test_run_with_patches_traces_once_and_rejects_bad_patches(setup):
         knock_out_keys("encoder/layer_0/out", [1])
 
 
+@pytest.mark.slow  # 30 s
 def test_patch_sweep_full_memory_restores_one_and_identical_inputs_give_nan(setup):
     model, variables, batch = setup
     t = TokenIndex.for_config(CFG)

@@ -98,6 +98,7 @@ def test_bad_observations_are_clear_errors(policy, robot, bad, match):
         policy.predict_chunk(obs)
 
 
+@pytest.mark.slow  # 51 s: training with rollouts; the eval pieces are tested on their own
 def test_training_logs_sim_success_rate_every_eval_period(tmp_path):
     """The trainer's rollout hook: `eval/success_rate` lands in metrics.jsonl at each period."""
     import json
