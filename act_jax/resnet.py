@@ -91,8 +91,8 @@ class FrozenBatchNorm(nn.Module):
 class Conv2d(nn.Module):
     """A bias-free square convolution with torchvision's explicit padding (`kernel`, HWIO).
 
-    The same parameter (`kernel`, (k, k, C_in, C_out)) and initialiser as `flax.linen.Conv`; `impl`
-    chooses the backward pass (see the module docstring).
+    The same parameter as the `flax.linen.Conv` it replaced (`kernel`, (k, k, C_in, C_out)), drawn
+    with torchvision's initialiser; `impl` chooses the backward pass (see the module docstring).
     """
 
     features: int
