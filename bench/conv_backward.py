@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -29,8 +28,11 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from act_bench_common import timed  # noqa: E402 (beside this script)
+
 from act_jax import fast_conv, resnet  # noqa: E402
 from hardware.arguments import ArgumentParser, int_in, number_in  # noqa: E402
+from hardware.conventions import parse_image_size  # noqa: E402
 
 
 def backbone_convs(image: tuple[int, int], width: float) -> list[dict]:
@@ -51,12 +53,8 @@ def backbone_convs(image: tuple[int, int], width: float) -> list[dict]:
 
 
 def _median_ms(f, *args, reps: int) -> float:
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - t0)
+    """Median ms of `reps` calls of a jitted `f` after one warm-up (compile) call."""
+    _, times = timed(lambda: jax.block_until_ready(f(*args)), warmup=1, steps=reps)
     return 1000 * statistics.median(times)
 
 
@@ -90,12 +88,14 @@ def time_layer(row: dict, batch: int, reps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", default="96x128", help="HxW of each camera image (default 96x128)")
+    p.add_argument(
+        "--image", type=parse_image_size, default=(96, 128), help="HxW of each camera image"
+    )
     p.add_argument("--batch", type=int_in(1, 4096), default=64, help="images per pass (b x cams)")
     p.add_argument("--width", type=number_in(0.05, 4.0), default=1.0, help="backbone width")
     p.add_argument("--reps", type=int_in(1, 100), default=5)
     args = p.parse_args(argv)
-    image = tuple(int(v) for v in args.image.lower().split("x"))
+    image = args.image
     load_before = os.getloadavg()
     rows = []
     for row in backbone_convs(image, args.width):
