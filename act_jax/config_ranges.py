@@ -58,6 +58,8 @@ RANGES: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
 RENAMED = {
     "train.eval_every": "train.val_loss_every",  # validation loss on held-out episodes
     "eval.every_steps": "eval.rollout_every",  # success rate of sim rollouts
+    # Cube placement is `--locations` in every CLI; the config field now says so too.
+    "data.record_distribution": "data.record_locations",
 }
 
 
@@ -80,6 +82,18 @@ def apply_renamed(config) -> None:
             del node[old_field]
             node[new_field] = value
         print(renamed_warning(old, new), file=sys.stderr)
+
+
+def get_field(config, name: str, default: Any = None) -> Any:
+    """`config.<name>` ("section.field"), or its value under an old name (`RENAMED`) in a config
+    saved before the rename (a checkpoint's), or `default`. Reads only; nothing is moved."""
+    olds = [old for old, new in RENAMED.items() if new == name]
+    for dotted in (name, *olds):
+        section, field = dotted.split(".")
+        node = config.get(section)
+        if node is not None and field in node:
+            return node[field]
+    return default
 
 
 class ConfigError(ValueError):

@@ -52,7 +52,7 @@ def record_command(data_config, image_size: Sequence[int]) -> list[str]:
         "--seed",
         str(int(data_config.record_seed)),
         "--locations",
-        str(data_config.record_distribution),
+        str(data_config.record_locations),
     ]
 
 

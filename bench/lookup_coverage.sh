@@ -18,7 +18,7 @@ OUT=bench/reference_results/interp/lookup_$TAG
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 start=$(date +%s)
 python -m act_jax.train --config configs/sim_named.py --workdir "$RUN" \
-  --config.data.record_distribution="$SPEC" --config.data.name="sim_${TAG}_50" \
+  --config.data.record_locations="$SPEC" --config.data.name="sim_${TAG}_50" \
   --config.data.episodes_dir="data/episodes/sim_${TAG}_50" \
   --config.eval.distribution="$SPEC" --config.eval.rollout_every=0
 trained=$(date +%s)

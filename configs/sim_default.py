@@ -21,7 +21,8 @@ cube (hardware/sim/expert.py), the main job's checkpoint succeeds in 50/50 rollo
 
 Two evaluations run during training: `train.val_loss_every` (the L1 loss on held-out episodes)
 and `eval.rollout_every` (success rate of sim rollouts). Their old names, `train.eval_every` and
-`eval.every_steps`, are accepted until the next release (`act_jax.config_ranges.RENAMED`).
+`eval.every_steps`, are accepted until the next release (`act_jax.config_ranges.RENAMED`), as is
+`data.record_distribution`, now `data.record_locations` after the CLIs' `--locations`.
 """
 
 import ml_collections
@@ -66,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     # 6/10 at 10000 while the training L1 kept falling), and the demos cost 40 s to record.
     data.record_episodes = 100
     data.record_seed = 0
-    data.record_distribution = "uniform"  # cube starts: "uniform", "named", "held_out"
+    data.record_locations = "uniform"  # cube starts, spelled as --locations (uniform, named, ...)
     data.val_fraction = 0.1  # of episodes, held out for the validation loss
     data.val_batches = 8  # batches of evenly spaced validation frames per evaluation
     # How frames are held: "memory" (all decoded up front), "lazy" (PNG bytes held, a batch's

@@ -19,7 +19,7 @@ def get_config():
     data.name = "sim_named_50"
     data.episodes_dir = "data/episodes/sim_named_50"
     data.record_episodes = 50  # 10 at each named location
-    data.record_distribution = "named"
+    data.record_locations = "named"
     # Five places are learnt sooner than a continuum: 4000 steps gave 10/10 rollouts at 4000.
     config.train.num_steps = 4000
     config.eval.distribution = "named"

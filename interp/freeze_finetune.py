@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from act_jax.config_ranges import get_field
 from hardware.arguments import int_in, number_in
 from hardware.sim.cube import distribution_arg
 from interp import cli
@@ -71,7 +72,7 @@ def build_config(
         d.tfds_data_dir = f"{data_root}/tfds"
         d.episodes_dir = f"{data_root}/episodes/{name}"
         d.record_episodes = demos
-        d.record_distribution = locations
+        d.record_locations = locations
         d.record_seed = seed
         t.init_from = str(base)
         t.frozen = P.freeze_all_but(trainable)
@@ -264,7 +265,7 @@ def _plan(p: argparse.ArgumentParser, args) -> _Plan:
         p.error("--workdir must differ from --base (the base's checkpoints are the reference)")
     if P.count(base_variables["params"], trainable) == 0:
         p.error(f"--trainable {args.trainable} matches no parameter of {base}")
-    base_distribution = base_config.data.get("record_distribution", "uniform")
+    base_distribution = get_field(base_config, "data.record_locations", "uniform")
     demo_locations = args.locations
     if args.replay_old:
         demo_locations = f"{base_distribution}+{args.locations}"

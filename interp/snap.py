@@ -5,7 +5,7 @@ from one place's to the other's (a lookup) or a graded move (an interpolation)?
         --out bench/reference_results/interp/snap_named
 
 Lines (`interp.snap_lines`): pairs of neighbouring training locations A, B of the base (its
-`data.record_distribution` spec; neighbours are the Gabriel graph's edges, `--pairs N` the N
+`data.record_locations` spec; neighbours are the Gabriel graph's edges, `--pairs N` the N
 shortest, ties to the lines nearest the locations' centre, or `--pairs all`, or `--pairs 0-1,0-2`
 by index). On each line the cube starts at lambda = 0, 1/8, ..., 1 (`--lambdas`), flat and
 square to the table.
@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from act_jax.config_ranges import get_field
 from interp import snap_fit as F
 from interp.snap_figures import add_section, plot
 from interp.snap_lines import line_starts, pairs_arg, probe_groups, select_pairs
@@ -322,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
         type=distribution_arg,
         metavar="SPEC",
         default=None,
-        help="training locations (default: the config's data.record_distribution)",
+        help="training locations (default: the config's data.record_locations)",
     )
     p.add_argument(
         "--pairs",
@@ -359,7 +360,7 @@ def _inputs(p: argparse.ArgumentParser, args) -> tuple:
     with cli.expected_errors(p, args, "--checkpoint"):
         policy = Policy.from_checkpoint(args.checkpoint)
     cfg = policy.config
-    spec = args.locations or cfg.data.get("record_distribution", "")
+    spec = args.locations or get_field(cfg, "data.record_locations", "")
     with cli.expected_errors(p, args, "--locations"):
         dist = CubeDistribution.make(spec)
     if dist.num_locations < 2:

@@ -115,7 +115,7 @@ def tiny_sim_run(root: Path, *, episodes: int, distribution: str) -> Path:
     config.data.tfds_data_dir = str(root / "tfds")
     config.data.episodes_dir = str(root / "episodes")
     config.data.record_episodes = episodes
-    config.data.record_distribution = distribution
+    config.data.record_locations = distribution
     config.data.val_fraction = 0.0
     config.train.num_steps = 2
     config.eval.rollout_every = 0

@@ -132,9 +132,9 @@ def test_variants_change_only_what_differs():
             assert variant[section].keys() == base[section].keys(), section
 
 
-def test_the_old_names_of_the_two_eval_cadences_still_work_with_a_one_line_warning(capsys):
+def test_old_field_names_still_work_with_a_one_line_warning(capsys):
     from act_jax import checkpoints, config_cli
-    from act_jax.config_ranges import apply_renamed
+    from act_jax.config_ranges import apply_renamed, get_field
 
     # On the command line: the flag is given its new name.
     argv = config_cli.renamed_flags(
@@ -153,14 +153,20 @@ def test_the_old_names_of_the_two_eval_cadences_still_work_with_a_one_line_warni
     old = tiny.get_config().to_dict()
     old["train"]["eval_every"] = old["train"].pop("val_loss_every") + 3
     old["eval"]["every_steps"] = 0
+    old["data"]["record_distribution"] = "named"
+    del old["data"]["record_locations"]
     old_config = checkpoints.config_from_json(old)
+    # Read-only access finds a field under its old name and moves nothing.
+    assert get_field(old_config, "data.record_locations") == "named"
+    assert get_field(old_config, "data.nothing_here", "x") == "x"
     apply_renamed(old_config)
     assert (old_config.train.val_loss_every, old_config.eval.rollout_every) == (5, 0)
     assert "eval_every" not in old_config.train and "every_steps" not in old_config.eval
     expected = tiny.get_config()
     expected.train.val_loss_every, expected.eval.rollout_every = 5, 0
+    expected.data.record_locations = "named"
     assert old_config.to_dict() == expected.to_dict()
-    assert len(capsys.readouterr().err.splitlines()) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 3
     apply_renamed(old_config)  # once moved, nothing more to say
     assert capsys.readouterr().err == ""
 

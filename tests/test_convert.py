@@ -264,7 +264,7 @@ def test_interp_report_runs_on_an_imported_checkpoint(tmp_path, capsys):
 
     data = tiny.get_config().data
     data.tfds_data_dir, data.episodes_dir = str(tmp_path / "tfds"), str(tmp_path / "episodes")
-    data.record_episodes, data.record_distribution = 4, "uniform"
+    data.record_episodes, data.record_locations = 4, "uniform"
     prepare_data.record_missing_demos(data, (32, 32))
     dataset = prepare_data.ensure_dataset(data, (32, 32))
     folder = tmp_path / "pretrained_model"

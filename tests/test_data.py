@@ -219,7 +219,7 @@ def test_the_demos_are_recorded_with_the_recorders_current_option_names():
     from hardware.record import build_parser
 
     config = tiny.get_config().data
-    config.record_distribution, config.record_episodes = "held_out", 3
+    config.record_locations, config.record_episodes = "held_out", 3
     cmd = prepare_data.record_command(config, (32, 48))
     assert cmd[1:3] == ["-m", "hardware.record"] and "--distribution" not in cmd  # deprecated
     args = build_parser().parse_args(cmd[3:])

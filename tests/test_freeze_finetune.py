@@ -187,7 +187,7 @@ def test_build_config_freezes_the_complement():
         seed=3,
     )
     assert config.train.init_from == "runs/b" and config.train.num_steps == 10
-    assert config.data.record_distribution == "held_out" and config.data.record_episodes == 5
+    assert config.data.record_locations == "held_out" and config.data.record_episodes == 5
     labels = P.flatten(
         train.param_labels(
             {"decoder": {"w": np.ones(1)}, "encoder": {"w": np.ones(1)}}, config.train.frozen
