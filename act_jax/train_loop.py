@@ -186,6 +186,24 @@ class MetricWindow:
         return mean
 
 
+def _periodic_evals(config, done, state, steps, val_batches, eval_fn, writer) -> dict | None:
+    """The validation loss and the sim rollouts due after step `done`, written to `writer`.
+    Returns the validation metrics when they were due."""
+    val = None
+    if val_batches and done % config.train.val_loss_every == 0:
+        l1 = jax.device_get([steps.eval(state, b)["l1"] for b in val_batches])
+        val = {"val/l1": float(np.mean(l1))}
+        writer.write(done, val)
+        tqdm.write(f"step {done}: validation L1 {val['val/l1']:.4f}")
+    every = config.eval.rollout_every
+    # Rollouts run in process 0 alone, on its copy of the weights; the others wait for it at
+    # the next step.
+    if eval_fn is not None and every > 0 and done % every == 0 and jax.process_index() == 0:
+        scores = eval_fn(sharding.local_copy(state), done)
+        writer.write(done, {f"eval/{k}": float(v) for k, v in scores.items()})
+    return val
+
+
 def run_loop(
     config: ml_collections.ConfigDict,
     state: Any,
@@ -214,8 +232,8 @@ def run_loop(
       FloatingPointError: see `MetricWindow.fetch`.
       TrainingInterrupted: after Ctrl-C / SIGTERM, once the checkpoint is saved.
     """
-    tc, rollout_every = config.train, config.eval.rollout_every
-    if rollout_every > 0 and eval_fn is None:
+    tc = config.train
+    if config.eval.rollout_every > 0 and eval_fn is None:
         tqdm.write("config.eval.rollout_every > 0 but no eval_fn was given: rollouts are skipped")
     start = int(jax.device_get(state.step))
     window = MetricWindow(steps.lr, start)
@@ -245,17 +263,10 @@ def run_loop(
                 bar.set_postfix(
                     loss=f"{last_train['train/loss']:.4f}", l1=f"{last_train['train/l1']:.4f}"
                 )
-            if val_batches and done % tc.val_loss_every == 0:
-                l1 = jax.device_get([steps.eval(state, b)["l1"] for b in val_batches])
-                last_val = {"val/l1": float(np.mean(l1))}
-                writer.write(done, last_val)
-                tqdm.write(f"step {done}: validation L1 {last_val['val/l1']:.4f}")
-            if eval_fn is not None and rollout_every > 0 and done % rollout_every == 0:
-                # Rollouts run in process 0 alone, on its copy of the weights; the others wait
-                # for it at the next step.
-                if jax.process_index() == 0:
-                    scores = eval_fn(sharding.local_copy(state), done)
-                    writer.write(done, {f"eval/{k}": float(v) for k, v in scores.items()})
+            last_val = (
+                _periodic_evals(config, done, state, steps, val_batches, eval_fn, writer)
+                or last_val
+            )
             if stop.now(sync_point=done % tc.log_every == 0 or checkpoint_now):
                 if window:
                     last_train = window.fetch(ckpt)

@@ -1,70 +1,25 @@
-"""The trainer: resume is exact, the step compiles once, 4 devices agree with 1, bad input fails
-clearly. Runs the real `train_and_evaluate` on a tiny ACT and a tiny TFDS dataset (32x32 frames)."""
+"""The trainer: resume is exact, the step compiles once, bad input fails clearly. Runs the real
+`train_and_evaluate` on a tiny ACT and a tiny TFDS dataset (32x32 frames); the dataset and the
+uninterrupted reference run are conftest's. Devices and processes: test_train_distributed.py."""
 
 import json
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from helpers_data import build_dataset, fast_compiles, subprocess_env
+from helpers_data import build_dataset, fast_compiles
+from helpers_train import assert_trees_equal, read_metrics, tiny_config
 
-from act_jax import checkpoints, data, sharding, train, train_loop
+from act_jax import checkpoints, data, train, train_loop
 from configs import tiny
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "jax_cache"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _fast(cache_dir):
     with fast_compiles(cache_dir):
         yield
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    return build_dataset(tmp_path_factory.mktemp("data"), num_episodes=4, steps=12)
-
-
-def tiny_config(dataset_dir, **train_overrides):
-    config = tiny.get_config()
-    config.data.dataset_dir = str(dataset_dir)
-    config.train.log_every = 1  # per-step metrics, to compare runs step by step
-    config.train.checkpoint_every = 4  # = num_steps: the interrupt makes the only mid-run save
-    config.eval.rollout_every = 2
-    for k, v in train_overrides.items():
-        setattr(config.train, k, v)
-    return config
-
-
-def read_metrics(workdir):
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return {(r["step"], k): v for r in map(json.loads, lines) for k, v in r.items() if k != "step"}
-
-
-def assert_trees_equal(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
-
-
-@pytest.fixture(scope="module")
-def straight_run(dataset_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("straight")
-    result = train.train_and_evaluate(
-        tiny_config(dataset_dir), workdir, eval_fn=lambda state, step: {"calls": step}
-    )
-    return workdir, result
 
 
 def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tmp_path):
@@ -124,204 +79,6 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dataset_dir, tmp_p
     with pytest.raises(FloatingPointError, match=r"non-finite .* at step 2 .* step 2 in"):
         train.train_and_evaluate(config, tmp_path)
     assert checkpoints.Checkpointer(tmp_path, read_only=True).latest_step() == 2
-
-
-def test_four_devices_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
-    code = textwrap.dedent(f"""
-        import sys, jax
-        sys.path.insert(0, "tests")
-        from test_train import tiny_config
-        from act_jax import train
-        assert jax.device_count() == 4, jax.devices()
-        train.train_and_evaluate(tiny_config({str(dataset_dir)!r}), {str(tmp_path)!r},
-                                 eval_fn=lambda state, step: {{"calls": step}})
-    """)
-    env = subprocess_env(cache_dir, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_same_run(tmp_path, straight_run)
-
-
-def assert_same_run(workdir, straight_run):
-    """`workdir`'s losses are straight_run's (step by step, to float tolerance), and its step-4
-    checkpoint restores onto this 1-device process (orbax reshards) with straight_run's weights."""
-    straight_dir, straight = straight_run
-    one, other = read_metrics(straight_dir), read_metrics(workdir)
-    compared = [
-        k
-        for k in one
-        if k[1] in ("train/loss", "train/l1", "train/kl", "train/grad_norm", "val/l1")
-    ]
-    assert len(compared) == 4 * 4 + 2  # every step's training losses, validation at 2 and 4
-    for key in compared:
-        assert other[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
-    # Weights agree to a few learning rates only: Adam scales each update to ~lr whatever the
-    # gradient's size, so a weight whose gradient is ~0 moves by float noise times lr/lr.
-    variables, _, _, step = checkpoints.restore_latest(workdir)
-    assert step == 4
-    atol = 4 * tiny.get_config().train.lr
-    jax.tree.map(
-        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=atol),
-        variables["params"],
-        jax.device_get(straight.state.params),
-    )
-
-
-def start_two_processes(cache_dir, *args: str) -> list[subprocess.Popen]:
-    """`python -m act_jax.train --config=configs/tiny.py ARGS` as processes 0 and 1 of one run,
-    joined by jax.distributed through the environment (gloo all-reduces on the CPU)."""
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        address = f"localhost:{s.getsockname()[1]}"
-    command = [sys.executable, "-m", "act_jax.train", "--config=configs/tiny.py", *args]
-    return [
-        subprocess.Popen(
-            command,
-            env=subprocess_env(
-                cache_dir,
-                JAX_COORDINATOR_ADDRESS=address,
-                JAX_NUM_PROCESSES="2",
-                JAX_PROCESS_ID=str(i),
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-        )
-        for i in range(2)
-    ]
-
-
-def finish(procs: list[subprocess.Popen]) -> list[str]:
-    """Each process's output, once both have exited (killed after 5 minutes)."""
-    try:
-        return [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-
-
-def test_two_processes_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
-    # The command line itself, twice: each process feeds its 2 rows of the global batch of 4.
-    # straight_run is the one process (its rollouts are a counter: they change nothing).
-    args = [
-        f"--config.data.dataset_dir={dataset_dir}",
-        f"--workdir={tmp_path}",
-        "--config.train.log_every=1",
-        "--config.train.checkpoint_every=4",
-        "--config.eval.rollout_every=0",
-    ]
-    procs = start_two_processes(cache_dir, *args)
-    outputs = finish(procs)
-    for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
-        assert p.returncode == 0, f"process {i}:\n{out[-3000:]}"
-        assert f"distributed: process {i} of 2, 1 local device(s) of 2" in out, out[-3000:]
-        assert "2 device(s) cpu in 2 processes" in out
-    assert "trained to step 4" in outputs[0] and "trained to step" not in outputs[1]
-    # Both processes wrote their part of the checkpoint (orbax, one file set each).
-    assert {"ocdbt.process_0", "ocdbt.process_1"} <= {
-        f.name for f in (tmp_path / "checkpoints" / "4" / "variables").iterdir()
-    }
-    assert_same_run(tmp_path, straight_run)
-
-
-@pytest.mark.slow
-def test_two_processes_stop_together_and_resume(dataset_dir, cache_dir, tmp_path):
-    # Ctrl-C in process 1 alone, at a step of its own: both save the same step and stop (130).
-    args = [
-        f"--config.data.dataset_dir={dataset_dir}",
-        f"--workdir={tmp_path}",
-        "--config.train.num_steps=1000",
-        "--config.train.log_every=2",
-        "--config.train.val_loss_every=1",  # a line per step from process 1 too
-        "--config.eval.rollout_every=0",
-    ]
-    procs = start_two_processes(cache_dir, *args)
-    seen = []
-    for line in procs[1].stdout:
-        seen.append(line)
-        if line.startswith("step 3: validation L1"):
-            procs[1].send_signal(signal.SIGINT)
-            break
-    outputs = finish(procs)
-    outputs[1] = "".join(seen) + outputs[1]
-    stopped = [re.search(r"interrupted after step (\d+)", out) for out in outputs]
-    for i, (p, out, m) in enumerate(zip(procs, outputs, stopped, strict=True)):
-        assert p.returncode == 130 and m, f"process {i}:\n{out[-3000:]}"
-    step = int(stopped[0][1])
-    assert int(stopped[1][1]) == step and step % 2 == 0 and step >= 4  # the next log step
-    assert checkpoints.Checkpointer(tmp_path, read_only=True).latest_step() == step
-    # Run again: both processes resume from that step, to two steps past it.
-    procs = start_two_processes(
-        cache_dir,
-        *args[:2],
-        "--config.eval.rollout_every=0",
-        f"--config.train.num_steps={step + 2}",
-    )
-    outputs = finish(procs)
-    for p, out in zip(procs, outputs, strict=True):
-        assert p.returncode == 0 and f"resuming from {tmp_path}/checkpoints/{step}" in out, out
-    assert f"trained to step {step + 2}" in outputs[0]
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "train/loss" in r] == list(range(2, step + 3, 2))
-
-
-def test_a_busy_workdir_stops_both_processes(dataset_dir, cache_dir, tmp_path):
-    # Process 0 alone takes the lock; it stops in one line and its peer, waiting for it at
-    # the dataset, stops with it rather than waiting for jax's exit handler.
-    from hardware.recording.folder_lock import lock_folder
-
-    with lock_folder(tmp_path, "the other training"):
-        procs = start_two_processes(
-            cache_dir, f"--config.data.dataset_dir={dataset_dir}", f"--workdir={tmp_path}"
-        )
-        outputs = finish(procs)
-    assert procs[0].returncode == 2, outputs[0][-3000:]
-    assert f"train: {tmp_path} is in use: pid {os.getpid()} (the other training)" in outputs[0]
-    assert procs[1].returncode != 0
-    assert not (tmp_path / "checkpoints").exists()
-
-
-@pytest.mark.parametrize(
-    "environ, message",
-    [
-        ({"JAX_NUM_PROCESSES": "two"}, r"JAX_NUM_PROCESSES='two': must be an integer >= 1"),
-        ({"JAX_NUM_PROCESSES": "0"}, r"JAX_NUM_PROCESSES='0': must be an integer >= 1"),
-        ({"JAX_PROCESS_ID": "-1"}, r"JAX_PROCESS_ID='-1': must be an integer >= 0"),
-        (
-            {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"},
-            r"JAX_PROCESS_ID=2: must be below JAX_NUM_PROCESSES=2",
-        ),
-    ],
-)
-def test_bad_distributed_variables_are_named(environ, message):
-    with pytest.raises(train.ConfigError, match=message):
-        sharding.maybe_initialize_distributed(False, environ)
-    assert not sharding.maybe_initialize_distributed(False, {})  # no variable: one process
-
-
-def test_a_process_without_its_coordinator_stops_in_one_line(tmp_path):
-    # Before anything else: no dataset read, no workdir made (JAX has not started yet).
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="0")
-    env.pop("JAX_COORDINATOR_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "act_jax.train", "--config=configs/tiny.py"]
-        + [f"--workdir={tmp_path / 'run'}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines() == [
-        "train: jax.distributed.initialize: coordinator_address should be defined. Set "
-        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (or run under SLURM / "
-        "Open MPI, whose variables jax reads)"
-    ]
-    assert not (tmp_path / "run").exists()
 
 
 def test_wrong_image_size_names_camera_and_shapes(dataset_dir, tmp_path):
