@@ -16,6 +16,18 @@ independent units of the spread.
 Writes `compare.json` and `compare.html`: per preset, success at the new and the old places
 after fine-tuning (each seed, mean, min-max), the fine-tune loss, and the trainable parameter
 count; the figure shows success against fine-tune steps (0: the base).
+
+The verdict (`verdict`), this half of the study's rule for "the decoder MLP is the lookup table",
+was fixed on 2026-12-03 before any comparison ran, and is not tuned after. It reads the success
+rate at the new places after the fine-tune, one value per seed, for `decoder_mlp`, the head
+alone (`action_head`) and the size-matched control (`encoder_mlp`), each with 3 or more seeds:
+  - "favours the MLP" if every seed of decoder_mlp beats every seed of both others (its lowest
+    rate above their highest): the MLP adds what the head cannot, and an MLP of the same size
+    upstream, where there is no lookup of actions, does not;
+  - "against the MLP" if decoder_mlp's mean is not above the higher of the others' means;
+  - "undecided" otherwise, and "invalid" when the base already solves the new places (success
+    at or above 0.9 before) or a preset has fewer than 3 seeds.
+Success at the old places is reported beside it (forgetting) but is not part of the rule.
 """
 
 from __future__ import annotations
@@ -108,6 +120,36 @@ def summarize(results: dict) -> dict:
     }
 
 
+RULE_PRESETS = ("decoder_mlp", "action_head", "encoder_mlp")
+
+
+def verdict(summary: dict) -> dict:
+    """The rule of the module docstring on `summarize`'s output: {"verdict", "why"}."""
+    presets = summary["presets"]
+    missing = [
+        p for p in RULE_PRESETS if len(presets.get(p, {}).get("new", {}).get("per_seed", {})) < 3
+    ]
+    if missing:
+        return {"verdict": "invalid", "why": f"fewer than 3 seeds of {', '.join(missing)}"}
+    if summary["before"]["new"] >= 0.9:
+        return {"verdict": "invalid", "why": "the base already solves the new places"}
+    mlp, others = presets["decoder_mlp"]["new"], [presets[p]["new"] for p in RULE_PRESETS[1:]]
+    best_other = max(o["max"] for o in others)
+    numbers = (
+        f"decoder_mlp {mlp['min']:.2f}-{mlp['max']:.2f} (mean {mlp['mean']:.2f}); "
+        + "; ".join(
+            f"{p} {presets[p]['new']['min']:.2f}-{presets[p]['new']['max']:.2f} "
+            f"(mean {presets[p]['new']['mean']:.2f})"
+            for p in RULE_PRESETS[1:]
+        )
+    )
+    if mlp["min"] > best_other:
+        return {"verdict": "favours the MLP", "why": numbers}
+    if mlp["mean"] <= max(o["mean"] for o in others):
+        return {"verdict": "against the MLP", "why": numbers}
+    return {"verdict": "undecided", "why": numbers}
+
+
 def figure(summary: dict) -> bytes:
     """PNG: success at the new and the old places against fine-tune steps, per preset."""
     import matplotlib
@@ -172,6 +214,15 @@ def write_page(path: Path, summary: dict, png: bytes, command: str) -> None:
         ],
         rows,
     )
+    v = verdict(summary)
+    page.verdict(
+        f"Do the fine-tunes favour the decoder MLP as the lookup table? {v['verdict']}: "
+        f"{v['why']} (success at the new places per seed; the rule was fixed before the runs, "
+        "interp.finetune_compare).",
+        {"favours the MLP": "supported", "against the MLP": "not-supported"}.get(
+            v["verdict"], "partial"
+        ),
+    )
     page.figure(png, "Success against fine-tune steps (0: the base), min-max over seeds")
     page.command(command)
     page.write(path)
@@ -211,6 +262,7 @@ def main(argv=None) -> int:
     summary = summarize(results)
     command = "python -m interp.finetune_compare " + " ".join(argv)
     doc = {"command": command, "seeds": args.seeds, "replay_old": args.replay_old, **summary}
+    doc["verdict"] = verdict(summary)
     (workdir / "compare.json").write_text(json.dumps(doc, indent=2))
     png = figure(summary)
     write_page(workdir / "compare.html", summary, png, command)
@@ -219,6 +271,7 @@ def main(argv=None) -> int:
             f"{preset:20s} new {row['new']['mean']:.2f} ({row['new']['min']:.2f}-"
             f"{row['new']['max']:.2f})  old {row['old']['mean']:.2f}"
         )
+    print(f"verdict: {doc['verdict']['verdict']} ({doc['verdict']['why']})")
     print(f"wrote {workdir / 'compare.json'} and compare.html")
     return 0
 

@@ -64,7 +64,9 @@ def build_config(
 
     config = base_config.copy_and_resolve_references()
     apply_renamed(config)  # a base trained before the renames: its old names must not win below
-    name = path_safe(f"sim_{locations}_{demos}")
+    # The seed is in the name: each seed records its own demos (independent samples), and a
+    # dataset recorded with another seed is never reused under this one's record_seed.
+    name = path_safe(f"sim_{locations}_{demos}_s{seed}")
     with config.unlocked():
         d, t, e = config.data, config.train, config.eval
         d.dataset_dir = ""

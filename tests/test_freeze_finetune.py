@@ -253,3 +253,51 @@ def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(
     mtime = (workdir / "action_head_s0" / "freeze_finetune.json").stat().st_mtime_ns
     assert finetune_compare.main(argv) == 0  # a finished comparison is reused, not rerun
     assert (workdir / "action_head_s0" / "freeze_finetune.json").stat().st_mtime_ns == mtime
+
+
+def _summary(before_new, **per_seed):
+    presets = {
+        p: {
+            "new": {
+                "per_seed": dict(enumerate(r)),
+                "mean": np.mean(r),
+                "min": min(r),
+                "max": max(r),
+            }
+        }
+        for p, r in per_seed.items()
+    }
+    return {"before": {"new": before_new, "old": 1.0}, "presets": presets}
+
+
+def test_the_fine_tune_verdict_rule():
+    from interp.finetune_compare import verdict
+
+    def rule(before=0.2, **kw):
+        return verdict(_summary(before, **kw))["verdict"]
+
+    three = dict(action_head=[0.3, 0.4, 0.2], encoder_mlp=[0.5, 0.3, 0.4])
+    assert rule(decoder_mlp=[0.6, 0.7, 0.8], **three) == "favours the MLP"
+    # One seed of the MLP no better than the best seed of the control: not separated.
+    assert rule(decoder_mlp=[0.5, 0.7, 0.8], **three) == "undecided"
+    assert rule(decoder_mlp=[0.2, 0.5, 0.4], **three) == "against the MLP"
+    assert rule(decoder_mlp=[0.6, 0.7], **three) == "invalid"  # two seeds
+    assert rule(before=0.95, decoder_mlp=[1.0, 1.0, 1.0], **three) == "invalid"
+    assert rule(decoder_mlp=[0.6, 0.7, 0.8], action_head=[0.1] * 3) == "invalid"  # no control
+
+
+def test_each_seed_records_its_own_demos():
+    names = {
+        freeze_finetune.build_config(
+            tiny.get_config(),
+            base=__import__("pathlib").Path("runs/b"),
+            trainable=P.PRESETS["decoder"],
+            locations="held_out",
+            demos=5,
+            steps=10,
+            lr=1e-4,
+            seed=seed,
+        ).data.episodes_dir
+        for seed in (0, 1)
+    }
+    assert len(names) == 2
