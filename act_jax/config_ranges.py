@@ -68,9 +68,10 @@ def renamed_warning(old: str, new: str, prefix: str = "config.") -> str:
     return f"warning: {prefix}{old} is the old name of {prefix}{new}; it goes in the next release"
 
 
-def apply_renamed(config) -> None:
+def apply_renamed(config, warn: bool = True) -> None:
     """Moves every field `config` has under an old name (`RENAMED`) to its new name, in place,
-    with a one-line warning on stderr. The old name wins: it is the one that was set."""
+    with a one-line warning on stderr (`warn=False`: silently, for a config a checkpoint saved,
+    which nobody is to edit). The old name wins: it is the one that was set."""
     for old, new in RENAMED.items():
         section, old_field = old.split(".")
         new_field = new.split(".")[1]
@@ -81,7 +82,8 @@ def apply_renamed(config) -> None:
         with config.unlocked():
             del node[old_field]
             node[new_field] = value
-        print(renamed_warning(old, new), file=sys.stderr)
+        if warn:
+            print(renamed_warning(old, new), file=sys.stderr)
 
 
 def get_field(config, name: str, default: Any = None) -> Any:

@@ -63,7 +63,8 @@ def build_config(
     from act_jax.evaluate import path_safe
 
     config = base_config.copy_and_resolve_references()
-    apply_renamed(config)  # a base trained before the renames: its old names must not win below
+    # A base trained before the renames: its old names must not win below.
+    apply_renamed(config, warn=False)
     # The seed is in the name: each seed records its own demos (independent samples), and a
     # dataset recorded with another seed is never reused under this one's record_seed.
     name = path_safe(f"sim_{locations}_{demos}_s{seed}")

@@ -169,6 +169,10 @@ def test_old_field_names_still_work_with_a_one_line_warning(capsys):
     assert len(capsys.readouterr().err.splitlines()) == 3
     apply_renamed(old_config)  # once moved, nothing more to say
     assert capsys.readouterr().err == ""
+    # A checkpoint's saved config is moved silently (nobody is to edit it).
+    saved = checkpoints.config_from_json(old)
+    apply_renamed(saved, warn=False)
+    assert saved.to_dict() == expected.to_dict() and capsys.readouterr().err == ""
 
 
 def test_the_train_command_takes_an_old_name_as_the_new_one(tmp_path):
