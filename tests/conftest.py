@@ -22,6 +22,28 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "jax_cache"
 
 
+@pytest.fixture(scope="module")
+def fast_jax(cache_dir):
+    """Cheaper XLA compiles and the session's compilation cache for one module's tests
+    (`helpers_data.fast_compiles`). Modules whose time goes to compiling opt in with
+    `pytestmark = pytest.mark.usefixtures("fast_jax")`; those that run long compiled loops do
+    not (unoptimised code runs slower)."""
+    from helpers_data import fast_compiles
+
+    with fast_compiles(cache_dir):
+        yield
+
+
+@pytest.fixture(scope="session")
+def named_sim_run(tmp_path_factory, cache_dir):
+    """The tiny config trained 2 steps on 6 sim demos at the named locations (32x32), under
+    `fast_compiles` like the modules that read it (`helpers_data.tiny_sim_run`)."""
+    from helpers_data import fast_compiles, tiny_sim_run
+
+    with fast_compiles(cache_dir):
+        return tiny_sim_run(tmp_path_factory.mktemp("named"), episodes=6, distribution="named")
+
+
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory):
     """A tiny TFDS dataset: 4 episodes of 12 steps at 32x32."""

@@ -5,16 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers_data import fast_compiles
 
 from act_jax import checkpoints, normalization, train
 from configs import tiny
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 def stats():

@@ -14,14 +14,12 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers_data import fast_compiles
 from helpers_lerobot import lerobot_chunk, lerobot_folder, random_variables, tiny_config
 
 from act_jax import convert
 from act_jax.convert_lerobot import read_safetensors, write_safetensors
 from act_jax.policy import Policy
 
-pytestmark = pytest.mark.timeout(600)
 MEAN_STD = {"VISUAL": "MEAN_STD", "STATE": "MEAN_STD", "ACTION": "MEAN_STD"}
 MIN_MAX = {"VISUAL": "MEAN_STD", "STATE": "MIN_MAX", "ACTION": "MIN_MAX"}
 TOL = 1e-4
@@ -30,10 +28,8 @@ SLOW = pytest.mark.slow
 _VARIABLES = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+# conftest: cheaper compiles
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("fast_jax")]
 
 
 def weights(names: tuple[str, ...]):

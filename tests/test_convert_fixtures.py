@@ -20,19 +20,15 @@ import shutil
 import subprocess
 
 import pytest
-from helpers_data import fast_compiles
 
 from bench import lerobot_fixtures as fx
 
-pytestmark = pytest.mark.timeout(600)
 MODEL_TOL = 2e-5  # before the postprocessor: float32 rounding, free of the action scale
 FAST = "cam2_min_max"  # the default run's case (two cameras, MIN_MAX); the other three are slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+# conftest: cheaper compiles
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("fast_jax")]
 
 
 def check(name: str, folder, workdir) -> dict:

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from helpers_cameras import write_test_video
-from helpers_data import build_dataset, fast_compiles, subprocess_env
+from helpers_data import build_dataset, subprocess_env
 
 from act_jax import train
 from act_jax.policy import Policy
@@ -23,14 +23,11 @@ from hardware.cameras import OpenCVCamera
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
 from hardware.sim.robot import HOME
 
-pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+# conftest: cheaper compiles
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("fast_jax")]
 
 
 @pytest.fixture(scope="module")

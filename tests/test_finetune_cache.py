@@ -11,6 +11,8 @@ from configs import tiny
 from interp import finetune_cache as F
 from interp import params as P
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -4,18 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from helpers_data import fast_compiles, tiny_sim_run
+from helpers_data import tiny_sim_run
 
 from act_jax import train
 from configs import tiny
 from interp import freeze_finetune
 from interp import params as P
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import pytest
 from act_jax import intermediates as im
 from act_jax.model import ACT, ACTConfig, dummy_inputs, init_variables
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 TINY = ACTConfig(
     cameras=("top", "lateral"),
     image_size=(64, 96),

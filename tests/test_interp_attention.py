@@ -14,6 +14,8 @@ from interp import overlays
 from interp.attention_analysis import analyse_attention
 from interp.tokens import TokenIndex
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 TINY = ACTConfig(
     cameras=("top", "lateral"),
     image_size=(64, 96),

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers_data import fast_compiles, synthetic_episode
+from helpers_data import synthetic_episode
 
 from act_jax import checkpoints, normalization, train
 from act_jax import intermediates as im
@@ -27,10 +27,7 @@ GRIP = np.array([30, 45, 45, 0, 0, 0, 0, 45] + [45] * 20, np.float32)
 PHASE = np.array([0, 0, 0, 1, 1, 1, 1] + [2] * 21)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ from interp.hooks import patched_policy, run_with_cache, run_with_hooks, run_wit
 from interp.patching import patch_sweep
 from interp.tokens import TokenIndex
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 CFG = ACTConfig(
     cameras=("top", "lateral"),
     image_size=(32, 64),  # a 1 x 2 feature map: N = 2 + 2 * 2 = 6 tokens

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers_browser import open_page
-from helpers_data import fast_compiles, tiny_sim_run
+from helpers_data import tiny_sim_run
 from test_interp_page import ARTIFACTS, needs_browser
 
 from interp import absorption, report
@@ -18,10 +18,7 @@ from interp.tokens import TokenIndex
 SMALL = dict(frame_stride=4, attention_frames=8, sim_starts=2, max_steps=15, batch_size=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast(tmp_path_factory):
-    with fast_compiles(tmp_path_factory.getbasetemp() / "jax_cache"):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +84,7 @@ def test_report_opens_in_chromium_with_every_image_and_no_errors(built):
     assert image is not None and image.shape[0] > 2000
 
 
+@pytest.mark.slow  # 30 s: a second whole report; its parts' determinism is tested in theirs
 def test_rerunning_gives_the_same_numbers(run, built, tmp_path):
     _, first = built
     again = report.build_report(run, tmp_path / "again", progress=False, command="test", **SMALL)

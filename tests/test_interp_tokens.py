@@ -8,6 +8,8 @@ from act_jax import intermediates as im
 from act_jax.model import ACT, ACTConfig, init_variables
 from interp.tokens import TokenIndex
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 CFG = ACTConfig(
     cameras=("top", "lateral"),
     image_size=(64, 96),

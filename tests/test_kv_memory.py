@@ -7,6 +7,8 @@ import pytest
 
 from interp import kv_memory as K
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 
 def test_a_unit_that_fires_on_one_place_is_pure_and_one_that_fires_everywhere_is_not():
     place = np.repeat(np.arange(4), 25)  # 100 frames, 4 places
@@ -24,24 +26,15 @@ def test_a_unit_that_fires_on_one_place_is_pure_and_one_that_fires_everywhere_is
     assert len(np.unique(K.places(np.full(len(xy), -1), xy))) == 9
 
 
-@pytest.fixture(scope="module")
-def named_run(tmp_path_factory):
-    from helpers_data import fast_compiles, tiny_sim_run
-
-    root = tmp_path_factory.mktemp("kv")
-    with fast_compiles(root / "jax_cache"):
-        yield tiny_sim_run(root, episodes=4, distribution="named")
-
-
 def test_the_analysis_reads_every_unit_and_its_value_vectors_match_the_ablation(
-    named_run, tmp_path
+    named_sim_run, tmp_path
 ):
     out = tmp_path / "kv"
     assert (
         K.main(
             [
                 "--checkpoint",
-                str(named_run),
+                str(named_sim_run),
                 "--out",
                 str(out),
                 "--top-k",

@@ -14,6 +14,8 @@ from hardware.sim.expert import GRASP_COMMAND, ScriptedExpert
 from interp import lookup_study as L
 from interp import oracles as O
 
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
+
 
 def test_grids_cover_the_named_region_and_jitter_is_reproducible_from_the_seed():
     grid = CubeDistribution.make("grid:3x3")
@@ -150,23 +152,13 @@ def test_the_verdict_rule():
     assert got["verdict"].startswith("invalid")
 
 
-@pytest.fixture(scope="module")
-def named_run(tmp_path_factory):
-    """The tiny config trained 2 steps on 6 demos drawn from the named locations."""
-    from helpers_data import fast_compiles, tiny_sim_run
-
-    root = tmp_path_factory.mktemp("named")
-    with fast_compiles(root / "jax_cache"):
-        yield tiny_sim_run(root, episodes=6, distribution="named")
-
-
-def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_start(named_run):
+def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_start(named_sim_run):
     # At a named location (no jitter) the first frame is a demo's first frame: the table follows
     # that demo, and the demo succeeded.
     from act_jax.evaluate import evaluate_checkpoint
 
     s = evaluate_checkpoint(
-        named_run,
+        named_sim_run,
         episodes=1,
         policy_kind="alt",
         distribution="named",
@@ -179,7 +171,7 @@ def test_evaluate_runs_the_lookup_table_and_it_replays_a_demo_from_a_training_st
     assert s["successes"] == 1 and s["rollouts"][0]["grasp_target"] is not None
 
 
-def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_path, capsys):
+def test_the_study_writes_its_numbers_page_and_report_section(named_sim_run, tmp_path, capsys):
     import json
 
     from interp import report
@@ -190,7 +182,7 @@ def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_pat
         L.main(
             [
                 "--checkpoint",
-                str(named_run),
+                str(named_sim_run),
                 "--test",
                 "held_out~3mm,3deg",
                 "--starts",
@@ -218,7 +210,7 @@ def test_the_study_writes_its_numbers_page_and_report_section(named_run, tmp_pat
         report.main(
             [
                 "--checkpoint",
-                str(named_run),
+                str(named_sim_run),
                 "--out",
                 str(tmp_path / "r"),
                 "--lookup-study",

@@ -9,17 +9,13 @@ import signal
 import jax
 import numpy as np
 import pytest
-from helpers_data import build_dataset, fast_compiles
+from helpers_data import build_dataset
 from helpers_train import assert_trees_equal, read_metrics, tiny_config
 
 from act_jax import checkpoints, data, train, train_loop
 from configs import tiny
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _fast(cache_dir):
-    with fast_compiles(cache_dir):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 def test_interrupted_run_resumes_to_the_same_state(straight_run, dataset_dir, tmp_path):

@@ -11,16 +11,12 @@ import sys
 import textwrap
 
 import pytest
-from helpers_data import fast_compiles, subprocess_env
+from helpers_data import subprocess_env
 from helpers_train import ROOT, assert_same_run, finish, start_two_processes
 
 from act_jax import checkpoints, sharding, train
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _fast(cache_dir):
-    with fast_compiles(cache_dir):
-        yield
+pytestmark = pytest.mark.usefixtures("fast_jax")  # conftest: cheaper compiles
 
 
 def test_four_devices_match_one(straight_run, dataset_dir, cache_dir, tmp_path):
