@@ -148,9 +148,9 @@ def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
         )
         ep = eps[0]
         outcome = "protective stop" if ep.stop_reason else "completed"
-        reason, ticks = ep.stop_reason, ep.stats.ticks
+        reason, ticks, latency = ep.stop_reason, ep.stats.ticks, ep.stats.latency_ms
     except Exception as e:  # what the app would report as an error
-        outcome, reason, ticks = "error", f"{type(e).__name__}: {e}", None
+        outcome, reason, ticks, latency = "error", f"{type(e).__name__}: {e}", None, None
     torque = _torque(held["emu"])
     return {
         "outcome": outcome,
@@ -160,6 +160,8 @@ def run_row(policy, faults: dict, max_steps: int, seed: int) -> dict:
         "servos": len(torque),
         "episodes_kept": None,  # deploy records nothing
         "wall_s": round(time.time() - t0, 1),
+        # Per part of the tick (observation: servo read + camera render; policy; send), ms.
+        "latency_ms": latency,
     }
 
 
@@ -203,8 +205,22 @@ def main(argv=None) -> int:
     p.add_argument("--apps", default="deploy,record", help="deploy, record or both")
     p.add_argument("--record-episodes", type=int, default=2, help="record: episodes asked for")
     p.add_argument("--record-max-steps", type=int, default=250, help="record: ticks an episode")
+    names = sorted({name for name, _ in ROWS})
+    p.add_argument(
+        "--faults", default="", help=f"comma-separated row names to run (default all: {names})"
+    )
+    p.add_argument(
+        "--trials", type=int, default=1, help="runs of each row, seeds --seed, --seed + 1, ..."
+    )
     args = p.parse_args(argv)
     apps = args.apps.split(",")
+    wanted = [f for f in args.faults.split(",") if f]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        p.error(f"--faults: unknown {unknown}; known: {names}")
+    if args.trials < 1:
+        p.error(f"--trials: must be >= 1, got {args.trials}")
+    rows_run = [(n, f) for n, f in ROWS if not wanted or n in wanted]
     os.environ.setdefault("MUJOCO_GL", "egl")
     policy = None
     if "deploy" in apps:
@@ -218,13 +234,14 @@ def main(argv=None) -> int:
             stop = _busy_loops(loaded)
             try:
                 for app in apps:
-                    for k, (name, faults) in enumerate(ROWS):
+                    for k, (name, faults) in enumerate(rows_run * args.trials):
+                        seed = args.seed + k // len(rows_run)
                         if app == "deploy":
-                            r = run_row(policy, faults, args.max_steps, args.seed)
+                            r = run_row(policy, faults, args.max_steps, seed)
                         else:
                             out = Path(tmp) / f"{int(loaded)}_{k}"
                             r = run_record_row(
-                                faults, args.record_episodes, args.record_max_steps, args.seed, out
+                                faults, args.record_episodes, args.record_max_steps, seed, out
                             )
                         shown = {
                             k: (sorted(v) if isinstance(v, set) else v) for k, v in faults.items()
@@ -233,6 +250,7 @@ def main(argv=None) -> int:
                             app=app,
                             fault=name,
                             knobs={k: str(v) for k, v in shown.items()},
+                            seed=seed,
                             cpu_loaded=loaded,
                             load_avg=os.getloadavg(),
                         )
