@@ -7,6 +7,7 @@ from hardware.motors.bus import (
     Motor,
     MotorBus,
     MotorBusError,
+    MotorCommError,
     MotorInstructionError,
     MotorNotFoundError,
 )
@@ -103,6 +104,27 @@ def test_connect_waits_out_a_late_first_reply(proto):
             assert bus.is_connected
             assert bus.stats["retries"] > 5
         assert ["delay"] in [applied for i, applied in emu.fault_log if i == 1]
+
+
+@BOTH
+def test_set_up_inside_patient_waits_out_late_replies_the_loop_would_not(proto):
+    # Every reply of servo 1 is 100 ms late (an emulator on a busy host, a slow adapter): the
+    # loop's budget (3 tries of ~4 ms) gives up; set-up inside `patient()` waits it out. Two
+    # emulators: the emulator answers requests one after another, so the first bus's given-up
+    # requests would still be queued ahead of the patient ones.
+    faults = Faults(delay=1.0, delay_s=0.1, only_ids={1})
+    with ServoEmulator(proto, ARMS[proto], faults=faults) as emu, make_bus(proto, emu) as bus:
+        with pytest.raises(MotorCommError, match=r"writing Return_Delay_Time=3 to motor m1"):
+            bus.write("Return_Delay_Time", "m1", 3, retries=2)
+    with ServoEmulator(proto, ARMS[proto], faults=faults) as emu, make_bus(proto, emu) as bus:
+        assert bus.disable_torque() == []
+        retries = bus.stats["retries"]
+        with bus.patient(budget_s=3.0):
+            bus.write("Return_Delay_Time", "m1", 5)
+            assert bus.stats["retries"] > retries  # it did wait past the loop's budget
+            assert bus.read_all("Return_Delay_Time")["m1"] == 5
+        assert emu.get(1, "Return_Delay_Time") == 5
+        assert bus._patient_s is None  # outside, the loop's budget again
 
 
 @BOTH

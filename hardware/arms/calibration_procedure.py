@@ -47,6 +47,12 @@ def calibrate(
         on_sample: called with (present, mins, maxs) at every sweep sample, for a live display.
         poll_s: seconds between sweep samples.
     """
+    # Every transaction here is set-up: a late reply is waited for (`MotorBus.patient`).
+    with bus.patient():
+        return _procedure(bus, profile, wait_for_user, sweep_done, on_sample, poll_s)
+
+
+def _procedure(bus, profile, wait_for_user, sweep_done, on_sample, poll_s) -> ArmCalibration:
     resolution = bus.models[JOINT_NAMES[0]].resolution
     bus.disable_torque()
     for name in JOINT_NAMES:

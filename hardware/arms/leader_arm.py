@@ -56,11 +56,12 @@ class LeaderArm(Teleoperator):
     def connect(self) -> None:
         self.bus.connect()
         try:
-            self.bus.disable_torque()
-            # Present positions may sit anywhere: the leader is moved by hand, readings clip.
-            check_servos(self.calibration, self.bus, margin_ticks=-(10**6))
-            present = self.bus.read_all("Present_Position")
-            self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
+            with self.bus.patient():  # set-up: a late reply is waited for, not an error
+                self.bus.disable_torque()
+                # Present positions may sit anywhere: the leader is moved by hand, readings clip.
+                check_servos(self.calibration, self.bus, margin_ticks=-(10**6))
+                present = self.bus.read_all("Present_Position")
+                self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
         except BaseException:
             self.bus.disconnect()
             raise

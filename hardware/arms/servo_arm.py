@@ -147,17 +147,18 @@ class ServoArm(Robot):
         self.torque_unconfirmed = []
         self.bus.connect()  # handshake: every id answers with the right model, or raise
         try:
-            self.bus.disable_torque()
-            for register, values in self.profile.setup:
-                for name, value in zip(JOINT_NAMES, values, strict=True):
-                    if value is not None:
-                        self.bus.write(register, name, value, budget_s=0.25, retries=5)
-            check_servos(self.calibration, self.bus)
-            present = self.bus.read_all("Present_Position")
-            self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
-            self.guard.reset(self.calibration.to_units(self._ticks))
-            self.bus.sync_write("Goal_Position", present)  # torque on must not make it jump
-            self.bus.enable_torque()
+            with self.bus.patient():  # set-up: a late reply is waited for, not an error
+                self.bus.disable_torque()
+                for register, values in self.profile.setup:
+                    for name, value in zip(JOINT_NAMES, values, strict=True):
+                        if value is not None:
+                            self.bus.write(register, name, value)
+                check_servos(self.calibration, self.bus)
+                present = self.bus.read_all("Present_Position")
+                self._ticks = np.array([present[n] for n in JOINT_NAMES], np.int64)
+                self.guard.reset(self.calibration.to_units(self._ticks))
+                self.bus.sync_write("Goal_Position", present)  # torque on must not make it jump
+                self.bus.enable_torque()
         except BaseException:
             self._torque_off()
             self.bus.disconnect()

@@ -13,6 +13,11 @@ What it guarantees:
   dead servo costs at most one budget per tick, not seconds.
 - Every status packet's error byte is recorded (`last_errors`, `error_log`), sync reads included;
   nothing is silently dropped.
+- Set-up and calibration, where time is cheap and a spurious failure is not, run inside
+  `with bus.patient():`: each retry waits twice as long as the last (up to `PATIENT_WAIT_S`)
+  until the budget is spent, so a reply that is late, not lost, still lands; a late reply is a
+  busy host's (or an emulator's, sharing the host), not a dead servo's. The 30 Hz loop's reads
+  and writes stay outside, on the tight budget.
 - `connect()` pings every expected id and checks its model number, each for up to
   `HANDSHAKE_BUDGET_S` with growing waits; the bus itself never enables torque, and the
   handshake fails, naming the missing ids and wrong models, before anyone can.
@@ -47,6 +52,7 @@ class MotorBusError(ConnectionError):
 
 HANDSHAKE_BUDGET_S = 2.0  # seconds per servo to answer the connect-time ping
 PATIENT_WAIT_S = 0.25  # longest single wait for a reply in a patient ping
+PATIENT_BUDGET_S = 1.0  # default budget of each transaction inside `MotorBus.patient()`
 TORQUE_OFF_BUDGET_S = 2.0  # seconds for torque off to be read back from every servo
 
 
@@ -147,6 +153,25 @@ class MotorBus:
         self.last_errors: dict[str, int] = {}
         self.error_log: list[tuple[float, str, int, list[str]]] = []
         self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0}
+        self._patient_s: float | None = None  # set inside `patient()`
+
+    def patient(self, budget_s: float = PATIENT_BUDGET_S):
+        """A context inside which reads and writes retry with growing waits (each twice the
+        last, up to `PATIENT_WAIT_S`) until their budget is spent: `budget_s`, or the one a call
+        gives. For set-up and calibration; not for the control loop, whose tick cannot wait."""
+        return self._patience(budget_s)
+
+    @contextlib.contextmanager
+    def _patience(self, budget_s: float | None):
+        old, self._patient_s = self._patient_s, budget_s
+        try:
+            yield self
+        finally:
+            self._patient_s = old
+
+    def _next_wait(self, wait: float | None, n_tx: int, n_rx: int, left: float) -> float:
+        """A patient retry's wait: twice the last one (the default wait at first)."""
+        return min(PATIENT_WAIT_S, left, 2 * (wait or self.timeout_for(n_tx, n_rx)))
 
     # -- connection -----------------------------------------------------------------------------
     @property
@@ -358,14 +383,21 @@ class MotorBus:
         m = self._name(motor)
         reg = self.models[motor].register(register)
         packet = self.protocol.write(m.id, reg.address, self.protocol.encode_value(reg, value))
-        deadline = time.monotonic() + (budget_s or self.budget_s)
-        reply = None
-        for attempt in range(1 + (self.max_retries if retries is None else retries)):
+        patient = self._patient_s is not None
+        deadline = time.monotonic() + (budget_s or self._patient_s or self.budget_s)
+        tries = 1 + (self.max_retries if retries is None else retries)
+        n_tx, n_rx = len(self.protocol.encode_instruction(packet)), self.protocol.status_size(0)
+        wait, attempt = None, 0
+        while True:
             if attempt:
                 self.stats["retries"] += 1
-            reply = self._transact(packet, {m.id: 0})[m.id]
-            if reply.outcome is Outcome.OK or time.monotonic() >= deadline:
+            reply = self._transact(packet, {m.id: 0}, wait)[m.id]
+            attempt += 1
+            left = deadline - time.monotonic()
+            if reply.outcome is Outcome.OK or left <= 0 or (not patient and attempt >= tries):
                 break
+            if patient:
+                wait = self._next_wait(wait, n_tx, n_rx, left)
         if reply.outcome is not Outcome.OK:
             raise MotorCommError(
                 f"{self.port}: writing {register}={value} to motor {motor} (id {m.id}) failed: "
@@ -435,12 +467,13 @@ class MotorBus:
             self._name(n)  # a clear KeyError for an unknown motor
         regs = {n: self.models[n].register(register) for n in names}
         reg: Register = regs[names[0]]
-        deadline = time.monotonic() + (budget_s or self.budget_s)
+        patient = self._patient_s is not None
+        deadline = time.monotonic() + (budget_s or self._patient_s or self.budget_s)
         values: dict[str, int] = {}
         errors: dict[str, int] = {}
         outcomes = {n: Outcome.TIMEOUT for n in names}
-        todo, attempts = list(names), 0
-        while todo and attempts <= self.max_retries:
+        todo, attempts, wait = list(names), 0, None
+        while todo and (patient or attempts <= self.max_retries):
             ids = [self.motors[n].id for n in todo]
             if use_sync and len(ids) > 1:
                 packet = self.protocol.sync_read(reg.address, reg.size, ids)
@@ -450,7 +483,7 @@ class MotorBus:
             attempts += 1
             if attempts > 1:
                 self.stats["retries"] += 1
-            results = self._transact(packet, {i: reg.size for i in ids})
+            results = self._transact(packet, {i: reg.size for i in ids}, wait)
             for motor_id, reply in results.items():
                 name = self._by_id[motor_id]
                 outcomes[name] = reply.outcome
@@ -462,7 +495,12 @@ class MotorBus:
             # Retry only if one more full attempt for the missing motors fits in the budget.
             n_tx = len(self.protocol.encode_instruction(packet))
             n_rx = len(todo) * self.protocol.status_size(reg.size)
-            if time.monotonic() + self.timeout_for(n_tx, n_rx) > deadline:
+            left = deadline - time.monotonic()
+            if patient:
+                if left <= 0:
+                    break
+                wait = self._next_wait(wait, n_tx, n_rx, left)
+            elif self.timeout_for(n_tx, n_rx) > left:
                 break
         return ReadResult(values, outcomes, errors, attempts)
 
@@ -477,9 +515,10 @@ class MotorBus:
         }
         self._transact(self.protocol.sync_write(reg.address, reg.size, data), {})
 
-    def read_all(self, register: str, budget_s: float = 0.1) -> dict[str, int]:
-        """Read `register` from every motor, raising `MotorCommError` naming any that fail."""
-        result = self.sync_read(register, budget_s=budget_s)
+    def read_all(self, register: str, budget_s: float | None = None) -> dict[str, int]:
+        """Read `register` from every motor, raising `MotorCommError` naming any that fail.
+        The budget: `budget_s`, else `patient()`'s, else 0.1 s."""
+        result = self.sync_read(register, budget_s=budget_s or self._patient_s or 0.1)
         if not result.ok:
             bad = ", ".join(
                 f"{n} (id {self.motors[n].id}): {result.outcomes[n].value}" for n in result.failed
@@ -510,6 +549,10 @@ class MotorBus:
           The motors (bus order) that did not read back 0: nobody may say their torque is off.
           Never raises for them; `MotorBusError` if the port itself fails.
         """
+        with self._patience(None):  # its own growing waits, whoever calls it
+            return self._disable_torque(motors, budget_s)
+
+    def _disable_torque(self, motors: Iterable[str] | None, budget_s: float) -> list[str]:
         names = list(motors) if motors is not None else list(self.motors)
         self.sync_write("Torque_Enable", {n: 0 for n in names})
         deadline = time.monotonic() + budget_s
