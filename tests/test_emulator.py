@@ -98,12 +98,15 @@ def test_dynamixel_overheat_under_stall_needs_reboot():
             if bus.last_errors.get("m1", 0) & 0x80:
                 break
         assert temps[-1] >= 70 and temps == sorted(temps)  # heated while stalled
-        assert bus.read("Hardware_Error_Status", "m1") == 0b100  # overheating
+        # The error register is read from the emulator's table, not over the bus: on a loaded
+        # host a late reply to the last temperature read (one byte, like this register, and
+        # indistinguishable on the wire) can land as this read's reply.
+        assert emu.get(1, "Hardware_Error_Status") == 0b100  # overheating
         assert emu.get(1, "Torque_Enable") == 0
         with pytest.raises(Exception, match="access error"):
             bus.enable_torque()
         bus.reboot("m1")
-        assert bus.read("Hardware_Error_Status", "m1") == 0
+        assert emu.get(1, "Hardware_Error_Status") == 0
 
 
 def test_corrupt_instruction_is_logged_and_ignored():
