@@ -89,12 +89,12 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
     numpy_batch = make_batch(spec, spec["batch"], seed)
     rows: list[dict] = []
 
+    def timings(fwd=None, both=None) -> dict[str, float]:
+        got = {"forward_ms": fwd, "forward_backward_ms": both}
+        return {k: 1000 * _median_s(f, warmup, steps) for k, f in got.items() if f is not None}
+
     def add(part: str, fwd=None, both=None, note: str = ""):
-        row = {"part": part, "note": note}
-        if fwd is not None:
-            row["forward_ms"] = 1000 * _median_s(fwd, warmup, steps)
-        if both is not None:
-            row["forward_backward_ms"] = 1000 * _median_s(both, warmup, steps)
+        row = {"part": part, "note": note, **timings(fwd, both)}
         rows.append(row)
         shown = "  ".join(f"{k} {v:8.1f}" for k, v in row.items() if k.endswith("_ms"))
         print(f"  {part:18s} {shown}", flush=True)
@@ -134,9 +134,7 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
         x = jnp.concatenate([jnp.asarray(images[c]) for c in cfg.cameras], axis=0)
         return m.backbone((x.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD)
 
-    bb_f, bb_b = _fwd_bwd(backbone_only, params, batch["images"])
-    backbone_total = {"forward_ms": 1000 * _median_s(bb_f, warmup, steps)}
-    backbone_total["forward_backward_ms"] = 1000 * _median_s(bb_b, warmup, steps)
+    backbone_total = timings(*_fwd_bwd(backbone_only, params, batch["images"]))
 
     if cfg.use_vae:
 
@@ -157,9 +155,7 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
             method=ACT.encode,
         )
 
-    enc_f, enc_b = _fwd_bwd(encode, params, batch["images"])
-    encode_ms = {"forward_ms": 1000 * _median_s(enc_f, warmup, steps)}
-    encode_ms["forward_backward_ms"] = 1000 * _median_s(enc_b, warmup, steps)
+    encode_ms = timings(*_fwd_bwd(encode, params, batch["images"]))
     rows.append(
         {
             "part": "encoder",
