@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from act_jax import intermediates as im
-from act_jax.resnet import CONV_IMPLS, ResNet18
+from act_jax.resnet import CONV_IMPLS, POOL_IMPLS, ResNet18
 from act_jax.transformer import Decoder, Encoder, EncoderLayer, sine_table_1d, sine_table_2d
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -48,7 +48,7 @@ torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 embedding_init = nn.initializers.normal(1.0)  # PyTorch's nn.Embedding: N(0, 1)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # ACTConfig fields that older saved configs lack; absent, they take the dataclass default.
-OPTIONAL_FIELDS = frozenset({"backbone_conv"})
+OPTIONAL_FIELDS = frozenset({"backbone_conv", "backbone_pool"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,9 @@ class ACTConfig:
     # either way; "fast" avoids XLA:CPU's slow gradient lowerings (bench/conv_backward.py), "auto"
     # takes it where it was measured faster (the CPU, a backbone of width >= 0.5).
     backbone_conv: str = "auto"
+    # The same for the stem's max-pool (act_jax/fast_pool.py, bit-identical); "auto" takes "fast"
+    # on the CPU, where it was measured faster at every width.
+    backbone_pool: str = "auto"
     dtype: str = "float32"
 
     def __post_init__(self):
@@ -123,6 +126,8 @@ class ACTConfig:
             fail("backbone_width", "must be > 0")
         if self.backbone_conv not in CONV_IMPLS:
             fail("backbone_conv", f"must be one of {list(CONV_IMPLS)}")
+        if self.backbone_pool not in POOL_IMPLS:
+            fail("backbone_pool", f"must be one of {list(POOL_IMPLS)}")
         if self.dtype not in DTYPES:
             fail("dtype", f"must be one of {sorted(DTYPES)}")
 
@@ -219,7 +224,7 @@ class ACT(nn.Module):
         dense = dict(dtype=dt, kernel_init=torch_linear_init)
         if cfg.use_vae:
             self.vae_encoder = VAEEncoder(cfg)
-        self.backbone = ResNet18(cfg.backbone_width, dt, cfg.backbone_conv)
+        self.backbone = ResNet18(cfg.backbone_width, dt, cfg.backbone_conv, cfg.backbone_pool)
         self.input_proj = nn.Conv(d, (1, 1), **dense)  # as LeRobot's 1x1 Conv2d
         self.latent_proj = nn.Dense(d, **dense)
         self.state_proj = nn.Dense(d, **dense)

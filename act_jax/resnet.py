@@ -16,11 +16,13 @@ downsample_conv, downsample_bn}`. avgpool and fc are dropped: ACT uses the layer
 `width` multiplies every channel count (1.0 = ResNet18; 0.25 gives 16/32/64/128 channels), for
 CPU-sized configs. Axes are NHWC.
 
-`conv` picks how the convolutions are differentiated, never what they compute: "xla" is XLA's own
-derivative of `lax.conv_general_dilated`; "fast" is `act_jax.fast_conv.conv2d` for the 3x3 and 1x1
-convolutions, the same forward pass with a backward pass written as plain convolutions and
-matmuls, which XLA:CPU runs faster (bench/conv_backward.py). Both keep the parameter `kernel`
-under the same module names, so checkpoints and converted LeRobot weights load into either.
+`conv` and `pool` pick how the convolutions and the max-pool are differentiated, never what they
+compute: "xla" is XLA's own derivative; "fast" is `act_jax.fast_conv.conv2d` for the 3x3 and 1x1
+convolutions (the same forward pass, a backward pass written as plain convolutions and matmuls,
+which XLA:CPU ran faster on some hosts: bench/conv_backward.py) and `act_jax.fast_pool` for the
+stem's max-pool (XLA's gradient bit for bit, without XLA:CPU's scalar select_and_scatter). Both
+keep the parameter `kernel` under the same module names, so
+checkpoints and converted LeRobot weights load into either.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from act_jax import fast_conv
+from act_jax import fast_conv, fast_pool
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 CONV_IMPLS = ("auto", "xla", "fast")
@@ -41,6 +43,7 @@ CONV_IMPLS = ("auto", "xla", "fast")
 # each (bench/reference_results/cpu/conv_impl_*.json); on an accelerator XLA's own lowering is the
 # one tuned for it.
 AUTO_FAST_MIN_WIDTH = 0.5
+POOL_IMPLS = ("auto", "xla", "fast")
 
 
 def resolve_conv(impl: str, width: float) -> str:
@@ -50,6 +53,16 @@ def resolve_conv(impl: str, width: float) -> str:
     if impl != "auto":
         return impl
     return "fast" if jax.default_backend() == "cpu" and width >= AUTO_FAST_MIN_WIDTH else "xla"
+
+
+def resolve_pool(impl: str) -> str:
+    """The max-pool backward "auto" stands for on this backend: `fast_pool`'s on the CPU, where
+    it was measured faster at every width (bench/pool_backward.py), XLA's own elsewhere."""
+    if impl not in POOL_IMPLS:
+        raise ValueError(f"pool impl {impl!r}: expected one of {POOL_IMPLS}")
+    if impl != "auto":
+        return impl
+    return "fast" if jax.default_backend() == "cpu" else "xla"
 
 
 # torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
@@ -164,11 +177,14 @@ class ResNet18(nn.Module):
         dtype: compute dtype.
         conv: "xla", "fast" or "auto" (`resolve_conv`): how the convolutions are differentiated
             (the same numbers).
+        pool: "xla", "fast" or "auto" (`resolve_pool`): how the max-pool is differentiated
+            (the same bits).
     """
 
     width: float = 1.0
     dtype: jnp.dtype = jnp.float32
     conv: str = "auto"
+    pool: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -177,7 +193,10 @@ class ResNet18(nn.Module):
         conv = resolve_conv(self.conv, self.width)
         x = Conv2d(chans[0], 7, 2, conv, self.dtype, name="conv1")(x)
         x = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        if resolve_pool(self.pool) == "fast":
+            x = fast_pool.max_pool_3x3s2(x)
+        else:
+            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for k, c in enumerate(chans):
             stride = 1 if k == 0 else 2
             x = ResNetStage(c, stride, self.dtype, conv, name=f"layer{k + 1}")(x)

@@ -67,7 +67,7 @@ def state_to_dict(state: TrainState) -> dict:
 
 
 # config.model fields a run may change on resume: the same parameters and numbers either way.
-HOW_NOT_WHAT = frozenset({"backbone_conv"})
+HOW_NOT_WHAT = frozenset({"backbone_conv", "backbone_pool"})
 
 
 def _check_same_model(

@@ -40,6 +40,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_model() -> str:
+    """The CPU's model name and widest vector extension, from /proc/cpuinfo ("" off Linux).
+
+    Which backward pass is fastest depends on the CPU (bench/step_profile.py: XLA's own conv
+    gradient beat act_jax.fast_conv's on an AVX-512 EPYC, the reverse on the host of 2026-12-03's
+    figures), so every record says which CPU it ran on.
+    """
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return ""
+    fields = dict(ln.split(":", 1) for ln in text.splitlines()[::-1] if ":" in ln)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}  # the first CPU's, read last
+    name, flags = fields.get("model name", ""), fields.get("flags", "").split()
+    widest = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
+    return f"{name} ({widest})"
+
+
 def timed(fn: Callable[[], object], warmup: int, steps: int) -> tuple[float, list[float]]:
     """Runs `fn` warmup + steps times; returns (first call seconds, the timed calls' seconds)."""
     t0 = time.perf_counter()

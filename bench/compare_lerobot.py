@@ -47,6 +47,9 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))  # run as a script from anywhere
+import act_bench_common  # noqa: E402 (beside this script)
+
 DEFAULT_LEROBOT_PY = BENCH / ".venvs" / "lerobot" / "bin" / "python"
 RESULTS = BENCH / "results" / "compare_lerobot.json"
 
@@ -288,6 +291,12 @@ def _parser() -> argparse.ArgumentParser:
         default="fast",
         help="the JAX side's backbone convolution backward (act_jax/resnet.py; same numbers)",
     )
+    parser.add_argument(
+        "--backbone-pool",
+        choices=["xla", "fast"],
+        default="fast",
+        help="the JAX side's max-pool backward (act_jax/fast_pool.py; the same bits)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     return parser
@@ -326,7 +335,11 @@ def _compare(preset: str, workload: str, known: dict, args, cpus, bar) -> dict:
     steps = args.steps if workload == "train" else args.infer_steps
     row = {"preset": preset, "workload": workload, "note": known[preset]["note"], "spec": spec}
     records = {"jax": [], "lerobot": []}
-    jax_extra = {"backbone_width": 1.0, "backbone_conv": args.backbone_conv}
+    jax_extra = {
+        "backbone_width": 1.0,
+        "backbone_conv": args.backbone_conv,
+        "backbone_pool": args.backbone_pool,
+    }
     sides = (
         ("jax", Path(sys.executable), "jax_act.py", jax_extra),
         ("lerobot", args.lerobot_python, "lerobot_act.py", {}),
@@ -388,6 +401,7 @@ def main(argv=None) -> int:
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "cpu_count": os.cpu_count(),
+        "cpu_model": act_bench_common.cpu_model(),
         "loadavg_end": os.getloadavg(),
         "steps": args.steps,
         "infer_steps": args.infer_steps,
@@ -395,6 +409,7 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
         "single_thread": args.single_thread,
         "backbone_conv": args.backbone_conv,
+        "backbone_pool": args.backbone_pool,
         "cpus": sorted(cpus) if cpus else "all",
         "rows": rows,
     }

@@ -32,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import act_bench_common  # noqa: E402 (beside this script)
 from act_bench_common import SHARED_SPEC, peak_rss_mb  # noqa: E402
 
-DEFAULT_SPEC = {**SHARED_SPEC, "backbone_width": 1.0, "backbone_conv": "xla"}
+DEFAULT_SPEC = {
+    **SHARED_SPEC,
+    "backbone_width": 1.0,
+    "backbone_conv": "xla",
+    "backbone_pool": "xla",
+}
 KL_WEIGHT = 10.0  # LeRobot's ACTConfig.kl_weight
 
 
@@ -186,6 +191,7 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": act_bench_common.cpu_model(),
         "cpus_allowed": len(os.sched_getaffinity(0)),
     }
     if mode == "train":

@@ -155,6 +155,7 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": act_bench_common.cpu_model(),
         "cpus_allowed": len(os.sched_getaffinity(0)),
     }
     if mode == "train":

@@ -11,7 +11,8 @@ sees inside the real step (each stage's input is the previous stage's output on 
 timed as the median of `--steps` calls after a warm-up, each waited for:
 
     h2d              the batch from numpy onto the device (`jax.device_put`)
-    backbone/stem    conv1 + frozen batch-norm + max-pool, all cameras in one call
+    backbone/stem    conv1 + frozen batch-norm + max-pool, all cameras in one call (backward:
+                     the kernel's gradient only; nothing differentiates the images)
     backbone/layerK  ResNet stage K (two BasicBlocks)
     vae_encoder      the posterior q(z | state, actions)
     encoder          `ACT.encode` minus the backbone: token assembly and the transformer encoder
@@ -52,8 +53,10 @@ def _median_s(fn, warmup: int, steps: int) -> float:
     return statistics.median(times)
 
 
-def _fwd_bwd(f, params, x):
-    """(forward(), forward_backward()) of `f(params, x)`, both jitted and blocking."""
+def _fwd_bwd(f, params, x, input_grad: bool = True):
+    """(forward(), forward_backward()) of `f(params, x)`, both jitted and blocking; the backward
+    w.r.t. the parameters, and the input too unless `input_grad` is False (the images: the step
+    never differentiates them)."""
     import jax
     import jax.numpy as jnp
 
@@ -61,7 +64,10 @@ def _fwd_bwd(f, params, x):
 
     @jax.jit
     def both(p, x):
-        y, pull = jax.vjp(f, p, x)
+        if not input_grad:
+            y, pull = jax.vjp(lambda p: f(p, x), p)
+        else:
+            y, pull = jax.vjp(f, p, x)
         return pull(jax.tree.map(jnp.ones_like, y))
 
     return (
@@ -79,8 +85,16 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
     import optax
     from jax_act import _train_step, act_config, make_batch
 
+    from act_jax.fast_pool import max_pool_3x3s2
     from act_jax.model import ACT, IMAGENET_MEAN, IMAGENET_STD, init_variables
-    from act_jax.resnet import Conv2d, FrozenBatchNorm, ResNetStage, channels, resolve_conv
+    from act_jax.resnet import (
+        Conv2d,
+        FrozenBatchNorm,
+        ResNetStage,
+        channels,
+        resolve_conv,
+        resolve_pool,
+    )
 
     cfg = act_config(spec)
     model = ACT(cfg)
@@ -109,13 +123,22 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
     conv = resolve_conv(cfg.backbone_conv, cfg.backbone_width)
     chans = channels(cfg.backbone_width)
 
+    fast_pool = resolve_pool(cfg.backbone_pool) == "fast"
+
     def stem(p, x):
         y = Conv2d(chans[0], 7, 2, conv, jnp.float32).apply({"params": p["conv1"]}, x)
         y = nn.relu(FrozenBatchNorm().apply({"batch_stats": bs["bn1"]}, y))
+        if fast_pool:
+            return max_pool_3x3s2(y)
         return nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
     stem_p = {"conv1": bp["conv1"]}
-    add("backbone/stem", *_fwd_bwd(stem, stem_p, x), note=f"input {tuple(x.shape)}")
+    pool = "fast_pool" if fast_pool else "XLA's pool"
+    add(
+        "backbone/stem",
+        *_fwd_bwd(stem, stem_p, x, input_grad=False),
+        note=f"input {tuple(x.shape)}, {pool}",
+    )
     h = jax.jit(stem)(stem_p, x)
     for k, c in enumerate(chans):
         name = f"layer{k + 1}"
@@ -163,7 +186,8 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
             **{k: encode_ms[k] - backbone_total[k] for k in encode_ms},
         }
     )
-    print(f"  {'encoder':18s} (encode {encode_ms}, backbone {backbone_total})", flush=True)
+    shown = "  ".join(f"{k} {v:8.1f}" for k, v in rows[-1].items() if k.endswith("_ms"))
+    print(f"  {'encoder':18s} {shown}", flush=True)
     memory, pos = jax.jit(encode)(params, batch["images"])
 
     def decode(p, memory):
@@ -262,6 +286,7 @@ def main(argv=None) -> int:
         "command": "python bench/step_profile.py " + " ".join(argv or sys.argv[1:]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpu_model": act_bench_common.cpu_model(),
         "presets": {},
     }
     for name in names:
