@@ -158,7 +158,10 @@ def test_a_late_reply_is_consumed_before_the_sdk_retries():
                     return ph.ping(port, 2)
 
             assert line.call(ping_first_one_late) == (777, sdk.COMM_SUCCESS, 0)
-            assert len(attempts) == 2 and line.settles == 2
+            # The first attempt is late by construction; on a loaded host a retry can time out
+            # too (the SDK's own timeout is tight). Whatever the count, every retry came after
+            # a settle, and the answer is the right one.
+            assert len(attempts) >= 2 and line.settles == 1 + (len(attempts) - 1)
             assert line.call(ph.read2ByteTxRx, port, 2, 3) == (777, sdk.COMM_SUCCESS, 0)
         finally:
             port.closePort()
