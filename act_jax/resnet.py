@@ -65,6 +65,13 @@ def resolve_pool(impl: str) -> str:
     return "fast" if jax.default_backend() == "cpu" else "xla"
 
 
+def stem_max_pool(x, impl: str = "auto"):
+    """torchvision's stem max-pool (3x3, stride 2, padding 1), differentiated by `impl`."""
+    if resolve_pool(impl) == "fast":
+        return fast_pool.max_pool_3x3s2(x)
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
 # torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -193,10 +200,7 @@ class ResNet18(nn.Module):
         conv = resolve_conv(self.conv, self.width)
         x = Conv2d(chans[0], 7, 2, conv, self.dtype, name="conv1")(x)
         x = nn.relu(FrozenBatchNorm(dtype=self.dtype, name="bn1")(x))
-        if resolve_pool(self.pool) == "fast":
-            x = fast_pool.max_pool_3x3s2(x)
-        else:
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = stem_max_pool(x, self.pool)
         for k, c in enumerate(chans):
             stride = 1 if k == 0 else 2
             x = ResNetStage(c, stride, self.dtype, conv, name=f"layer{k + 1}")(x)

@@ -58,6 +58,19 @@ def cpu_model() -> str:
     return f"{name} ({widest})"
 
 
+def set_xla_threads(threads: int) -> None:
+    """XLA:CPU compute threads for this process (0 leaves XLA's default: all cores); call
+    before jax is imported."""
+    import os
+
+    if not threads:
+        return
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    if threads > 1:
+        flags = f"intra_op_parallelism_threads={threads}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+
+
 def timed(fn: Callable[[], object], warmup: int, steps: int) -> tuple[float, list[float]]:
     """Runs `fn` warmup + steps times; returns (first call seconds, the timed calls' seconds)."""
     t0 = time.perf_counter()

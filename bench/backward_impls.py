@@ -78,11 +78,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 0:
         p.error("--rounds and --steps must be >= 1, --threads >= 0")
-    if args.threads:
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        if args.threads > 1:
-            flags = f"intra_op_parallelism_threads={args.threads}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    act_bench_common.set_xla_threads(args.threads)
     from compare_lerobot import presets
 
     known = presets(HERE.parent / "configs" / "sim_default.py")

@@ -85,7 +85,6 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
     import optax
     from jax_act import _train_step, act_config, make_batch
 
-    from act_jax.fast_pool import max_pool_3x3s2
     from act_jax.model import ACT, IMAGENET_MEAN, IMAGENET_STD, init_variables
     from act_jax.resnet import (
         Conv2d,
@@ -94,6 +93,7 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
         channels,
         resolve_conv,
         resolve_pool,
+        stem_max_pool,
     )
 
     cfg = act_config(spec)
@@ -128,9 +128,7 @@ def profile(spec: dict, steps: int, warmup: int, seed: int = 0) -> dict:
     def stem(p, x):
         y = Conv2d(chans[0], 7, 2, conv, jnp.float32).apply({"params": p["conv1"]}, x)
         y = nn.relu(FrozenBatchNorm().apply({"batch_stats": bs["bn1"]}, y))
-        if fast_pool:
-            return max_pool_3x3s2(y)
-        return nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        return stem_max_pool(y, cfg.backbone_pool)
 
     stem_p = {"conv1": bp["conv1"]}
     pool = "fast_pool" if fast_pool else "XLA's pool"
@@ -261,11 +259,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 1 or args.threads < 0:
         p.error("--steps and --warmup must be >= 1, --threads >= 0")
-    if args.threads:
-        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        if args.threads > 1:
-            flags = f"intra_op_parallelism_threads={args.threads}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    act_bench_common.set_xla_threads(args.threads)
     from compare_lerobot import presets
 
     known = presets(HERE.parent / "configs" / "sim_default.py")
