@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers_cameras import write_test_video
 from helpers_data import build_dataset, subprocess_env
+from helpers_wire import assert_torque_off_last
 
 from act_jax import train
 from act_jax.policy import Policy
@@ -240,9 +241,7 @@ def test_wire_log_of_an_emulated_episode(policy):
     moved = goals[1:7]
     assert np.ptp(moved, axis=0).max() > 0.05  # the policy's actions, not a held pose
     np.testing.assert_allclose(goals[-1], home_inside_limits(calib), atol=0.2)  # parked at start
-    torque = [(i, v) for _, i, v in emu.writes("Torque_Enable")]
-    assert torque[-6:] == [(i, 0) for i in range(1, 7)]  # and torque off last
-    assert all(t <= emu.writes("Torque_Enable")[-1][0] for t, *_ in emu.writes("Goal_Position"))
+    assert_torque_off_last(emu)
 
 
 @pytest.mark.parametrize(
@@ -322,8 +321,7 @@ def test_nan_policy_stops_the_arm_and_exits_non_zero(checkpoint, nan_policy, mon
     assert np.isfinite(goals).all() and (goals >= lo - 1).all() and (goals <= hi + 1).all()
     held = np.broadcast_to(home_inside_limits(calib), goals[1:].shape)
     np.testing.assert_allclose(goals[1:], held, atol=0.5)  # the last safe pose, held
-    torque = [(i, v) for _, i, v in box["emu"].writes("Torque_Enable")]
-    assert torque[-6:] == [(i, 0) for i in range(1, 7)]
+    assert_torque_off_last(box["emu"])
 
 
 def test_unconfirmed_torque_off_is_named_and_never_claimed(checkpoint, policy, monkeypatch, capsys):

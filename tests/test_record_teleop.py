@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers_wire import assert_torque_off_last
 
 from hardware.arms.safety import SafetyConfig
 from hardware.emulation.emulated_arm import default_calibration, emulate_arm
@@ -276,8 +277,7 @@ def test_prompt_records_rerecords_and_stops(arms, calibrations, tmp_path):
     assert len(ep) == 6 and ep.frames("top").shape == (6, 48, 64, 3)
     assert ep.meta.success and ep.meta.extra["success_by"].startswith("operator")
     assert ep.timestamp[-1] > 0.1  # wall-clock timestamps at 30 fps
-    torque = [v for _, _, v in arms[0].writes("Torque_Enable")]
-    assert torque[-6:] == [0] * 6
+    assert_torque_off_last(arms[0])
     assert [v for _, _, v in arms[1].writes("Torque_Enable") if v] == []  # leader stays limp
 
 
@@ -336,10 +336,7 @@ def test_a_stop_signal_mid_episode_keeps_earlier_episodes_and_parks(
     lo, hi = calib.limits()
     m = SafetyConfig().margin
     np.testing.assert_allclose(parked, np.clip(start, lo + m, hi - m), atol=0.2)
-    torque = follower.writes("Torque_Enable")
-    assert [(i, v) for _, i, v in torque[-6:]] == [(i, 0) for i in range(1, 7)]
-    assert follower.writes("Goal_Position")[-1][0] <= torque[-6][0]
-    assert [follower.get(i, "Torque_Enable") for i in range(1, 7)] == [0] * 6
+    assert_torque_off_last(follower)
 
 
 def test_a_lost_servo_mid_episode_is_a_protective_stop(arms, calibrations, tmp_path):
