@@ -32,7 +32,9 @@ SHARED_SPEC = {
     "dropout": 0.1,
     "pre_norm": False,
     "use_vae": True,
+    "device": "cpu",  # or "gpu": the first CUDA device (JAX_PLATFORMS=cuda; torch "cuda")
 }
+DEVICES = ("cpu", "gpu")
 
 
 def peak_rss_mb() -> float:
@@ -119,6 +121,8 @@ def main(
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be >= 1")
     spec = {**default_spec, **overrides}
+    if spec["device"] not in DEVICES:
+        parser.error(f"--spec device must be one of {DEVICES}, got {spec['device']!r}")
     record = run(spec, args.mode, args.steps, args.warmup, args.seed)
     json.dump(record, sys.stdout)
     sys.stdout.write("\n")

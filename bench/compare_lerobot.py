@@ -18,6 +18,10 @@ spinning OpenMP threads slow down several-fold while XLA's thread pool barely do
 `--single-thread` (one compute thread per library) and `--rounds` (alternate the two sides
 several times and keep each side's least disturbed round).
 
+On a GPU machine, `--device gpu --lerobot-python python3` runs both sides on its first CUDA device
+(each library's default precision: torch's fp32 matmuls, cuDNN allowed TF32; XLA's default, which
+may use TF32) and adds each side's peak device memory; `bench/device_check.sh lerobot` is that run.
+
 Presets (the same architecture on both sides; LeRobot's backbone is always a full ResNet18, so the
 JAX side uses backbone_width=1.0):
     seed         LeRobot's ACTConfig defaults (dim 512, 8 heads, FFN 3200, chunk 100, 4 encoder
@@ -39,6 +43,7 @@ import datetime
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,8 +194,8 @@ def fmt_ms(rec: dict) -> str:
     return "failed" if "error" in rec else f"{1000 * rec['median_s']:,.1f}"
 
 
-def fmt_mb(rec: dict) -> str:
-    return "-" if "error" in rec else f"{rec['peak_rss_mb']:,.0f}"
+def fmt_mb(rec: dict, key: str = "peak_rss_mb") -> str:
+    return "-" if "error" in rec or rec.get(key) is None else f"{rec[key]:,.0f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -204,6 +209,8 @@ def table(rows: list[dict]) -> str:
         "JAX compile s",
         "JAX peak RSS MB",
         "torch peak RSS MB",
+        "JAX device peak MB",
+        "torch device peak MB",
         "params JAX",
         "params torch",
         "load 1-min",
@@ -221,6 +228,8 @@ def table(rows: list[dict]) -> str:
             "-" if "error" in j else f"{j['compile_s']:.1f}",
             fmt_mb(j),
             fmt_mb(t),
+            fmt_mb(j, "device_peak_mb"),
+            fmt_mb(t, "device_peak_mb"),
             "-" if "error" in j else f"{j['n_params']:,}",
             "-" if "error" in t else f"{t['n_params']:,}",
             f"{max(j['loadavg_after'][0], t['loadavg_after'][0]):.1f}" if ok else "-",
@@ -287,15 +296,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backbone-conv",
-        choices=["xla", "fast"],
-        default="fast",
-        help="the JAX side's backbone convolution backward (act_jax/resnet.py; same numbers)",
+        choices=["auto", "xla", "fast"],
+        default="auto",
+        help="the JAX side's backbone convolution backward (act_jax/resnet.py; same numbers; "
+        "auto: what the model picks for the backend and width)",
     )
     parser.add_argument(
         "--backbone-pool",
-        choices=["xla", "fast"],
-        default="fast",
+        choices=["auto", "xla", "fast"],
+        default="auto",
         help="the JAX side's max-pool backward (act_jax/fast_pool.py; the same bits)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="where both sides run: gpu is the first CUDA device (JAX_PLATFORMS=cuda, torch "
+        "'cuda'); peak device memory is then reported beside peak RSS",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
@@ -308,6 +325,8 @@ def _checked(parser: argparse.ArgumentParser, args) -> tuple[dict, list, list, s
     if args.quick:
         # Cheap steps: take more of them, since the first few calls are slow on a loaded CPU.
         args.presets, args.steps, args.infer_steps, args.warmup = "quick", 10, 20, 3
+    if not args.lerobot_python.exists() and shutil.which(str(args.lerobot_python)):
+        args.lerobot_python = Path(shutil.which(str(args.lerobot_python)))
     if not args.lerobot_python.exists():
         parser.error(
             f"--lerobot-python {args.lerobot_python} does not exist: run "
@@ -331,7 +350,7 @@ def _checked(parser: argparse.ArgumentParser, args) -> tuple[dict, list, list, s
 def _compare(preset: str, workload: str, known: dict, args, cpus, bar) -> dict:
     """One row: `--rounds` alternating JAX and LeRobot workers at the preset's shapes, each
     side's least disturbed round, and the ratios."""
-    spec = known[preset]["spec"]
+    spec = {**known[preset]["spec"], "device": args.device}
     steps = args.steps if workload == "train" else args.infer_steps
     row = {"preset": preset, "workload": workload, "note": known[preset]["note"], "spec": spec}
     records = {"jax": [], "lerobot": []}
@@ -371,6 +390,8 @@ def _compare(preset: str, workload: str, known: dict, args, cpus, bar) -> dict:
     if "error" not in j and "error" not in t:
         row["ratio_jax_over_torch"] = j["median_s"] / t["median_s"]
         row["peak_rss_ratio_jax_over_torch"] = j["peak_rss_mb"] / t["peak_rss_mb"]
+        if j.get("device_peak_mb") and t.get("device_peak_mb"):
+            row["device_peak_ratio_jax_over_torch"] = j["device_peak_mb"] / t["device_peak_mb"]
         row["params_equal"] = j["n_params"] == t["n_params"]
         if not row["params_equal"]:
             tqdm.write(
@@ -408,6 +429,7 @@ def main(argv=None) -> int:
         "warmup": args.warmup,
         "rounds": args.rounds,
         "single_thread": args.single_thread,
+        "device": args.device,
         "backbone_conv": args.backbone_conv,
         "backbone_pool": args.backbone_pool,
         "cpus": sorted(cpus) if cpus else "all",

@@ -2,12 +2,18 @@
 # GPU checks, run on a lent GPU machine (see the `device` tool) from the repo root:
 #   bash bench/device_check.sh smoke   # environment, a seed-config train step, a 20-step sweep
 #   bash bench/device_check.sh full    # the sweep that chose configs/sim_default.py
+#   bash bench/device_check.sh lerobot # bench/compare_lerobot.py on the GPU: seed and cpu_default
 # The machine has jax[cuda], flax, optax, orbax; the rest travels as wheels in .whl/ (pure-Python
 # ml_collections and tensorboardX, mujoco-core for the sim) and EGL loaders in .gl/ (both
 # git-ignored; pass them in the device tool's `carry`). Fetch them once, here:
 #   .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl ml_collections tensorboardX \
 #     mujoco==4.0.0 mujoco-core==4.0.0 glfw pyopengl
+# For `lerobot` (the machine has torch and torchvision): lerobot==0.4.4 and what its ACT import
+# needs beyond them, the pins of bench/lerobot_env.sh: draccus==0.10.0 mergedeep pyyaml-include
+# toml "gymnasium>=1.1.1,<2" farama-notifications "datasets>=4.0,<5" dill multiprocess
+# "diffusers>=0.27.2,<0.36" pyserial "deepdiff>=7.0.1,<9" orderly-set "av>=15,<16"
+# "huggingface-hub>=0.34.2,<0.36" (no mujoco there: .whl must stay under the device's 64 MiB).
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   mkdir -p .gl /tmp/amd64/partial; apt-get $o update; (cd .gl && apt-get $o download \
 #     libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
@@ -15,10 +21,20 @@ set -uo pipefail
 MODE=${1:-smoke}
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done; ldconfig
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD MUJOCO_GL=egl PYTHONUNBUFFERED=1
+if [ "$MODE" = lerobot ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import jax, torch, lerobot.policies.act.modeling_act as m; \
+print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__, torch.cuda.is_available())"
+  # Both sides on the GPU, one fresh process per (preset, workload, side), one after another.
+  timeout 480 python3 bench/compare_lerobot.py --device gpu --lerobot-python python3 \
+    --presets seed,cpu_default --steps 20 --infer-steps 50 --warmup 3 --timeout 150 \
+    --out "$OUT/compare_lerobot_gpu.json"
+  exit
+fi
 python3 -c "import jax, flax, optax, orbax.checkpoint as o, mujoco; \
 print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__, \
 'mujoco', mujoco.__version__)"

@@ -145,8 +145,17 @@ def _inference(model, spec: dict, variables, seed: int):
     return step, compile_s, out_shape
 
 
+def device_peak_mb(jax) -> float | None:
+    """Peak bytes the first device's allocator has held, in MiB (None where it does not say:
+    XLA:CPU keeps no such count; RSS stands for it there)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
 def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
     """Build, compile and time `mode` ("train" or "infer"); return the result record."""
+    os.environ["JAX_PLATFORMS"] = "cuda" if spec["device"] == "gpu" else "cpu"
     import jax
 
     from act_jax.model import ACT, count_params, init_variables
@@ -188,6 +197,10 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
         "loadavg_after": os.getloadavg(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "device_kind": jax.local_devices()[0].device_kind,
+        "device_peak_mb": device_peak_mb(jax),
+        # XLA's default on a GPU may run float32 matmuls and convolutions as TF32.
+        "default_matmul_precision": jax.config.jax_default_matmul_precision,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),

@@ -52,7 +52,7 @@ def build_policy(spec: dict):
         input_features=inputs,
         output_features={"action": PolicyFeature(FeatureType.ACTION, (spec["action_dim"],))},
         pretrained_backbone_weights=None,
-        device="cpu",
+        device=torch_device(spec),
         chunk_size=spec["chunk_size"],
         n_action_steps=spec["chunk_size"],
         dim_model=spec["dim_model"],
@@ -67,6 +67,10 @@ def build_policy(spec: dict):
         use_vae=spec["use_vae"],
     )
     return ACTPolicy(config), config
+
+
+def torch_device(spec: dict) -> str:
+    return "cuda" if spec["device"] == "gpu" else "cpu"
 
 
 def make_batch(spec: dict, batch_size: int, with_actions: bool, seed: int = 0) -> dict:
@@ -84,7 +88,7 @@ def make_batch(spec: dict, batch_size: int, with_actions: bool, seed: int = 0) -
         pad = torch.zeros(batch_size, c, dtype=torch.bool)
         pad[:, c - max(1, c // 10) :] = True  # the chunk runs past the episode end
         batch["action_is_pad"] = pad
-    return batch
+    return {k: v.to(torch_device(spec)) for k, v in batch.items()}
 
 
 def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
@@ -95,6 +99,10 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
     rss_start = peak_rss_mb()
     t0 = time.perf_counter()
     policy, config = build_policy(spec)
+    policy.to(torch_device(spec))
+    gpu = spec["device"] == "gpu"
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     build_s = time.perf_counter() - t0
     n_params = sum(p.numel() for p in policy.parameters())
     n_backbone = sum(
@@ -128,6 +136,8 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
 
         def step():
             actions = policy.predict_action_chunk(batch)
+            if gpu:
+                torch.cuda.synchronize()  # the call returns before the GPU is done
             out_shape[:] = list(actions.shape)
     else:
         raise ValueError(f"--mode must be 'train' or 'infer', got {mode!r}")
@@ -158,6 +168,16 @@ def run(spec: dict, mode: str, steps: int, warmup: int, seed: int) -> dict:
         "cpu_model": act_bench_common.cpu_model(),
         "cpus_allowed": len(os.sched_getaffinity(0)),
     }
+    if gpu:
+        record.update(
+            gpu_name=torch.cuda.get_device_name(),
+            device_peak_mb=torch.cuda.max_memory_allocated() / 2**20,
+            device_peak_reserved_mb=torch.cuda.max_memory_reserved() / 2**20,
+            # torch's defaults, as a user gets them: fp32 matmuls in full precision, cuDNN
+            # convolutions allowed TF32.
+            matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+            cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+        )
     if mode == "train":
         record["losses"] = losses
     else:
