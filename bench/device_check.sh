@@ -12,8 +12,9 @@
 # For `lerobot` (the machine has torch and torchvision): lerobot==0.4.4 and what its ACT import
 # needs beyond them, the pins of bench/lerobot_env.sh: draccus==0.10.0 mergedeep pyyaml-include
 # toml "gymnasium>=1.1.1,<2" farama-notifications "datasets>=4.0,<5" dill multiprocess
-# "diffusers>=0.27.2,<0.36" pyserial "deepdiff>=7.0.1,<9" orderly-set "av>=15,<16"
-# "huggingface-hub>=0.34.2,<0.36" (no mujoco there: .whl must stay under the device's 64 MiB).
+# "diffusers>=0.27.2,<0.36" pyserial "deepdiff>=7.0.1,<9" orderly-set "av>=15,<16" (no mujoco
+# there: .whl must stay under the device's 64 MiB). Not huggingface-hub: the machine's transformers,
+# which lerobot imports when it is installed, needs the machine's own.
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   mkdir -p .gl /tmp/amd64/partial; apt-get $o update; (cd .gl && apt-get $o download \
 #     libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
@@ -27,8 +28,15 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD MUJOCO_GL=egl PYTHONUNBUFFERED=1
 if [ "$MODE" = lerobot ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  # lerobot 0.4.4 imports its GR00T policy whenever transformers is installed, and that module
+  # fails on the machine's transformers 5; ACT never uses it. None in sys.modules makes Python
+  # (and lerobot's is_package_available) treat transformers as absent, as in bench/lerobot_env.sh.
+  mkdir -p /tmp/hide && echo 'import sys; sys.modules["transformers"] = None' \
+    > /tmp/hide/sitecustomize.py
+  export PYTHONPATH=/tmp/hide:$PYTHONPATH
   python3 -c "import jax, torch, lerobot.policies.act.modeling_act as m; \
-print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__, torch.cuda.is_available())"
+print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__, torch.cuda.is_available())" \
+    || exit 1
   # Both sides on the GPU, one fresh process per (preset, workload, side), one after another.
   timeout 480 python3 bench/compare_lerobot.py --device gpu --lerobot-python python3 \
     --presets seed,cpu_default --steps 20 --infer-steps 50 --warmup 3 --timeout 150 \
