@@ -111,6 +111,7 @@ def summarize(results: dict) -> dict:
         row["finetune_loss_last"] = [
             r["finetune_loss"].get("last", {}).get("loss") for r in by_seed.values()
         ]
+        row["wall_time_s"] = [r.get("wall_time_s") for r in by_seed.values()]  # None: older run
         table[preset] = row
     any_run = next(iter(next(iter(results.values())).values()))
     return {

@@ -392,6 +392,14 @@ def snap_section(page: Page, report: ReportData) -> None:
     snap.add_section(page, *report.studies["snap"])
 
 
+def lookup_verdict_section(page: Page, report: ReportData) -> None:
+    """The whole lookup study's verdict: coverage, snap, key-value memory, fine-tunes
+    (`interp.lookup_verdict`)."""
+    from interp import lookup_verdict
+
+    lookup_verdict.add_section(page, *report.studies["lookup_verdict"])
+
+
 LOOKUP_STUDY = page_study("--lookup-study", "lookup", lambda doc: {"verdict": doc["verdict"]})
 SNAP = page_study(
     "--snap",
@@ -410,5 +418,7 @@ register(Section("attention", 30, attention_section))
 register(Section("claim_3", 40, claim_3_section))
 register(Section("lookup_study", 50, lookup_study_section, study=LOOKUP_STUDY))
 register(Section("snap", 55, snap_section, study=SNAP))
+LOOKUP_VERDICT = page_study("--lookup-verdict", "verdict", lambda doc: {"verdict": doc["verdict"]})
+register(Section("lookup_verdict", 57, lookup_verdict_section, study=LOOKUP_VERDICT))
 register(Section("trees", 90, trees_section))
 register(Section("reproduce", 100, reproduce_section))

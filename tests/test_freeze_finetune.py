@@ -50,6 +50,7 @@ def test_only_the_trainable_set_moves_and_everything_is_reported(base_run, tmp_p
     result = json.loads((workdir / "freeze_finetune.json").read_text())
     assert result["frozen_unchanged"] and result["frozen_moved"] == []
     assert result["finetune_loss"]["last"]["step"] == 2 and not result["replay_old"]
+    assert result["wall_time_s"] > 0
     moved = {r["module"] for r in result["param_change"] if r["changed"]}
     assert moved == {"action_head", "decoder/layer_0/mlp", "decoder/layer_0/norm3"}
     # Evaluation starts are jittered (3 mm, 3 deg): every rollout an independent outcome.
@@ -242,6 +243,7 @@ def test_compare_runs_every_preset_and_seed_once_and_reuses_the_base_evaluation(
     assert set(doc["presets"]) == {"action_head", "encoder_mlp"}
     assert doc["presets"]["action_head"]["cached"] and not doc["presets"]["encoder_mlp"]["cached"]
     assert set(doc["presets"]["encoder_mlp"]["new"]["per_seed"]) == {"0", "1"}
+    assert all(t > 0 for t in doc["presets"]["encoder_mlp"]["wall_time_s"])
     runs = sorted(p.name for p in workdir.iterdir() if p.is_dir())
     assert runs == ["action_head_s0", "action_head_s1", "encoder_mlp_s0", "encoder_mlp_s1"]
     # The base was evaluated once: every later run reused those numbers.
