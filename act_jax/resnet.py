@@ -38,11 +38,11 @@ from act_jax import fast_conv, fast_pool
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 CONV_IMPLS = ("auto", "xla", "fast")
-# "auto" takes "fast" on the CPU for backbones at least this wide: train steps measured 1.9x
-# faster at width 1.0, and no faster at width 0.25 (0.61 vs 0.59 s, 23% more memory), one thread
-# each (bench/reference_results/cpu/conv_impl_*.json); on an accelerator XLA's own lowering is the
-# one tuned for it.
-AUTO_FAST_MIN_WIDTH = 0.5
+# "auto" is XLA's own backward everywhere. `fast_conv` was 1.9x faster a train step at width 1.0
+# on the host of 2026-12-03 (its CPU not recorded), but slower on both CPUs measured since: an AMD
+# EPYC (1.2-1.5x, loaded) and an Intel Xeon (quiet, 2026-12-04: 1.74 vs 1.57 s at one thread,
+# 1.80 vs 1.56 s at two; bench/reference_results/cpu/conv_impl_cpu_default_*_2026-12-04.json),
+# both with AVX-512, and it holds more memory. `backbone_conv="fast"` still chooses it.
 POOL_IMPLS = ("auto", "xla", "fast")
 
 
@@ -52,7 +52,8 @@ def resolve_conv(impl: str, width: float) -> str:
         raise ValueError(f"conv impl {impl!r}: expected one of {CONV_IMPLS}")
     if impl != "auto":
         return impl
-    return "fast" if jax.default_backend() == "cpu" and width >= AUTO_FAST_MIN_WIDTH else "xla"
+    del width  # kept in the signature: a rule by width may return with more CPUs measured
+    return "xla"
 
 
 def resolve_pool(impl: str) -> str:

@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.use_vae = False
     model.latent_dim = 32
     model.backbone_width = 0.25  # ResNet18 with a quarter of the channels: ~3x faster on CPU
-    model.backbone_conv = "auto"  # xla here (narrow); fast on CPU at width >= 0.5 (resnet.py)
+    model.backbone_conv = "auto"  # XLA's own backward; "fast": act_jax/fast_conv.py (resnet.py)
     model.backbone_pool = "auto"  # fast_pool's bit-identical backward on CPU (resnet.py)
     model.dtype = "float32"
 

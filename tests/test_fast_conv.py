@@ -100,9 +100,9 @@ def test_act_config_takes_the_conv_impl_and_older_configs_default_to_auto():
     assert ACTConfig.from_config({**older, "backbone_conv": "fast"}).backbone_conv == "fast"
 
 
-def test_auto_takes_fast_for_wide_backbones_on_the_cpu_only():
+def test_auto_takes_xlas_backward_and_fast_is_chosen_by_name():
     assert jax.default_backend() == "cpu"
-    assert resolve_conv("auto", 1.0) == "fast"
+    assert resolve_conv("auto", 1.0) == "xla"
     assert resolve_conv("auto", 0.25) == "xla"
     assert resolve_conv("xla", 1.0) == "xla" and resolve_conv("fast", 0.25) == "fast"
     assert set(CONV_IMPLS) == {"auto", "xla", "fast"}
